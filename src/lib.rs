@@ -1,0 +1,1 @@
+//! burrow: a rootless container runner.
