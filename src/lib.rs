@@ -1,1 +1,14 @@
 //! burrow: a rootless container runner.
+//!
+//! The launch pipeline, one module per stage: [`cli`] (syntax) → [`spec`] (validated run description) →
+//! [`idmap`] (user namespace maps) → [`launch`] (processes and their handshake) → [`rootfs`] (mount plan and
+//! pivot). [`sys`] holds the only `unsafe` code.
+
+pub mod cli;
+pub mod doctor;
+pub mod idmap;
+pub mod launch;
+pub mod rootfs;
+pub mod run;
+pub mod spec;
+pub mod sys;

@@ -1,0 +1,90 @@
+//! Command-line syntax (clap derive structs only; validation lives in `spec`).
+
+use crate::idmap::UsernsMode;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "burrow",
+    version,
+    about = "Run a rootless container",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in a new rootless container.
+    Run(RunArgs),
+    /// Check what works on this machine and print the fix for what does not.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DoctorArgs {
+    /// Print only failed checks.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    /// Own network namespace with only `lo`.
+    #[default]
+    None,
+    /// Share the host's network namespace.
+    Host,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Directory to use as the container's root filesystem (default: the host's own `/`, read-only).
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Make the --rootfs directory writable in place instead of read-only.
+    #[arg(long)]
+    pub rootfs_rw: bool,
+    /// User namespace mapping.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub userns: Option<UsernsMode>,
+    /// Run the command as this user inside: UID[:GID] or NAME[:GROUP] from the container's /etc/passwd.
+    #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Network: none (own namespace, loopback only) or host.
+    #[arg(long, value_enum, default_value = "none")]
+    pub network: Option<NetworkMode>,
+    /// The container's hostname.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Bind a host path: SRC:DST[:ro|rw] (repeatable).
+    #[arg(long = "volume", short = 'v', value_name = "SRC:DST[:ro|rw]")]
+    pub volumes: Vec<String>,
+    /// Mount a fresh tmpfs at DST (repeatable).
+    #[arg(long, value_name = "DST")]
+    pub tmpfs: Vec<PathBuf>,
+    /// Set an environment variable: K=V, or K to copy it from burrow's environment (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K[=V]")]
+    pub env: Vec<String>,
+    /// Read K=V lines from FILE (blank lines and # comments skipped).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Start from burrow's whole environment instead of a clean one.
+    #[arg(long)]
+    pub preserve_env: bool,
+    /// Exec the command as PID 1 instead of under burrow's init.
+    #[arg(long)]
+    pub no_init: bool,
+    /// Say what burrow decides (mappings, mounts).
+    #[arg(long)]
+    pub verbose: bool,
+    /// The command and its arguments (default: /bin/sh).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}

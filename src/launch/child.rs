@@ -1,0 +1,128 @@
+//! P1: creates the namespaces, waits for P0 to map its IDs, then starts the container's init as PID 1 of a new
+//! PID namespace and waits for it. It stays outside the container's PID namespace so that it can clean up:
+//! when P0 dies (even of SIGKILL) P1 gets SIGTERM through `PR_SET_PDEATHSIG` and kills the whole container.
+
+use super::channel::Channel;
+use super::msg::Msg;
+use super::{child_exit, init, report, signals, Step, StepError};
+use crate::spec::RunSpec;
+use crate::sys::{fork, Forked};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::{getppid, Pid};
+
+/// What P0 tells P1 with `Go`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mapped {
+    /// setgroups(2) is allowed (maps written by the helpers) rather than denied (single-ID map).
+    pub setgroups_allowed: bool,
+}
+
+pub fn main(spec: &RunSpec, chan: Channel, p0: Pid) -> ! {
+    let code = match run(spec, chan, p0) {
+        Ok(code) => code,
+        Err((chan, e)) => report(
+            &chan,
+            e.stage,
+            e.to_string(),
+            e.source.raw_os_error().unwrap_or(0),
+        ),
+    };
+    child_exit(code)
+}
+
+type Failure = (Channel, StepError);
+
+fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
+    macro_rules! t {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Err((chan, e)),
+            }
+        };
+    }
+    t!(nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
+        .step("namespaces", "prctl(PR_SET_PDEATHSIG)"));
+    if getppid() != p0 {
+        return Ok(125); // P0 died before the death signal was armed
+    }
+    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
+    flags |= CloneFlags::CLONE_NEWIPC;
+    if spec.own_netns {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    t!(unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)"));
+    t!(chan.send(&Msg::Unshared).map_err(chan_err));
+    let mapped = match chan.recv() {
+        Ok(Some(Msg::Go)) => Mapped {
+            setgroups_allowed: true,
+        },
+        Ok(Some(Msg::GoSingle)) => Mapped {
+            setgroups_allowed: false,
+        },
+        Ok(_) | Err(_) => return Ok(125), // P0 gave up and reports why itself
+    };
+    // The cgroup namespace comes after P0 placed us in the container's cgroup, so that it becomes its root.
+    t!(
+        unshare(CloneFlags::CLONE_NEWCGROUP | CloneFlags::CLONE_NEWPID)
+            .step("namespaces", "unshare(cgroup, pid)")
+    );
+    let init_pid = match t!(fork().step("init", "fork the container's init")) {
+        Forked::Child => init::main(spec, chan, mapped),
+        Forked::Parent(pid) => pid,
+    };
+    let _ = chan.send(&Msg::InitPid {
+        pid: init_pid.as_raw(),
+    });
+    drop(chan); // from here on only init and the payload hold the channel: its EOF means exec happened
+    Ok(wait_for_init(init_pid, p0))
+}
+
+fn chan_err(e: super::channel::ChannelError) -> StepError {
+    StepError {
+        stage: "sync",
+        what: "send to burrow".into(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Waits for init; kills the container when P0 is gone. Returns init's status as an exit code.
+fn wait_for_init(init_pid: Pid, p0: Pid) -> i32 {
+    let Ok(sfd) = signals::signalfd() else {
+        return wait_blocking(init_pid);
+    };
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&sfd),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    loop {
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
+        while let Ok(Some(info)) = sfd.read_signal() {
+            if info.ssi_signo == Signal::SIGTERM as u32 && getppid() != p0 {
+                let _ = kill(init_pid, Signal::SIGKILL);
+            }
+        }
+        match waitpid(init_pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => continue,
+            Ok(status) => return signals::exit_code(status).unwrap_or(125),
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return 125,
+        }
+    }
+}
+
+fn wait_blocking(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(status) => {
+                if let Some(code) = signals::exit_code(status) {
+                    return code;
+                }
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return 125,
+        }
+    }
+}

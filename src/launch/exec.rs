@@ -1,0 +1,114 @@
+//! The payload's last steps: a clean signal mask, its user and groups, then execve.
+//! An exec failure travels to P0 as `Msg::ExecFailed` (exit 127 when not found, 126 when not executable).
+
+use super::channel::Channel;
+use super::child::Mapped;
+use super::msg::Msg;
+use super::{child_exit, report, signals};
+use crate::spec::RunSpec;
+use nix::unistd::{Gid, Uid};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub fn payload(spec: &RunSpec, chan: &Channel, mapped: Mapped) -> ! {
+    if let Err(e) = prepare(spec, mapped) {
+        child_exit(report(chan, "user", e.to_string(), e as i32));
+    }
+    let command = &spec.command[0];
+    let search_path = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let candidates = candidates(command, search_path);
+    let argv: Vec<CString> = spec
+        .command
+        .iter()
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect();
+    // Like a shell: a permission error on one candidate is remembered, but later candidates are still tried.
+    let mut errno = nix::Error::ENOENT;
+    for path in &candidates {
+        let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+            continue;
+        };
+        let e = nix::unistd::execve(&c_path, &argv, &envp).unwrap_err();
+        if e != nix::Error::ENOENT && e != nix::Error::ENOTDIR {
+            errno = e;
+        }
+    }
+    let code = if errno == nix::Error::ENOENT {
+        127
+    } else {
+        126
+    };
+    let path_searched = (!command.contains('/')).then(|| search_path.to_string());
+    let _ = chan.send(&Msg::ExecFailed {
+        errno: errno as i32,
+        command: command.clone(),
+        path_searched,
+    });
+    child_exit(code)
+}
+
+fn prepare(spec: &RunSpec, mapped: Mapped) -> Result<(), nix::Error> {
+    signals::unblock_all()?;
+    let (uid, gid) = spec.user;
+    if mapped.setgroups_allowed {
+        // Drop the host's supplementary groups (they show as the overflow gid inside).
+        nix::unistd::setgroups(&[Gid::from_raw(gid)])?;
+    }
+    nix::unistd::setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))?;
+    nix::unistd::setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
+}
+
+/// The paths to try for `command`: itself when it names a path, else each `PATH` entry joined with it.
+pub fn candidates(command: &str, search_path: &str) -> Vec<PathBuf> {
+    if command.contains('/') {
+        return vec![PathBuf::from(command)];
+    }
+    search_path
+        .split(':')
+        .map(|dir| {
+            if dir.is_empty() {
+                Path::new(".")
+            } else {
+                Path::new(dir)
+            }
+        })
+        .map(|dir| dir.join(command))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_with_a_slash_are_not_searched() {
+        assert_eq!(candidates("./x", "/bin"), vec![PathBuf::from("./x")]);
+        assert_eq!(
+            candidates("/bin/sh", "/usr/bin"),
+            vec![PathBuf::from("/bin/sh")]
+        );
+    }
+
+    #[test]
+    fn path_entries_are_tried_in_order_and_empty_means_cwd() {
+        assert_eq!(
+            candidates("ls", "/usr/bin::/bin"),
+            vec![
+                PathBuf::from("/usr/bin/ls"),
+                PathBuf::from("./ls"),
+                PathBuf::from("/bin/ls")
+            ]
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! The container's init, PID 1 of its PID namespace. Its whole job, in order:
+//!
+//! 1. die with P1 (`PR_SET_PDEATHSIG`), which takes every process of the namespace with it;
+//! 2. enter a mount namespace of its own, so that `pivot_root` cannot move anything P1 still uses;
+//! 3. build the root filesystem from the mount plan and pivot into it;
+//! 4. set the hostname and bring `lo` up;
+//! 5. change to the working directory;
+//! 6. start the payload (or become it with `--no-init`), then reap zombies and forward signals until the
+//!    payload exits, and exit with its status.
+
+use super::channel::Channel;
+use super::child::Mapped;
+use super::{child_exit, exec, report, signals, Step, StepError};
+use crate::rootfs::{apply, plan};
+use crate::spec::RunSpec;
+use crate::sys::{fork, Forked};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped) -> ! {
+    if let Err(e) = setup(spec, mapped) {
+        child_exit(report(
+            &chan,
+            e.stage,
+            e.to_string(),
+            e.source.raw_os_error().unwrap_or(0),
+        ));
+    }
+    if !spec.init {
+        exec::payload(spec, &chan, mapped)
+    }
+    let payload = match fork() {
+        Ok(Forked::Child) => exec::payload(spec, &chan, mapped),
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => child_exit(report(
+            &chan,
+            "init",
+            format!("fork the payload: {e}"),
+            e.raw_os_error().unwrap_or(0),
+        )),
+    };
+    drop(chan);
+    child_exit(reap(payload))
+}
+
+fn setup(spec: &RunSpec, mapped: Mapped) -> Result<(), StepError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step("init", "prctl(PR_SET_PDEATHSIG)")?;
+    unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
+    let ops = plan::plan(&plan_input(spec, mapped));
+    apply::enter(&ops).map_err(|e| StepError {
+        stage: "mounts",
+        what: e.what,
+        source: e.source,
+    })?;
+    nix::unistd::sethostname(&spec.hostname)
+        .step("uts", format!("sethostname {}", spec.hostname))?;
+    if spec.own_netns {
+        loopback_up()?;
+    }
+    nix::unistd::chdir(&spec.workdir).step("workdir", format!("workdir {}", spec.workdir.display()))
+}
+
+fn plan_input(spec: &RunSpec, mapped: Mapped) -> plan::Input {
+    // devpts may name the tty group only when that gid exists in the namespace.
+    let tty_mapped = spec
+        .ids
+        .gid_map
+        .iter()
+        .any(|l| l.inside <= 5 && 5 - l.inside < l.count);
+    plan::Input {
+        root: spec.root.clone(),
+        volumes: spec.volumes.clone(),
+        tmpfs: spec.tmpfs.clone(),
+        own_netns: spec.own_netns,
+        tty_gid: (tty_mapped && mapped.setgroups_allowed).then_some(5),
+        hostname: spec.hostname.clone(),
+        host_binds: spec.host_binds.clone(),
+        etc_files: vec![],
+    }
+}
+
+fn loopback_up() -> Result<(), StepError> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .step("network", "socket for lo")?;
+    crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo").step("network", "bring lo up")
+}
+
+/// Forwards signals to the payload and reaps every child until the payload exits; returns its exit code.
+fn reap(payload: Pid) -> i32 {
+    let sfd = match signals::signalfd() {
+        Ok(sfd) => sfd,
+        Err(_) => return wait_payload_blocking(payload),
+    };
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&sfd),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    loop {
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
+        while let Ok(Some(info)) = sfd.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            if sig != Signal::SIGCHLD && signals::sent_by_process(info.ssi_code) {
+                let _ = kill(payload, sig);
+            }
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::Error::ECHILD) => break,
+                Ok(status) if status.pid() == Some(payload) => {
+                    return signals::exit_code(status).unwrap_or(125)
+                }
+                Ok(_) | Err(nix::Error::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+fn wait_payload_blocking(payload: Pid) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(status) if status.pid() == Some(payload) => {
+                if let Some(code) = signals::exit_code(status) {
+                    return code;
+                }
+            }
+            Err(nix::Error::ECHILD) => return 125,
+            _ => continue,
+        }
+    }
+}

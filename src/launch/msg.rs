@@ -1,0 +1,27 @@
+//! The one message type of the parent/child synchronisation protocol (see docs/design/launch-sequence.md).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// P1 → P0: P1 has unshared its user, mount, UTS, IPC (and network) namespaces; write its ID maps.
+    Unshared,
+    /// P0 → P1: maps written by newuidmap/newgidmap, cgroup and network attached; go on.
+    Go,
+    /// P0 → P1: as `Go`, but a single-ID map was written (setgroups is denied inside).
+    GoSingle,
+    /// P1 → P0: the container's init runs with this host PID.
+    InitPid { pid: i32 },
+    /// Any stage → P0: setup failed; P0 prints it once and exits 125.
+    Failed {
+        stage: String,
+        errno: i32,
+        message: String,
+    },
+    /// The payload's process → P0: exec failed (exit 126 or 127).
+    ExecFailed {
+        errno: i32,
+        command: String,
+        path_searched: Option<String>,
+    },
+}

@@ -1,0 +1,204 @@
+//! P0, the user's own process: starts P1, writes its ID maps, then supervises the container — forwarding
+//! signals to its init and turning the outcome into burrow's exit status.
+
+use super::channel::{self, Channel, ChannelError};
+use super::msg::Msg;
+use super::{child, signals};
+use crate::idmap::{self, IdPlan};
+use crate::spec::RunSpec;
+use crate::sys::{fork, Forked};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::AsFd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{stage}: {message}")]
+    Child { stage: String, message: String },
+    #[error("{0}")]
+    Exec(String, i32),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Idmap(#[from] idmap::IdmapError),
+    #[error("{0}: {1}")]
+    Sys(&'static str, nix::Error),
+}
+
+impl LaunchError {
+    /// burrow's exit status for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LaunchError::Exec(_, code) => *code,
+            _ => 125,
+        }
+    }
+}
+
+/// Kills and reaps P1 if P0 leaves early with an error.
+struct P1Guard(Option<Pid>);
+
+impl Drop for P1Guard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
+/// Runs the container; returns the payload's exit code.
+pub fn run(spec: &RunSpec, notice: &mut dyn FnMut(String)) -> Result<i32, LaunchError> {
+    signals::block().map_err(|e| LaunchError::Sys("block signals", e))?;
+    let (ours, theirs) = channel::pair()?;
+    let p0 = nix::unistd::getpid();
+    let p1 = match fork().map_err(|e| {
+        LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0)))
+    })? {
+        Forked::Child => {
+            drop(ours);
+            child::main(spec, theirs, p0)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(theirs);
+    let mut guard = P1Guard(Some(p1));
+    failure_or(ours.wait_for_unshared())?;
+    let single = write_maps(&spec.ids, p1.as_raw(), notice)?;
+    ours.send(if single { &Msg::GoSingle } else { &Msg::Go })?;
+    let init = Pid::from_raw(failure_or(ours.wait_for_init_pid())?);
+    let status = supervise(&ours, p1, init)?;
+    guard.0 = None;
+    match drain_failure(&ours) {
+        Some(e) => Err(e),
+        None => Ok(status),
+    }
+}
+
+/// Turns a `Failed`/`ExecFailed` message that arrived instead of the expected one into the child's error.
+fn failure_or<T>(r: Result<T, ChannelError>) -> Result<T, LaunchError> {
+    match r {
+        Err(ChannelError::Unexpected { got, .. }) => {
+            Err(failure(got).unwrap_or_else(|| LaunchError::Child {
+                stage: "sync".into(),
+                message: "unexpected message".into(),
+            }))
+        }
+        other => Ok(other?),
+    }
+}
+
+fn failure(msg: Msg) -> Option<LaunchError> {
+    match msg {
+        Msg::Failed { stage, message, .. } => Some(LaunchError::Child { stage, message }),
+        Msg::ExecFailed {
+            errno,
+            command,
+            path_searched,
+        } => {
+            let (what, code) = if errno == libc::ENOENT {
+                ("not found", 127)
+            } else {
+                ("not executable", 126)
+            };
+            let err = std::io::Error::from_raw_os_error(errno);
+            let message = match path_searched {
+                Some(p) if code == 127 => format!("cannot run {command:?}: {what} in PATH {p}"),
+                Some(_) => format!("cannot run {command:?}: {what} ({err})"),
+                None => format!("cannot run {command:?}: {err}"),
+            };
+            Some(LaunchError::Exec(message, code))
+        }
+        _ => None,
+    }
+}
+
+/// Writes P1's maps; falls back to a single-ID map when the helpers fail before writing anything.
+/// Returns true when the map is single-ID.
+fn write_maps(ids: &IdPlan, pid: i32, notice: &mut dyn FnMut(String)) -> Result<bool, LaunchError> {
+    if !ids.via_helpers {
+        idmap::write_single(ids, pid)?;
+        return Ok(true);
+    }
+    let Err(e) = idmap::write_with_helpers(ids, pid) else {
+        return Ok(false);
+    };
+    let untouched = ["uid_map", "gid_map"].iter().all(|f| {
+        std::fs::read_to_string(format!("/proc/{pid}/{f}")).is_ok_and(|s| s.trim().is_empty())
+    });
+    if !untouched {
+        return Err(e.into());
+    }
+    let (uid, gid) = ids.caller_inside();
+    let caller = (ids.uid_map[0].outside, ids.gid_map[0].outside);
+    let single = IdPlan::single(uid, gid, caller.0, caller.1, Some(e.to_string()));
+    if let Some(n) = single.notice() {
+        notice(n);
+    }
+    idmap::write_single(&single, pid)?;
+    Ok(true)
+}
+
+/// Forwards signals to init and collects messages until P1 exits; returns the exit code.
+fn supervise(chan: &Channel, p1: Pid, init: Pid) -> Result<i32, LaunchError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let sfd = signals::signalfd().map_err(|e| LaunchError::Sys("signalfd", e))?;
+    let mut failure_seen: Option<LaunchError> = None;
+    let mut chan_open = true;
+    loop {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if chan_open {
+            fds.push(PollFd::new(chan.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(LaunchError::Sys("poll", e)),
+        }
+        let chan_ready = chan_open && fds[1].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if chan_ready {
+            match chan.recv() {
+                Ok(Some(m)) => failure_seen = failure_seen.or(failure(m)),
+                Ok(None) | Err(_) => chan_open = false,
+            }
+        }
+        while let Ok(Some(info)) = sfd.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            if sig != Signal::SIGCHLD && signals::sent_by_process(info.ssi_code) {
+                let _ = kill(init, sig);
+            }
+        }
+        match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => continue,
+            Ok(status) => {
+                if let Some(e) = failure_seen {
+                    return Err(e);
+                }
+                return Ok(signals::exit_code(status).unwrap_or(125));
+            }
+            Err(e) => return Err(LaunchError::Sys("waitpid", e)),
+        }
+    }
+}
+
+/// After P1 exited: a failure message still queued on the channel wins over the exit code.
+fn drain_failure(chan: &Channel) -> Option<LaunchError> {
+    let mut fds = [nix::poll::PollFd::new(
+        chan.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    while nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+        match chan.recv() {
+            Ok(Some(m)) => {
+                if let Some(e) = failure(m) {
+                    return Some(e);
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}

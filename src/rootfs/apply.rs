@@ -1,0 +1,261 @@
+//! Applies a mount plan inside the container's own mount namespace and pivots into it.
+//!
+//! The scheme is bubblewrap's and leaves nothing on the host: a tmpfs is mounted over `/tmp` of this private
+//! namespace and becomes the root through `pivot_root`, with the host's tree below it at `/oldroot` (where the
+//! host's `/tmp` is visible again, since the tmpfs moved away from it). The container's root is assembled at
+//! `/newroot` from sources under `/oldroot`, then a second `pivot_root(".", ".")` makes it `/` and the old tree
+//! is detached. Mount targets are resolved with `RESOLVE_IN_ROOT` (see [`super::resolve`]) and mounted through
+//! their `/proc/self/fd` path, so a symlink in the rootfs can never redirect a mount onto the host.
+
+use super::plan::{Op, Root};
+use super::resolve::{fd_path, open_in_root, Kind};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}{hint}")]
+pub struct MountError {
+    pub what: String,
+    #[source]
+    pub source: io::Error,
+    pub hint: String,
+}
+
+fn err(what: impl Into<String>) -> impl FnOnce(io::Error) -> MountError {
+    let what = what.into();
+    move |source| {
+        let hint = match source.raw_os_error() {
+            Some(libc::EROFS) => " (the root filesystem is read-only: create the path in the rootfs or use --rootfs-rw)",
+            _ => "",
+        };
+        MountError {
+            what,
+            source,
+            hint: hint.into(),
+        }
+    }
+}
+
+fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> MountError {
+    let f = err(what);
+    move |e| f(io::Error::from(e))
+}
+
+const BASE_CANDIDATES: [&str; 3] = ["/tmp", "/mnt", "/var/tmp"];
+const OLD: &str = "/oldroot";
+const NEW: &str = "/newroot";
+const PROC: &str = "/oldroot/proc";
+
+/// Builds the root described by `ops` and makes it `/` of the calling process. The caller must be alone in a
+/// fresh mount namespace (the container's init does `unshare(CLONE_NEWNS)` first).
+pub fn enter(ops: &[Op]) -> Result<(), MountError> {
+    // Nothing done below may propagate back to the host's namespace.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(nix_err("make / private"))?;
+    let base = BASE_CANDIDATES
+        .iter()
+        .find(|p| Path::new(p).is_dir())
+        .copied()
+        .unwrap_or("/tmp");
+    mount(
+        Some("tmpfs"),
+        base,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(nix_err(format!("mount tmpfs on {base}")))?;
+    for dir in ["newroot", "oldroot", "files"] {
+        std::fs::create_dir(Path::new(base).join(dir))
+            .map_err(err(format!("mkdir {base}/{dir}")))?;
+    }
+    nix::unistd::pivot_root(base, &Path::new(base).join("oldroot"))
+        .map_err(nix_err("pivot_root to scratch"))?;
+    nix::unistd::chdir("/").map_err(nix_err("chdir /"))?;
+
+    let mut root: Option<OwnedFd> = None;
+    for (index, op) in ops.iter().enumerate() {
+        match (op, &root) {
+            (Op::Root(r), _) => root = Some(mount_root(r)?),
+            (op, Some(rfd)) => apply(op, rfd, index)?,
+            (_, None) => unreachable!("plan() always starts with Op::Root"),
+        }
+    }
+    drop(root);
+    nix::unistd::chdir(NEW).map_err(nix_err("chdir to the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(nix_err("pivot_root into the container root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(nix_err("detach the host's tree"))?;
+    nix::unistd::chdir("/").map_err(nix_err("chdir /"))
+}
+
+fn host(p: &Path) -> PathBuf {
+    Path::new(OLD).join(p.strip_prefix("/").unwrap_or(p))
+}
+
+fn bind(src: &Path, dst: &str, readonly: bool, what: &str) -> Result<(), MountError> {
+    mount(
+        Some(src),
+        dst,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(nix_err(what))?;
+    if readonly {
+        set_readonly(dst, what)?;
+    }
+    Ok(())
+}
+
+fn set_readonly(path: &str, what: &str) -> Result<(), MountError> {
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| err(what)(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_RDONLY)
+        .map_err(err(format!("{what} (read-only)")))
+}
+
+fn mount_root(root: &Root) -> Result<OwnedFd, MountError> {
+    match root {
+        Root::Dir { path, writable } => bind(
+            &host(path),
+            NEW,
+            !writable,
+            &format!("bind rootfs {}", path.display()),
+        )?,
+        Root::Host => bind(Path::new(OLD), NEW, true, "bind the host's / read-only")?,
+    }
+    let fd = rustix::fs::open(
+        NEW,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| err("open the new root")(e.into()))?;
+    Ok(fd)
+}
+
+/// Resolves `dst` in the root, creating it as `kind`, and returns the path mount(2) should use.
+fn target(root: &OwnedFd, dst: &Path, kind: Kind) -> Result<(OwnedFd, String), MountError> {
+    let fd = open_in_root(root.as_fd(), dst, Some(kind))
+        .map_err(err(format!("mount target {}", dst.display())))?;
+    let path = fd_path(PROC, &fd);
+    Ok((fd, path))
+}
+
+fn fs_mount(
+    root: &OwnedFd,
+    dst: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: &str,
+) -> Result<(), MountError> {
+    let (_fd, t) = target(root, dst, Kind::Dir)?;
+    mount(Some(fstype), t.as_str(), Some(fstype), flags, Some(data))
+        .map_err(nix_err(format!("mount {fstype} on {}", dst.display())))
+}
+
+fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
+    let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    match op {
+        Op::Root(_) => unreachable!("handled by enter()"),
+        Op::Tmpfs { dst, mode } => fs_mount(root, dst, "tmpfs", safe, &format!("mode={mode:o}")),
+        Op::Proc { dst } => fs_mount(root, dst, "proc", safe | MsFlags::MS_NOEXEC, ""),
+        Op::Sysfs { dst, own_netns } => {
+            let ro = safe | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+            if *own_netns && fs_mount(root, dst, "sysfs", ro, "").is_ok() {
+                return Ok(());
+            }
+            // Without a network namespace of our own the kernel refuses a new sysfs instance.
+            let (_fd, t) = target(root, dst, Kind::Dir)?;
+            bind(&host(Path::new("/sys")), &t, true, "bind /sys")
+        }
+        Op::Device { name } => {
+            let src = host(&Path::new("/dev").join(name));
+            if !src.exists() {
+                return Ok(());
+            }
+            let (_fd, t) = target(root, &Path::new("/dev").join(name), Kind::File)?;
+            mount(
+                Some(&src),
+                t.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(nix_err(format!("bind /dev/{name}")))
+        }
+        Op::Devpts { tty_gid } => {
+            let gid = tty_gid.map(|g| format!(",gid={g}")).unwrap_or_default();
+            let data = format!("newinstance,ptmxmode=0666,mode=0620{gid}");
+            fs_mount(
+                root,
+                Path::new("/dev/pts"),
+                "devpts",
+                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+                &data,
+            )
+        }
+        Op::Symlink { target: to, link } => {
+            let parent = link.parent().unwrap_or(Path::new("/"));
+            let name = link.file_name().unwrap_or_default();
+            let pfd = open_in_root(root.as_fd(), parent, Some(Kind::Dir))
+                .map_err(err(format!("symlink {}", link.display())))?;
+            match rustix::fs::symlinkat(to.as_path(), &pfd, name) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+                Err(e) => Err(err(format!("symlink {}", link.display()))(e.into())),
+            }
+        }
+        Op::Bind { src, dst, readonly } => {
+            let kind = if host(src).is_dir() {
+                Kind::Dir
+            } else {
+                Kind::File
+            };
+            let (_fd, t) = target(root, dst, kind)?;
+            let what = format!("bind {} to {}", src.display(), dst.display());
+            mount(
+                Some(&host(src)),
+                t.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(nix_err(what.clone()))?;
+            if *readonly {
+                // Re-resolve: the descriptor above names the covered directory, not the new mount.
+                let (_fd, t) = target(root, dst, kind)?;
+                set_readonly(&t, &what)?;
+            }
+            Ok(())
+        }
+        Op::File { dst, content } => {
+            let staged = format!("/files/{index}");
+            std::fs::write(&staged, content).map_err(err(format!("write {staged}")))?;
+            let fd = match open_in_root(root.as_fd(), dst, Some(Kind::File)) {
+                Ok(fd) => fd,
+                // A read-only rootfs without that file: nothing to show it on.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::ENOENT)) => {
+                    return Ok(())
+                }
+                Err(e) => return Err(err(format!("mount target {}", dst.display()))(e)),
+            };
+            let t = fd_path(PROC, &fd);
+            bind(
+                Path::new(&staged),
+                &t,
+                false,
+                &format!("bind {}", dst.display()),
+            )?;
+            let fd = open_in_root(root.as_fd(), dst, None)
+                .map_err(err(format!("reopen {}", dst.display())))?;
+            set_readonly(&fd_path(PROC, &fd), &format!("bind {}", dst.display()))
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The container's filesystem: a pure plan of mount operations ([`plan`]) and the code that applies it inside
+//! the container's mount namespace ([`apply`]).
+
+pub mod apply;
+pub mod plan;
+pub mod resolve;

@@ -1,0 +1,400 @@
+//! The validated, fully resolved description of one run. Built from the command line before anything is
+//! created, so that every input error is reported first, with exit status 125.
+
+use crate::cli::{NetworkMode, RunArgs};
+use crate::idmap::{Caller, IdPlan, MapLine};
+use crate::rootfs::plan::{clean_container_path, Root, Volume};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("rootfs {path}: {source} (give an existing directory with --rootfs)")]
+    Rootfs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("rootfs {0}: not a directory")]
+    RootfsNotDir(PathBuf),
+    #[error("malformed --volume {0:?}: expected SRC:DST[:ro|rw] with an absolute DST")]
+    Volume(String),
+    #[error("volume source {path}: {source}")]
+    VolumeSource {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--tmpfs {0}: the target must be an absolute path")]
+    Tmpfs(PathBuf),
+    #[error("--workdir {0}: must be an absolute path")]
+    Workdir(PathBuf),
+    #[error("malformed --env {0:?}: expected K=V or K")]
+    Env(String),
+    #[error("--env-file {path}:{line}: expected K=V")]
+    EnvFileLine { path: PathBuf, line: usize },
+    #[error("--env-file {path}: {source}")]
+    EnvFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid --hostname {0:?}: use 1 to 64 letters, digits, '-' and '.'")]
+    Hostname(String),
+    #[error("unknown user {name:?}: not found in {file}")]
+    UnknownUser { name: String, file: PathBuf },
+    #[error("malformed --user {0:?}: expected UID[:GID] or NAME[:GROUP]")]
+    User(String),
+    #[error("{kind} {id} is not mapped in this container ({why}); use an ID that is, or configure subordinate IDs")]
+    Unmapped {
+        kind: &'static str,
+        id: u32,
+        why: String,
+    },
+    #[error("cannot find the current directory: {0}")]
+    Cwd(std::io::Error),
+}
+
+/// Everything a run needs, validated.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub caller: Caller,
+    pub ids: IdPlan,
+    pub root: Root,
+    pub volumes: Vec<Volume>,
+    pub tmpfs: Vec<PathBuf>,
+    /// Host paths bound at the same place (host-root default only).
+    pub host_binds: Vec<PathBuf>,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: PathBuf,
+    pub hostname: String,
+    /// uid and gid of the payload inside the container.
+    pub user: (u32, u32),
+    pub own_netns: bool,
+    pub init: bool,
+    pub verbose: bool,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Builds the spec; `ids` was planned from the caller and `--userns` already.
+pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, SpecError> {
+    let root = match &args.rootfs {
+        Some(p) => {
+            let path = p.canonicalize().map_err(|source| SpecError::Rootfs {
+                path: p.clone(),
+                source,
+            })?;
+            if !path.is_dir() {
+                return Err(SpecError::RootfsNotDir(path));
+            }
+            Root::Dir {
+                path,
+                writable: args.rootfs_rw,
+            }
+        }
+        None => Root::Host,
+    };
+    let etc = match &root {
+        Root::Dir { path, .. } => path.join("etc"),
+        Root::Host => PathBuf::from("/etc"),
+    };
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tmpfs = args
+        .tmpfs
+        .iter()
+        .map(|t| clean_container_path(t).ok_or_else(|| SpecError::Tmpfs(t.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cwd = std::env::current_dir().map_err(SpecError::Cwd)?;
+    let host_binds = match root {
+        Root::Host => host_binds(&cwd),
+        Root::Dir { .. } => vec![],
+    };
+    let (uid, gid) = match &args.user {
+        Some(u) => resolve_user(u, &etc)?,
+        None => ids.caller_inside(),
+    };
+    check_mapped("uid", uid, &ids.uid_map, &ids)?;
+    check_mapped("gid", gid, &ids.gid_map, &ids)?;
+    let home = match root {
+        Root::Host if args.user.is_none() => std::env::var("HOME").unwrap_or_else(|_| "/".into()),
+        _ => passwd_home(&etc, uid).unwrap_or_else(|| {
+            if uid == 0 {
+                "/root".into()
+            } else {
+                "/".into()
+            }
+        }),
+    };
+    let env = build_env(args, &home)?;
+    let workdir = match &args.workdir {
+        Some(w) => clean_container_path(w).ok_or_else(|| SpecError::Workdir(w.clone()))?,
+        None if root == Root::Host => cwd,
+        None => PathBuf::from("/"),
+    };
+    let hostname = args.hostname.clone().unwrap_or_else(|| "burrow".into());
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    if hostname.is_empty() || hostname.len() > 64 || !hostname.chars().all(valid) {
+        return Err(SpecError::Hostname(hostname));
+    }
+    let command = if args.command.is_empty() {
+        vec!["/bin/sh".to_string()]
+    } else {
+        args.command.clone()
+    };
+    Ok(RunSpec {
+        caller,
+        ids,
+        root,
+        volumes,
+        tmpfs,
+        host_binds,
+        command,
+        env,
+        workdir,
+        hostname,
+        user: (uid, gid),
+        own_netns: args.network.unwrap_or_default() == NetworkMode::None,
+        init: !args.no_init,
+        verbose: args.verbose,
+    })
+}
+
+/// The host-root default binds $HOME and the working directory read-write (the latter unless it is inside the
+/// former, or `/`).
+fn host_binds(cwd: &Path) -> Vec<PathBuf> {
+    let mut binds = Vec::new();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .and_then(|h| h.canonicalize().ok());
+    if let Some(h) = &home {
+        if h != Path::new("/") {
+            binds.push(h.clone());
+        }
+    }
+    let inside_home = home.as_ref().is_some_and(|h| cwd.starts_with(h));
+    if cwd != Path::new("/") && !inside_home {
+        binds.push(cwd.to_path_buf());
+    }
+    binds
+}
+
+pub fn parse_volume(text: &str) -> Result<Volume, SpecError> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (src, dst, readonly) = match parts.as_slice() {
+        [src, dst] => (*src, *dst, false),
+        [src, dst, "ro"] => (*src, *dst, true),
+        [src, dst, "rw"] => (*src, *dst, false),
+        _ => return Err(SpecError::Volume(text.into())),
+    };
+    if src.is_empty() {
+        return Err(SpecError::Volume(text.into()));
+    }
+    let dst = clean_container_path(Path::new(dst)).ok_or_else(|| SpecError::Volume(text.into()))?;
+    let src = Path::new(src)
+        .canonicalize()
+        .map_err(|source| SpecError::VolumeSource {
+            path: src.into(),
+            source,
+        })?;
+    Ok(Volume { src, dst, readonly })
+}
+
+fn build_env(args: &RunArgs, home: &str) -> Result<Vec<(String, String)>, SpecError> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    };
+    if args.preserve_env {
+        for (k, v) in std::env::vars() {
+            set(&k, &v);
+        }
+    } else {
+        set("PATH", DEFAULT_PATH);
+        set("HOME", home);
+        set(
+            "TERM",
+            &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
+        );
+    }
+    set("container", "burrow");
+    for path in &args.env_file {
+        let content = std::fs::read_to_string(path).map_err(|source| SpecError::EnvFile {
+            path: path.clone(),
+            source,
+        })?;
+        for (i, line) in content.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once('=') {
+                Some((k, v)) if valid_key(k) => set(k, v),
+                _ => {
+                    return Err(SpecError::EnvFileLine {
+                        path: path.clone(),
+                        line: i + 1,
+                    })
+                }
+            }
+        }
+    }
+    for e in &args.env {
+        match e.split_once('=') {
+            Some((k, v)) if valid_key(k) => set(k, v),
+            None if valid_key(e) => {
+                if let Ok(v) = std::env::var(e) {
+                    set(e, &v)
+                }
+            }
+            _ => return Err(SpecError::Env(e.clone())),
+        }
+    }
+    Ok(env)
+}
+
+fn valid_key(k: &str) -> bool {
+    !k.is_empty() && !k.contains('\0')
+}
+
+/// Resolves `--user` against the container's /etc/passwd and /etc/group (read from the host side of the rootfs).
+fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
+    let (user, group) = match text.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (text, None),
+    };
+    if user.is_empty() || group == Some("") {
+        return Err(SpecError::User(text.into()));
+    }
+    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
+    let entry = |f: &dyn Fn(&[&str]) -> bool| {
+        passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|fields| fields.len() >= 7 && f(fields))
+    };
+    let (uid, default_gid) = match user.parse::<u32>() {
+        Ok(uid) => (
+            uid,
+            entry(&|f| f[2] == user)
+                .and_then(|f| f[3].parse().ok())
+                .unwrap_or(0),
+        ),
+        Err(_) => {
+            let f = entry(&|f| f[0] == user).ok_or_else(|| SpecError::UnknownUser {
+                name: user.into(),
+                file: etc.join("passwd"),
+            })?;
+            let parse = |s: &str| s.parse::<u32>().map_err(|_| SpecError::User(text.into()));
+            (parse(f[2])?, parse(f[3])?)
+        }
+    };
+    let gid = match group {
+        None => default_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => std::fs::read_to_string(etc.join("group"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| SpecError::UnknownUser {
+                    name: g.into(),
+                    file: etc.join("group"),
+                })?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+fn passwd_home(etc: &Path, uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string(etc.join("passwd")).ok()?;
+    let uid = uid.to_string();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[2] == uid)
+        .map(|f| f[5].into())
+}
+
+fn check_mapped(
+    kind: &'static str,
+    id: u32,
+    map: &[MapLine],
+    ids: &IdPlan,
+) -> Result<(), SpecError> {
+    if map
+        .iter()
+        .any(|l| id >= l.inside && id - l.inside < l.count)
+    {
+        return Ok(());
+    }
+    let why = if ids.via_helpers {
+        "outside the subordinate ranges".into()
+    } else {
+        "single-ID map".into()
+    };
+    Err(SpecError::Unmapped { kind, id, why })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volumes_parse_with_modes_and_reject_malformed() {
+        let v = parse_volume("/tmp:/data:ro").unwrap();
+        assert_eq!((v.dst.as_path(), v.readonly), (Path::new("/data"), true));
+        assert!(!parse_volume("/tmp:/data").unwrap().readonly);
+        for bad in ["/tmp", "/tmp:data", "/tmp:/d:rx", ":/d", "/tmp:/d:ro:x"] {
+            assert!(
+                matches!(parse_volume(bad), Err(SpecError::Volume(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_volume("/does/not/exist:/d"),
+            Err(SpecError::VolumeSource { .. })
+        ));
+    }
+
+    #[test]
+    fn users_resolve_by_name_and_number() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join("passwd"),
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/home/a:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(t.path().join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(resolve_user("alice", t.path()).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user("1000", t.path()).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user("1000:staff", t.path()).unwrap(), (1000, 50));
+        assert_eq!(resolve_user("4242", t.path()).unwrap(), (4242, 0));
+        assert!(matches!(
+            resolve_user("bob", t.path()),
+            Err(SpecError::UnknownUser { .. })
+        ));
+        assert!(matches!(
+            resolve_user("alice:", t.path()),
+            Err(SpecError::User(_))
+        ));
+        assert_eq!(passwd_home(t.path(), 1000).as_deref(), Some("/home/a"));
+    }
+
+    #[test]
+    fn unmapped_ids_are_refused_with_the_reason() {
+        let ids = IdPlan::single(0, 0, 1000, 1000, None);
+        assert!(check_mapped("uid", 0, &ids.uid_map, &ids).is_ok());
+        let e = check_mapped("uid", 1000, &ids.uid_map, &ids)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("uid 1000 is not mapped") && e.contains("single-ID"),
+            "{e}"
+        );
+    }
+}

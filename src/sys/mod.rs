@@ -1,0 +1,102 @@
+//! The only module with `unsafe` code: the few kernel calls that `nix` and `rustix` do not wrap safely.
+//!
+//! Every block states why it is sound. Callers get safe functions with `std::io::Result`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// The result of [`fork`], as seen by the caller.
+pub enum Forked {
+    Parent(nix::unistd::Pid),
+    Child,
+}
+
+/// Forks the calling process.
+///
+/// The launcher forks only while it is single-threaded (P0 before any helper thread exists, P1 and init always),
+/// which is what makes running arbitrary Rust code in the child sound.
+pub fn fork() -> io::Result<Forked> {
+    debug_assert!(is_single_threaded(), "fork() in a multi-threaded process");
+    // SAFETY: the process is single-threaded at every call site (asserted in debug builds), so the child owns a
+    // consistent copy of every lock and allocator state and may run any code, not only async-signal-safe code.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// True when /proc/self/task has exactly one entry.
+pub fn is_single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count() == 1)
+        .unwrap_or(true)
+}
+
+/// `mount_setattr(2)` with `AT_RECURSIVE` on `path`, setting `set` attributes (`MOUNT_ATTR_*`).
+///
+/// Used to make a recursive bind read-only in one call: remounting submounts one by one would have to preserve
+/// the locked flags (nosuid, nodev, noexec) of each mount inherited from the parent user namespace.
+pub fn mount_setattr_recursive(path: &std::ffi::CStr, set: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is a valid NUL-terminated string, `attr` is a live, correctly laid out `struct mount_attr`
+    // (four u64 fields, kernel uapi) and its exact size is passed; the kernel only reads both.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets `IFF_UP` on the network interface `name` through `SIOCGIFFLAGS`/`SIOCSIFFLAGS` on `sock`.
+pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `sock` is an open socket, `req` is a valid `ifreq` that outlives the call; SIOCGIFFLAGS writes
+    // only `ifr_flags` inside it.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS just filled the `ifru_flags` member of the union, so reading it is defined.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Ends the calling process at once with `code`, without running exit handlers or flushing stdio buffers:
+/// a forked child must not run the parent's copies of them.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) takes a plain integer and never returns; it touches no memory of the process.
+    unsafe { libc::_exit(code) }
+}
