@@ -5,12 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "burrow",
-    version,
-    about = "Run a rootless container",
-    propagate_version = true
-)]
+#[command(name = "burrow", version, about = "Run a rootless container", propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -19,7 +14,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a command in a new rootless container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check what works on this machine and print the fix for what does not.
     Doctor(DoctorArgs),
 }

@@ -21,18 +21,8 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-fn check(
-    level: Level,
-    name: &'static str,
-    detail: impl Into<String>,
-    fix: Option<String>,
-) -> Check {
-    Check {
-        level,
-        name,
-        detail: detail.into(),
-        fix,
-    }
+fn check(level: Level, name: &'static str, detail: impl Into<String>, fix: Option<String>) -> Check {
+    Check { level, name, detail: detail.into(), fix }
 }
 
 pub fn run(args: &DoctorArgs) -> i32 {
@@ -65,12 +55,7 @@ pub fn all() -> Vec<Check> {
         "a FUSE overlay root",
         "chmod 0666 /dev/fuse (as root; distributions ship it 0666)",
     ));
-    v.push(device(
-        "/dev/net/tun",
-        "tun device",
-        "slirp4netns/pasta",
-        "chmod 0666 /dev/net/tun (as root)",
-    ));
+    v.push(device("/dev/net/tun", "tun device", "slirp4netns/pasta", "chmod 0666 /dev/net/tun (as root)"));
     v.push(kernel_overlay());
     v.push(network_helpers());
     v.push(cgroup());
@@ -89,10 +74,7 @@ fn userns() -> Check {
             Level::Fail,
             name,
             "user.max_user_namespaces is 0",
-            Some(
-                "sysctl -w user.max_user_namespaces=28633 (as root; persist it in /etc/sysctl.d/)"
-                    .into(),
-            ),
+            Some("sysctl -w user.max_user_namespaces=28633 (as root; persist it in /etc/sysctl.d/)".into()),
         );
     }
     if read_num("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
@@ -107,12 +89,7 @@ fn userns() -> Check {
         return check(Level::Fail, name, "AppArmor restricts unprivileged user namespaces", Some("add an AppArmor profile allowing `userns` for burrow, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0".into()));
     }
     match probe_in_userns(false) {
-        Ok(()) => check(
-            Level::Ok,
-            name,
-            "an unprivileged user namespace can be created",
-            None,
-        ),
+        Ok(()) => check(Level::Ok, name, "an unprivileged user namespace can be created", None),
         Err(e) => check(
             Level::Fail,
             name,
@@ -134,37 +111,21 @@ fn helpers() -> Vec<Check> {
             ),
             Some(p) => {
                 use std::os::unix::fs::PermissionsExt;
-                let setuid = std::fs::metadata(&p)
-                    .map(|m| m.permissions().mode() & 0o4000 != 0)
-                    .unwrap_or(false);
+                let setuid = std::fs::metadata(&p).map(|m| m.permissions().mode() & 0o4000 != 0).unwrap_or(false);
                 let fcaps = rustix::fs::getxattr(&p, "security.capability", &mut [0u8; 64]).is_ok();
                 if setuid || fcaps {
                     check(
                         Level::Ok,
                         "id-map helpers",
-                        format!(
-                            "{} ({})",
-                            p.display(),
-                            if setuid {
-                                "setuid"
-                            } else {
-                                "file capabilities"
-                            }
-                        ),
+                        format!("{} ({})", p.display(), if setuid { "setuid" } else { "file capabilities" }),
                         None,
                     )
                 } else {
                     check(
                         Level::Warn,
                         "id-map helpers",
-                        format!(
-                            "{} has neither the setuid bit nor file capabilities",
-                            p.display()
-                        ),
-                        Some(format!(
-                            "chmod u+s {} (as root) or reinstall uidmap",
-                            p.display()
-                        )),
+                        format!("{} has neither the setuid bit nor file capabilities", p.display()),
+                        Some(format!("chmod u+s {} (as root) or reinstall uidmap", p.display())),
                     )
                 }
             }
@@ -178,8 +139,7 @@ fn all_ranges(content: &str) -> Vec<(String, IdRange)> {
         .lines()
         .filter_map(|l| {
             let mut f = l.trim().split(':');
-            let (owner, start, count) =
-                (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            let (owner, start, count) = (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
             Some((owner.to_string(), IdRange { start, count }))
         })
         .collect()
@@ -214,29 +174,15 @@ fn subids(caller: &idmap::Caller) -> Vec<Check> {
 }
 
 fn device(path: &str, name: &'static str, what: &str, fix: &str) -> Check {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
+    match std::fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(_) => check(Level::Ok, name, format!("{path} is usable"), None),
-        Err(e) => check(
-            Level::Warn,
-            name,
-            format!("cannot open {path} ({e}): no {what}"),
-            Some(fix.into()),
-        ),
+        Err(e) => check(Level::Warn, name, format!("cannot open {path} ({e}): no {what}"), Some(fix.into())),
     }
 }
 
 fn kernel_overlay() -> Check {
     match probe_in_userns(true) {
-        Ok(()) => check(
-            Level::Ok,
-            "kernel overlayfs",
-            "mounts in a user namespace",
-            None,
-        ),
+        Ok(()) => check(Level::Ok, "kernel overlayfs", "mounts in a user namespace", None),
         Err(e) => check(
             Level::Warn,
             "kernel overlayfs",
@@ -247,17 +193,12 @@ fn kernel_overlay() -> Check {
 }
 
 fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file())).unwrap_or(false)
         || idmap::find_helper(name).is_some()
 }
 
 fn network_helpers() -> Check {
-    let found: Vec<&str> = ["slirp4netns", "pasta"]
-        .into_iter()
-        .filter(|h| on_path(h))
-        .collect();
+    let found: Vec<&str> = ["slirp4netns", "pasta"].into_iter().filter(|h| on_path(h)).collect();
     if found.is_empty() {
         check(
             Level::Warn,
@@ -275,9 +216,7 @@ fn cgroup() -> Check {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let Some(mnt) = mountinfo.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
-        (post.split(' ').next() == Some("cgroup2"))
-            .then(|| pre.split(' ').nth(4).map(String::from))
-            .flatten()
+        (post.split(' ').next() == Some("cgroup2")).then(|| pre.split(' ').nth(4).map(String::from)).flatten()
     }) else {
         return check(
             Level::Warn,
@@ -287,64 +226,49 @@ fn cgroup() -> Check {
         );
     };
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let rel = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .unwrap_or("/")
-        .to_string();
+    let rel = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").to_string();
     let dir = Path::new(&mnt).join(rel.trim_start_matches('/'));
     let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let writable = rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_ok();
-    let manager = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(|d| Path::new(&d).join("systemd/private").exists())
-        .unwrap_or(false);
+    let manager =
+        std::env::var_os("XDG_RUNTIME_DIR").map(|d| Path::new(&d).join("systemd/private").exists()).unwrap_or(false);
     let detail = format!(
         "mounted at {mnt}; own cgroup {} ({}), controllers: [{}]; systemd user manager: {}",
         dir.display(),
-        if writable {
-            "delegated"
-        } else {
-            "not writable"
-        },
+        if writable { "delegated" } else { "not writable" },
         controllers.trim(),
         if manager { "found" } else { "not found" }
     );
-    let missing: Vec<&str> = ["memory", "pids", "cpu"]
-        .into_iter()
-        .filter(|c| !controllers.split_whitespace().any(|x| x == *c))
-        .collect();
+    let missing: Vec<&str> =
+        ["memory", "pids", "cpu"].into_iter().filter(|c| !controllers.split_whitespace().any(|x| x == *c)).collect();
     if missing.is_empty() && (writable || manager) {
         check(Level::Ok, name, detail, None)
     } else {
-        check(Level::Warn, name, format!("{detail}; limits need {}", missing.join(", ")), Some("run a systemd user session with a Delegate=cpu cpuset io memory pids drop-in for user@.service".into()))
+        check(
+            Level::Warn,
+            name,
+            format!("{detail}; limits need {}", missing.join(", ")),
+            Some(
+                "run a systemd user session with a Delegate=cpu cpuset io memory pids drop-in for user@.service".into(),
+            ),
+        )
     }
 }
 
 fn runtime_dir() -> Check {
     let name = "XDG_RUNTIME_DIR";
     let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") else {
-        return check(
-            Level::Ok,
-            name,
-            "unset: burrow keeps its state in a private 0700 directory under /tmp",
-            None,
-        );
+        return check(Level::Ok, name, "unset: burrow keeps its state in a private 0700 directory under /tmp", None);
     };
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(&dir) {
-        Ok(m) if m.uid() == nix::unistd::getuid().as_raw() && m.mode() & 0o077 == 0 => check(
-            Level::Ok,
-            name,
-            format!("{}", Path::new(&dir).display()),
-            None,
-        ),
+        Ok(m) if m.uid() == nix::unistd::getuid().as_raw() && m.mode() & 0o077 == 0 => {
+            check(Level::Ok, name, format!("{}", Path::new(&dir).display()), None)
+        }
         Ok(_) => check(
             Level::Warn,
             name,
-            format!(
-                "{} is not a 0700 directory of yours",
-                Path::new(&dir).display()
-            ),
+            format!("{} is not a 0700 directory of yours", Path::new(&dir).display()),
             Some("unset XDG_RUNTIME_DIR or log in through a session manager".into()),
         ),
         Err(e) => check(
@@ -367,11 +291,7 @@ fn probe_in_userns(overlay: bool) -> Result<(), String> {
         }
         Forked::Parent(pid) => match nix::sys::wait::waitpid(pid, None) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
-            Ok(_) => Err(if overlay {
-                "mount -t overlay failed".into()
-            } else {
-                "unshare failed".into()
-            }),
+            Ok(_) => Err(if overlay { "mount -t overlay failed".into() } else { "unshare failed".into() }),
             Err(e) => Err(e.to_string()),
         },
     }
@@ -387,20 +307,8 @@ fn probe_child(overlay: bool, uid: u32, gid: u32) -> std::io::Result<()> {
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
     use nix::mount::{mount, MsFlags};
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )?;
-    mount(
-        Some("tmpfs"),
-        "/tmp",
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), None::<&str>)?;
     for d in ["l", "u", "w", "m"] {
         std::fs::create_dir(format!("/tmp/{d}"))?;
     }

@@ -33,11 +33,7 @@ pub fn caller() -> Caller {
         .map(|u| u.name)
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| uid.to_string());
-    Caller {
-        uid: uid.as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        name,
-    }
+    Caller { uid: uid.as_raw(), gid: nix::unistd::getgid().as_raw(), name }
 }
 
 fn say(line: String) {

@@ -9,19 +9,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("rootfs {path}: {source} (give an existing directory with --rootfs)")]
-    Rootfs {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Rootfs { path: PathBuf, source: std::io::Error },
     #[error("rootfs {0}: not a directory")]
     RootfsNotDir(PathBuf),
     #[error("malformed --volume {0:?}: expected SRC:DST[:ro|rw] with an absolute DST")]
     Volume(String),
     #[error("volume source {path}: {source}")]
-    VolumeSource {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    VolumeSource { path: PathBuf, source: std::io::Error },
     #[error("--tmpfs {0}: the target must be an absolute path")]
     Tmpfs(PathBuf),
     #[error("--workdir {0}: must be an absolute path")]
@@ -31,10 +25,7 @@ pub enum SpecError {
     #[error("--env-file {path}:{line}: expected K=V")]
     EnvFileLine { path: PathBuf, line: usize },
     #[error("--env-file {path}: {source}")]
-    EnvFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    EnvFile { path: PathBuf, source: std::io::Error },
     #[error("invalid --hostname {0:?}: use 1 to 64 letters, digits, '-' and '.'")]
     Hostname(String),
     #[error("unknown user {name:?}: not found in {file}")]
@@ -42,11 +33,7 @@ pub enum SpecError {
     #[error("malformed --user {0:?}: expected UID[:GID] or NAME[:GROUP]")]
     User(String),
     #[error("{kind} {id} is not mapped in this container ({why}); use an ID that is, or configure subordinate IDs")]
-    Unmapped {
-        kind: &'static str,
-        id: u32,
-        why: String,
-    },
+    Unmapped { kind: &'static str, id: u32, why: String },
     #[error("cannot find the current directory: {0}")]
     Cwd(std::io::Error),
 }
@@ -78,17 +65,11 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, SpecError> {
     let root = match &args.rootfs {
         Some(p) => {
-            let path = p.canonicalize().map_err(|source| SpecError::Rootfs {
-                path: p.clone(),
-                source,
-            })?;
+            let path = p.canonicalize().map_err(|source| SpecError::Rootfs { path: p.clone(), source })?;
             if !path.is_dir() {
                 return Err(SpecError::RootfsNotDir(path));
             }
-            Root::Dir {
-                path,
-                writable: args.rootfs_rw,
-            }
+            Root::Dir { path, writable: args.rootfs_rw }
         }
         None => Root::Host,
     };
@@ -96,11 +77,7 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
         Root::Dir { path, .. } => path.join("etc"),
         Root::Host => PathBuf::from("/etc"),
     };
-    let volumes = args
-        .volumes
-        .iter()
-        .map(|v| parse_volume(v))
-        .collect::<Result<Vec<_>, _>>()?;
+    let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>()?;
     let tmpfs = args
         .tmpfs
         .iter()
@@ -119,13 +96,7 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
     check_mapped("gid", gid, &ids.gid_map, &ids)?;
     let home = match root {
         Root::Host if args.user.is_none() => std::env::var("HOME").unwrap_or_else(|_| "/".into()),
-        _ => passwd_home(&etc, uid).unwrap_or_else(|| {
-            if uid == 0 {
-                "/root".into()
-            } else {
-                "/".into()
-            }
-        }),
+        _ => passwd_home(&etc, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() }),
     };
     let env = build_env(args, &home)?;
     let workdir = match &args.workdir {
@@ -138,11 +109,7 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
     if hostname.is_empty() || hostname.len() > 64 || !hostname.chars().all(valid) {
         return Err(SpecError::Hostname(hostname));
     }
-    let command = if args.command.is_empty() {
-        vec!["/bin/sh".to_string()]
-    } else {
-        args.command.clone()
-    };
+    let command = if args.command.is_empty() { vec!["/bin/sh".to_string()] } else { args.command.clone() };
     Ok(RunSpec {
         caller,
         ids,
@@ -165,9 +132,7 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
 /// former, or `/`).
 fn host_binds(cwd: &Path) -> Vec<PathBuf> {
     let mut binds = Vec::new();
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .and_then(|h| h.canonicalize().ok());
+    let home = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok());
     if let Some(h) = &home {
         if h != Path::new("/") {
             binds.push(h.clone());
@@ -192,12 +157,7 @@ pub fn parse_volume(text: &str) -> Result<Volume, SpecError> {
         return Err(SpecError::Volume(text.into()));
     }
     let dst = clean_container_path(Path::new(dst)).ok_or_else(|| SpecError::Volume(text.into()))?;
-    let src = Path::new(src)
-        .canonicalize()
-        .map_err(|source| SpecError::VolumeSource {
-            path: src.into(),
-            source,
-        })?;
+    let src = Path::new(src).canonicalize().map_err(|source| SpecError::VolumeSource { path: src.into(), source })?;
     Ok(Volume { src, dst, readonly })
 }
 
@@ -214,17 +174,12 @@ fn build_env(args: &RunArgs, home: &str) -> Result<Vec<(String, String)>, SpecEr
     } else {
         set("PATH", DEFAULT_PATH);
         set("HOME", home);
-        set(
-            "TERM",
-            &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
-        );
+        set("TERM", &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()));
     }
     set("container", "burrow");
     for path in &args.env_file {
-        let content = std::fs::read_to_string(path).map_err(|source| SpecError::EnvFile {
-            path: path.clone(),
-            source,
-        })?;
+        let content =
+            std::fs::read_to_string(path).map_err(|source| SpecError::EnvFile { path: path.clone(), source })?;
         for (i, line) in content.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -232,12 +187,7 @@ fn build_env(args: &RunArgs, home: &str) -> Result<Vec<(String, String)>, SpecEr
             }
             match line.split_once('=') {
                 Some((k, v)) if valid_key(k) => set(k, v),
-                _ => {
-                    return Err(SpecError::EnvFileLine {
-                        path: path.clone(),
-                        line: i + 1,
-                    })
-                }
+                _ => return Err(SpecError::EnvFileLine { path: path.clone(), line: i + 1 }),
             }
         }
     }
@@ -270,23 +220,13 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
     }
     let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
     let entry = |f: &dyn Fn(&[&str]) -> bool| {
-        passwd
-            .lines()
-            .map(|l| l.split(':').collect::<Vec<_>>())
-            .find(|fields| fields.len() >= 7 && f(fields))
+        passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|fields| fields.len() >= 7 && f(fields))
     };
     let (uid, default_gid) = match user.parse::<u32>() {
-        Ok(uid) => (
-            uid,
-            entry(&|f| f[2] == user)
-                .and_then(|f| f[3].parse().ok())
-                .unwrap_or(0),
-        ),
+        Ok(uid) => (uid, entry(&|f| f[2] == user).and_then(|f| f[3].parse().ok()).unwrap_or(0)),
         Err(_) => {
-            let f = entry(&|f| f[0] == user).ok_or_else(|| SpecError::UnknownUser {
-                name: user.into(),
-                file: etc.join("passwd"),
-            })?;
+            let f = entry(&|f| f[0] == user)
+                .ok_or_else(|| SpecError::UnknownUser { name: user.into(), file: etc.join("passwd") })?;
             let parse = |s: &str| s.parse::<u32>().map_err(|_| SpecError::User(text.into()));
             (parse(f[2])?, parse(f[3])?)
         }
@@ -301,10 +241,7 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() >= 3 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| SpecError::UnknownUser {
-                    name: g.into(),
-                    file: etc.join("group"),
-                })?,
+                .ok_or_else(|| SpecError::UnknownUser { name: g.into(), file: etc.join("group") })?,
         },
     };
     Ok((uid, gid))
@@ -313,30 +250,14 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
 fn passwd_home(etc: &Path, uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string(etc.join("passwd")).ok()?;
     let uid = uid.to_string();
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && f[2] == uid)
-        .map(|f| f[5].into())
+    passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 7 && f[2] == uid).map(|f| f[5].into())
 }
 
-fn check_mapped(
-    kind: &'static str,
-    id: u32,
-    map: &[MapLine],
-    ids: &IdPlan,
-) -> Result<(), SpecError> {
-    if map
-        .iter()
-        .any(|l| id >= l.inside && id - l.inside < l.count)
-    {
+fn check_mapped(kind: &'static str, id: u32, map: &[MapLine], ids: &IdPlan) -> Result<(), SpecError> {
+    if map.iter().any(|l| id >= l.inside && id - l.inside < l.count) {
         return Ok(());
     }
-    let why = if ids.via_helpers {
-        "outside the subordinate ranges".into()
-    } else {
-        "single-ID map".into()
-    };
+    let why = if ids.via_helpers { "outside the subordinate ranges".into() } else { "single-ID map".into() };
     Err(SpecError::Unmapped { kind, id, why })
 }
 
@@ -350,38 +271,23 @@ mod tests {
         assert_eq!((v.dst.as_path(), v.readonly), (Path::new("/data"), true));
         assert!(!parse_volume("/tmp:/data").unwrap().readonly);
         for bad in ["/tmp", "/tmp:data", "/tmp:/d:rx", ":/d", "/tmp:/d:ro:x"] {
-            assert!(
-                matches!(parse_volume(bad), Err(SpecError::Volume(_))),
-                "{bad}"
-            );
+            assert!(matches!(parse_volume(bad), Err(SpecError::Volume(_))), "{bad}");
         }
-        assert!(matches!(
-            parse_volume("/does/not/exist:/d"),
-            Err(SpecError::VolumeSource { .. })
-        ));
+        assert!(matches!(parse_volume("/does/not/exist:/d"), Err(SpecError::VolumeSource { .. })));
     }
 
     #[test]
     fn users_resolve_by_name_and_number() {
         let t = tempfile::tempdir().unwrap();
-        std::fs::write(
-            t.path().join("passwd"),
-            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/home/a:/bin/sh\n",
-        )
-        .unwrap();
+        std::fs::write(t.path().join("passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/home/a:/bin/sh\n")
+            .unwrap();
         std::fs::write(t.path().join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
         assert_eq!(resolve_user("alice", t.path()).unwrap(), (1000, 1001));
         assert_eq!(resolve_user("1000", t.path()).unwrap(), (1000, 1001));
         assert_eq!(resolve_user("1000:staff", t.path()).unwrap(), (1000, 50));
         assert_eq!(resolve_user("4242", t.path()).unwrap(), (4242, 0));
-        assert!(matches!(
-            resolve_user("bob", t.path()),
-            Err(SpecError::UnknownUser { .. })
-        ));
-        assert!(matches!(
-            resolve_user("alice:", t.path()),
-            Err(SpecError::User(_))
-        ));
+        assert!(matches!(resolve_user("bob", t.path()), Err(SpecError::UnknownUser { .. })));
+        assert!(matches!(resolve_user("alice:", t.path()), Err(SpecError::User(_))));
         assert_eq!(passwd_home(t.path(), 1000).as_deref(), Some("/home/a"));
     }
 
@@ -389,12 +295,7 @@ mod tests {
     fn unmapped_ids_are_refused_with_the_reason() {
         let ids = IdPlan::single(0, 0, 1000, 1000, None);
         assert!(check_mapped("uid", 0, &ids.uid_map, &ids).is_ok());
-        let e = check_mapped("uid", 1000, &ids.uid_map, &ids)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("uid 1000 is not mapped") && e.contains("single-ID"),
-            "{e}"
-        );
+        let e = check_mapped("uid", 1000, &ids.uid_map, &ids).unwrap_err().to_string();
+        assert!(e.contains("uid 1000 is not mapped") && e.contains("single-ID"), "{e}");
     }
 }

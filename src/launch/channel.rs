@@ -26,12 +26,7 @@ pub struct Channel {
 
 /// Creates the two ends (both close-on-exec).
 pub fn pair() -> Result<(Channel, Channel), ChannelError> {
-    let (a, b) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
@@ -58,11 +53,7 @@ impl Channel {
     }
 
     /// Waits for exactly `want`; a `Failed` message or anything else is an error the caller reports.
-    fn expect(
-        &self,
-        expected: &'static str,
-        matches: impl Fn(&Msg) -> bool,
-    ) -> Result<Msg, ChannelError> {
+    fn expect(&self, expected: &'static str, matches: impl Fn(&Msg) -> bool) -> Result<Msg, ChannelError> {
         match self.recv()? {
             Some(m) if matches(&m) => Ok(m),
             Some(got) => Err(ChannelError::Unexpected { expected, got }),

@@ -22,12 +22,7 @@ pub struct Mapped {
 pub fn main(spec: &RunSpec, chan: Channel, p0: Pid) -> ! {
     let code = match run(spec, chan, p0) {
         Ok(code) => code,
-        Err((chan, e)) => report(
-            &chan,
-            e.stage,
-            e.to_string(),
-            e.source.raw_os_error().unwrap_or(0),
-        ),
+        Err((chan, e)) => report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)),
     };
     child_exit(code)
 }
@@ -43,8 +38,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
             }
         };
     }
-    t!(nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
-        .step("namespaces", "prctl(PR_SET_PDEATHSIG)"));
+    t!(nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).step("namespaces", "prctl(PR_SET_PDEATHSIG)"));
     if getppid() != p0 {
         return Ok(125); // P0 died before the death signal was armed
     }
@@ -56,26 +50,17 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
     t!(unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)"));
     t!(chan.send(&Msg::Unshared).map_err(chan_err));
     let mapped = match chan.recv() {
-        Ok(Some(Msg::Go)) => Mapped {
-            setgroups_allowed: true,
-        },
-        Ok(Some(Msg::GoSingle)) => Mapped {
-            setgroups_allowed: false,
-        },
+        Ok(Some(Msg::Go)) => Mapped { setgroups_allowed: true },
+        Ok(Some(Msg::GoSingle)) => Mapped { setgroups_allowed: false },
         Ok(_) | Err(_) => return Ok(125), // P0 gave up and reports why itself
     };
     // The cgroup namespace comes after P0 placed us in the container's cgroup, so that it becomes its root.
-    t!(
-        unshare(CloneFlags::CLONE_NEWCGROUP | CloneFlags::CLONE_NEWPID)
-            .step("namespaces", "unshare(cgroup, pid)")
-    );
+    t!(unshare(CloneFlags::CLONE_NEWCGROUP | CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(cgroup, pid)"));
     let init_pid = match t!(fork().step("init", "fork the container's init")) {
         Forked::Child => init::main(spec, chan, mapped),
         Forked::Parent(pid) => pid,
     };
-    let _ = chan.send(&Msg::InitPid {
-        pid: init_pid.as_raw(),
-    });
+    let _ = chan.send(&Msg::InitPid { pid: init_pid.as_raw() });
     drop(chan); // from here on only init and the payload hold the channel: its EOF means exec happened
     Ok(wait_for_init(init_pid, p0))
 }
@@ -85,6 +70,7 @@ fn chan_err(e: super::channel::ChannelError) -> StepError {
         stage: "sync",
         what: "send to burrow".into(),
         source: std::io::Error::other(e.to_string()),
+        hint: String::new(),
     }
 }
 
@@ -93,10 +79,7 @@ fn wait_for_init(init_pid: Pid, p0: Pid) -> i32 {
     let Ok(sfd) = signals::signalfd() else {
         return wait_blocking(init_pid);
     };
-    let mut fds = [nix::poll::PollFd::new(
-        std::os::fd::AsFd::as_fd(&sfd),
-        nix::poll::PollFlags::POLLIN,
-    )];
+    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
     loop {
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
         while let Ok(Some(info)) = sfd.read_signal() {

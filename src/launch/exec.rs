@@ -16,23 +16,10 @@ pub fn payload(spec: &RunSpec, chan: &Channel, mapped: Mapped) -> ! {
         child_exit(report(chan, "user", e.to_string(), e as i32));
     }
     let command = &spec.command[0];
-    let search_path = spec
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+    let search_path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
     let candidates = candidates(command, search_path);
-    let argv: Vec<CString> = spec
-        .command
-        .iter()
-        .filter_map(|a| CString::new(a.as_bytes()).ok())
-        .collect();
-    let envp: Vec<CString> = spec
-        .env
-        .iter()
-        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
-        .collect();
+    let argv: Vec<CString> = spec.command.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
+    let envp: Vec<CString> = spec.env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
     // Like a shell: a permission error on one candidate is remembered, but later candidates are still tried.
     let mut errno = nix::Error::ENOENT;
     for path in &candidates {
@@ -44,17 +31,9 @@ pub fn payload(spec: &RunSpec, chan: &Channel, mapped: Mapped) -> ! {
             errno = e;
         }
     }
-    let code = if errno == nix::Error::ENOENT {
-        127
-    } else {
-        126
-    };
+    let code = if errno == nix::Error::ENOENT { 127 } else { 126 };
     let path_searched = (!command.contains('/')).then(|| search_path.to_string());
-    let _ = chan.send(&Msg::ExecFailed {
-        errno: errno as i32,
-        command: command.clone(),
-        path_searched,
-    });
+    let _ = chan.send(&Msg::ExecFailed { errno: errno as i32, command: command.clone(), path_searched });
     child_exit(code)
 }
 
@@ -76,13 +55,7 @@ pub fn candidates(command: &str, search_path: &str) -> Vec<PathBuf> {
     }
     search_path
         .split(':')
-        .map(|dir| {
-            if dir.is_empty() {
-                Path::new(".")
-            } else {
-                Path::new(dir)
-            }
-        })
+        .map(|dir| if dir.is_empty() { Path::new(".") } else { Path::new(dir) })
         .map(|dir| dir.join(command))
         .collect()
 }
@@ -94,21 +67,14 @@ mod tests {
     #[test]
     fn commands_with_a_slash_are_not_searched() {
         assert_eq!(candidates("./x", "/bin"), vec![PathBuf::from("./x")]);
-        assert_eq!(
-            candidates("/bin/sh", "/usr/bin"),
-            vec![PathBuf::from("/bin/sh")]
-        );
+        assert_eq!(candidates("/bin/sh", "/usr/bin"), vec![PathBuf::from("/bin/sh")]);
     }
 
     #[test]
     fn path_entries_are_tried_in_order_and_empty_means_cwd() {
         assert_eq!(
             candidates("ls", "/usr/bin::/bin"),
-            vec![
-                PathBuf::from("/usr/bin/ls"),
-                PathBuf::from("./ls"),
-                PathBuf::from("/bin/ls")
-            ]
+            vec![PathBuf::from("/usr/bin/ls"), PathBuf::from("./ls"), PathBuf::from("/bin/ls")]
         );
     }
 }

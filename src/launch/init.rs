@@ -21,12 +21,7 @@ use nix::unistd::Pid;
 
 pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped) -> ! {
     if let Err(e) = setup(spec, mapped) {
-        child_exit(report(
-            &chan,
-            e.stage,
-            e.to_string(),
-            e.source.raw_os_error().unwrap_or(0),
-        ));
+        child_exit(report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)));
     }
     if !spec.init {
         exec::payload(spec, &chan, mapped)
@@ -34,12 +29,7 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped) -> ! {
     let payload = match fork() {
         Ok(Forked::Child) => exec::payload(spec, &chan, mapped),
         Ok(Forked::Parent(pid)) => pid,
-        Err(e) => child_exit(report(
-            &chan,
-            "init",
-            format!("fork the payload: {e}"),
-            e.raw_os_error().unwrap_or(0),
-        )),
+        Err(e) => child_exit(report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0))),
     };
     drop(chan);
     child_exit(reap(payload))
@@ -49,13 +39,8 @@ fn setup(spec: &RunSpec, mapped: Mapped) -> Result<(), StepError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step("init", "prctl(PR_SET_PDEATHSIG)")?;
     unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
     let ops = plan::plan(&plan_input(spec, mapped));
-    apply::enter(&ops).map_err(|e| StepError {
-        stage: "mounts",
-        what: e.what,
-        source: e.source,
-    })?;
-    nix::unistd::sethostname(&spec.hostname)
-        .step("uts", format!("sethostname {}", spec.hostname))?;
+    apply::enter(&ops).map_err(|e| StepError { stage: "mounts", what: e.what, source: e.source, hint: e.hint })?;
+    nix::unistd::sethostname(&spec.hostname).step("uts", format!("sethostname {}", spec.hostname))?;
     if spec.own_netns {
         loopback_up()?;
     }
@@ -64,11 +49,7 @@ fn setup(spec: &RunSpec, mapped: Mapped) -> Result<(), StepError> {
 
 fn plan_input(spec: &RunSpec, mapped: Mapped) -> plan::Input {
     // devpts may name the tty group only when that gid exists in the namespace.
-    let tty_mapped = spec
-        .ids
-        .gid_map
-        .iter()
-        .any(|l| l.inside <= 5 && 5 - l.inside < l.count);
+    let tty_mapped = spec.ids.gid_map.iter().any(|l| l.inside <= 5 && 5 - l.inside < l.count);
     plan::Input {
         root: spec.root.clone(),
         volumes: spec.volumes.clone(),
@@ -83,13 +64,8 @@ fn plan_input(spec: &RunSpec, mapped: Mapped) -> plan::Input {
 
 fn loopback_up() -> Result<(), StepError> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .step("network", "socket for lo")?;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .step("network", "socket for lo")?;
     crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo").step("network", "bring lo up")
 }
 
@@ -99,10 +75,7 @@ fn reap(payload: Pid) -> i32 {
         Ok(sfd) => sfd,
         Err(_) => return wait_payload_blocking(payload),
     };
-    let mut fds = [nix::poll::PollFd::new(
-        std::os::fd::AsFd::as_fd(&sfd),
-        nix::poll::PollFlags::POLLIN,
-    )];
+    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
     loop {
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
         while let Ok(Some(info)) = sfd.read_signal() {
@@ -116,9 +89,7 @@ fn reap(payload: Pid) -> i32 {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(nix::Error::ECHILD) => break,
-                Ok(status) if status.pid() == Some(payload) => {
-                    return signals::exit_code(status).unwrap_or(125)
-                }
+                Ok(status) if status.pid() == Some(payload) => return signals::exit_code(status).unwrap_or(125),
                 Ok(_) | Err(nix::Error::EINTR) => continue,
                 Err(_) => break,
             }

@@ -13,12 +13,14 @@ use std::io;
 
 /// A failed setup step inside a child process: reported to P0 as `Msg::Failed`.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
+#[error("{what}: {source}{hint}")]
 pub struct StepError {
     pub stage: &'static str,
     pub what: String,
     #[source]
     pub source: io::Error,
+    /// What the user can do, when there is something specific.
+    pub hint: String,
 }
 
 /// Attaches a stage and a description to a failed call.
@@ -28,31 +30,19 @@ pub trait Step<T> {
 
 impl<T> Step<T> for Result<T, nix::Error> {
     fn step(self, stage: &'static str, what: impl Into<String>) -> Result<T, StepError> {
-        self.map_err(|e| StepError {
-            stage,
-            what: what.into(),
-            source: e.into(),
-        })
+        self.map_err(|e| StepError { stage, what: what.into(), source: e.into(), hint: String::new() })
     }
 }
 
 impl<T> Step<T> for Result<T, io::Error> {
     fn step(self, stage: &'static str, what: impl Into<String>) -> Result<T, StepError> {
-        self.map_err(|source| StepError {
-            stage,
-            what: what.into(),
-            source,
-        })
+        self.map_err(|source| StepError { stage, what: what.into(), source, hint: String::new() })
     }
 }
 
 /// Sends a child's failure to P0 (a child never prints) and returns the exit status to use.
 pub fn report(chan: &channel::Channel, stage: &str, message: String, errno: i32) -> i32 {
-    let _ = chan.send(&msg::Msg::Failed {
-        stage: stage.into(),
-        errno,
-        message,
-    });
+    let _ = chan.send(&msg::Msg::Failed { stage: stage.into(), errno, message });
     125
 }
 

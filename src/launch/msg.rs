@@ -13,15 +13,7 @@ pub enum Msg {
     /// P1 → P0: the container's init runs with this host PID.
     InitPid { pid: i32 },
     /// Any stage → P0: setup failed; P0 prints it once and exits 125.
-    Failed {
-        stage: String,
-        errno: i32,
-        message: String,
-    },
+    Failed { stage: String, errno: i32, message: String },
     /// The payload's process → P0: exec failed (exit 126 or 127).
-    ExecFailed {
-        errno: i32,
-        command: String,
-        path_searched: Option<String>,
-    },
+    ExecFailed { errno: i32, command: String, path_searched: Option<String> },
 }

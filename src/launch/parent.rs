@@ -53,9 +53,7 @@ pub fn run(spec: &RunSpec, notice: &mut dyn FnMut(String)) -> Result<i32, Launch
     signals::block().map_err(|e| LaunchError::Sys("block signals", e))?;
     let (ours, theirs) = channel::pair()?;
     let p0 = nix::unistd::getpid();
-    let p1 = match fork().map_err(|e| {
-        LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0)))
-    })? {
+    let p1 = match fork().map_err(|e| LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))? {
         Forked::Child => {
             drop(ours);
             child::main(spec, theirs, p0)
@@ -79,12 +77,8 @@ pub fn run(spec: &RunSpec, notice: &mut dyn FnMut(String)) -> Result<i32, Launch
 /// Turns a `Failed`/`ExecFailed` message that arrived instead of the expected one into the child's error.
 fn failure_or<T>(r: Result<T, ChannelError>) -> Result<T, LaunchError> {
     match r {
-        Err(ChannelError::Unexpected { got, .. }) => {
-            Err(failure(got).unwrap_or_else(|| LaunchError::Child {
-                stage: "sync".into(),
-                message: "unexpected message".into(),
-            }))
-        }
+        Err(ChannelError::Unexpected { got, .. }) => Err(failure(got)
+            .unwrap_or_else(|| LaunchError::Child { stage: "sync".into(), message: "unexpected message".into() })),
         other => Ok(other?),
     }
 }
@@ -92,16 +86,8 @@ fn failure_or<T>(r: Result<T, ChannelError>) -> Result<T, LaunchError> {
 fn failure(msg: Msg) -> Option<LaunchError> {
     match msg {
         Msg::Failed { stage, message, .. } => Some(LaunchError::Child { stage, message }),
-        Msg::ExecFailed {
-            errno,
-            command,
-            path_searched,
-        } => {
-            let (what, code) = if errno == libc::ENOENT {
-                ("not found", 127)
-            } else {
-                ("not executable", 126)
-            };
+        Msg::ExecFailed { errno, command, path_searched } => {
+            let (what, code) = if errno == libc::ENOENT { ("not found", 127) } else { ("not executable", 126) };
             let err = std::io::Error::from_raw_os_error(errno);
             let message = match path_searched {
                 Some(p) if code == 127 => format!("cannot run {command:?}: {what} in PATH {p}"),
@@ -124,15 +110,14 @@ fn write_maps(ids: &IdPlan, pid: i32, notice: &mut dyn FnMut(String)) -> Result<
     let Err(e) = idmap::write_with_helpers(ids, pid) else {
         return Ok(false);
     };
-    let untouched = ["uid_map", "gid_map"].iter().all(|f| {
-        std::fs::read_to_string(format!("/proc/{pid}/{f}")).is_ok_and(|s| s.trim().is_empty())
-    });
+    let untouched = ["uid_map", "gid_map"]
+        .iter()
+        .all(|f| std::fs::read_to_string(format!("/proc/{pid}/{f}")).is_ok_and(|s| s.trim().is_empty()));
     if !untouched {
         return Err(e.into());
     }
     let (uid, gid) = ids.caller_inside();
-    let caller = (ids.uid_map[0].outside, ids.gid_map[0].outside);
-    let single = IdPlan::single(uid, gid, caller.0, caller.1, Some(e.to_string()));
+    let single = IdPlan::single(uid, gid, ids.host.0, ids.host.1, Some(e.to_string()));
     if let Some(n) = single.notice() {
         notice(n);
     }
@@ -186,10 +171,7 @@ fn supervise(chan: &Channel, p1: Pid, init: Pid) -> Result<i32, LaunchError> {
 
 /// After P1 exited: a failure message still queued on the channel wins over the exit code.
 fn drain_failure(chan: &Channel) -> Option<LaunchError> {
-    let mut fds = [nix::poll::PollFd::new(
-        chan.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
+    let mut fds = [nix::poll::PollFd::new(chan.as_fd(), nix::poll::PollFlags::POLLIN)];
     while nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
         match chan.recv() {
             Ok(Some(m)) => {

@@ -27,14 +27,12 @@ fn err(what: impl Into<String>) -> impl FnOnce(io::Error) -> MountError {
     let what = what.into();
     move |source| {
         let hint = match source.raw_os_error() {
-            Some(libc::EROFS) => " (the root filesystem is read-only: create the path in the rootfs or use --rootfs-rw)",
+            Some(libc::EROFS) => {
+                " (it does not exist in the read-only root filesystem: create it there, or use --rootfs-rw)"
+            }
             _ => "",
         };
-        MountError {
-            what,
-            source,
-            hint: hint.into(),
-        }
+        MountError { what, source, hint: hint.into() }
     }
 }
 
@@ -52,33 +50,15 @@ const PROC: &str = "/oldroot/proc";
 /// fresh mount namespace (the container's init does `unshare(CLONE_NEWNS)` first).
 pub fn enter(ops: &[Op]) -> Result<(), MountError> {
     // Nothing done below may propagate back to the host's namespace.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(nix_err("make / private"))?;
-    let base = BASE_CANDIDATES
-        .iter()
-        .find(|p| Path::new(p).is_dir())
-        .copied()
-        .unwrap_or("/tmp");
-    mount(
-        Some("tmpfs"),
-        base,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0755"),
-    )
-    .map_err(nix_err(format!("mount tmpfs on {base}")))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(nix_err("make / private"))?;
+    let base = BASE_CANDIDATES.iter().find(|p| Path::new(p).is_dir()).copied().unwrap_or("/tmp");
+    mount(Some("tmpfs"), base, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+        .map_err(nix_err(format!("mount tmpfs on {base}")))?;
     for dir in ["newroot", "oldroot", "files"] {
-        std::fs::create_dir(Path::new(base).join(dir))
-            .map_err(err(format!("mkdir {base}/{dir}")))?;
+        std::fs::create_dir(Path::new(base).join(dir)).map_err(err(format!("mkdir {base}/{dir}")))?;
     }
-    nix::unistd::pivot_root(base, &Path::new(base).join("oldroot"))
-        .map_err(nix_err("pivot_root to scratch"))?;
+    nix::unistd::pivot_root(base, &Path::new(base).join("oldroot")).map_err(nix_err("pivot_root to scratch"))?;
     nix::unistd::chdir("/").map_err(nix_err("chdir /"))?;
 
     let mut root: Option<OwnedFd> = None;
@@ -101,14 +81,7 @@ fn host(p: &Path) -> PathBuf {
 }
 
 fn bind(src: &Path, dst: &str, readonly: bool, what: &str) -> Result<(), MountError> {
-    mount(
-        Some(src),
-        dst,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(nix_err(what))?;
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(nix_err(what))?;
     if readonly {
         set_readonly(dst, what)?;
     }
@@ -116,46 +89,29 @@ fn bind(src: &Path, dst: &str, readonly: bool, what: &str) -> Result<(), MountEr
 }
 
 fn set_readonly(path: &str, what: &str) -> Result<(), MountError> {
-    let c = std::ffi::CString::new(path)
-        .map_err(|_| err(what)(io::Error::from_raw_os_error(libc::EINVAL)))?;
-    crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_RDONLY)
-        .map_err(err(format!("{what} (read-only)")))
+    let c = std::ffi::CString::new(path).map_err(|_| err(what)(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_RDONLY).map_err(err(format!("{what} (read-only)")))
 }
 
 fn mount_root(root: &Root) -> Result<OwnedFd, MountError> {
     match root {
-        Root::Dir { path, writable } => bind(
-            &host(path),
-            NEW,
-            !writable,
-            &format!("bind rootfs {}", path.display()),
-        )?,
+        Root::Dir { path, writable } => bind(&host(path), NEW, !writable, &format!("bind rootfs {}", path.display()))?,
         Root::Host => bind(Path::new(OLD), NEW, true, "bind the host's / read-only")?,
     }
-    let fd = rustix::fs::open(
-        NEW,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| err("open the new root")(e.into()))?;
+    let fd = rustix::fs::open(NEW, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
+        .map_err(|e| err("open the new root")(e.into()))?;
     Ok(fd)
 }
 
 /// Resolves `dst` in the root, creating it as `kind`, and returns the path mount(2) should use.
 fn target(root: &OwnedFd, dst: &Path, kind: Kind) -> Result<(OwnedFd, String), MountError> {
-    let fd = open_in_root(root.as_fd(), dst, Some(kind))
-        .map_err(err(format!("mount target {}", dst.display())))?;
+    let fd =
+        open_in_root(root.as_fd(), PROC, dst, Some(kind)).map_err(err(format!("mount target {}", dst.display())))?;
     let path = fd_path(PROC, &fd);
     Ok((fd, path))
 }
 
-fn fs_mount(
-    root: &OwnedFd,
-    dst: &Path,
-    fstype: &str,
-    flags: MsFlags,
-    data: &str,
-) -> Result<(), MountError> {
+fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), MountError> {
     let (_fd, t) = target(root, dst, Kind::Dir)?;
     mount(Some(fstype), t.as_str(), Some(fstype), flags, Some(data))
         .map_err(nix_err(format!("mount {fstype} on {}", dst.display())))
@@ -182,30 +138,18 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
                 return Ok(());
             }
             let (_fd, t) = target(root, &Path::new("/dev").join(name), Kind::File)?;
-            mount(
-                Some(&src),
-                t.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(nix_err(format!("bind /dev/{name}")))
+            mount(Some(&src), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(nix_err(format!("bind /dev/{name}")))
         }
         Op::Devpts { tty_gid } => {
             let gid = tty_gid.map(|g| format!(",gid={g}")).unwrap_or_default();
             let data = format!("newinstance,ptmxmode=0666,mode=0620{gid}");
-            fs_mount(
-                root,
-                Path::new("/dev/pts"),
-                "devpts",
-                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-                &data,
-            )
+            fs_mount(root, Path::new("/dev/pts"), "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, &data)
         }
         Op::Symlink { target: to, link } => {
             let parent = link.parent().unwrap_or(Path::new("/"));
             let name = link.file_name().unwrap_or_default();
-            let pfd = open_in_root(root.as_fd(), parent, Some(Kind::Dir))
+            let pfd = open_in_root(root.as_fd(), PROC, parent, Some(Kind::Dir))
                 .map_err(err(format!("symlink {}", link.display())))?;
             match rustix::fs::symlinkat(to.as_path(), &pfd, name) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
@@ -213,21 +157,11 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
             }
         }
         Op::Bind { src, dst, readonly } => {
-            let kind = if host(src).is_dir() {
-                Kind::Dir
-            } else {
-                Kind::File
-            };
+            let kind = if host(src).is_dir() { Kind::Dir } else { Kind::File };
             let (_fd, t) = target(root, dst, kind)?;
             let what = format!("bind {} to {}", src.display(), dst.display());
-            mount(
-                Some(&host(src)),
-                t.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(nix_err(what.clone()))?;
+            mount(Some(&host(src)), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(nix_err(what.clone()))?;
             if *readonly {
                 // Re-resolve: the descriptor above names the covered directory, not the new mount.
                 let (_fd, t) = target(root, dst, kind)?;
@@ -238,23 +172,15 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
         Op::File { dst, content } => {
             let staged = format!("/files/{index}");
             std::fs::write(&staged, content).map_err(err(format!("write {staged}")))?;
-            let fd = match open_in_root(root.as_fd(), dst, Some(Kind::File)) {
+            let fd = match open_in_root(root.as_fd(), PROC, dst, Some(Kind::File)) {
                 Ok(fd) => fd,
                 // A read-only rootfs without that file: nothing to show it on.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::ENOENT)) => {
-                    return Ok(())
-                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::ENOENT)) => return Ok(()),
                 Err(e) => return Err(err(format!("mount target {}", dst.display()))(e)),
             };
             let t = fd_path(PROC, &fd);
-            bind(
-                Path::new(&staged),
-                &t,
-                false,
-                &format!("bind {}", dst.display()),
-            )?;
-            let fd = open_in_root(root.as_fd(), dst, None)
-                .map_err(err(format!("reopen {}", dst.display())))?;
+            bind(Path::new(&staged), &t, false, &format!("bind {}", dst.display()))?;
+            let fd = open_in_root(root.as_fd(), PROC, dst, None).map_err(err(format!("reopen {}", dst.display())))?;
             set_readonly(&fd_path(PROC, &fd), &format!("bind {}", dst.display()))
         }
     }

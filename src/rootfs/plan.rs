@@ -84,21 +84,11 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// Computes the ordered operations. Later operations may mount below earlier ones (e.g. a volume under /tmp).
 pub fn plan(input: &Input) -> Vec<Op> {
     let mut ops = vec![Op::Root(input.root.clone())];
-    ops.push(Op::Proc {
-        dst: "/proc".into(),
-    });
-    ops.push(Op::Sysfs {
-        dst: "/sys".into(),
-        own_netns: input.own_netns,
-    });
-    ops.push(Op::Tmpfs {
-        dst: "/dev".into(),
-        mode: 0o755,
-    });
+    ops.push(Op::Proc { dst: "/proc".into() });
+    ops.push(Op::Sysfs { dst: "/sys".into(), own_netns: input.own_netns });
+    ops.push(Op::Tmpfs { dst: "/dev".into(), mode: 0o755 });
     ops.extend(DEVICES.iter().map(|name| Op::Device { name }));
-    ops.push(Op::Devpts {
-        tty_gid: input.tty_gid,
-    });
+    ops.push(Op::Devpts { tty_gid: input.tty_gid });
     for (link, target) in [
         ("/dev/ptmx", "pts/ptmx"),
         ("/dev/fd", "/proc/self/fd"),
@@ -107,61 +97,30 @@ pub fn plan(input: &Input) -> Vec<Op> {
         ("/dev/stderr", "/proc/self/fd/2"),
         ("/dev/core", "/proc/kcore"),
     ] {
-        ops.push(Op::Symlink {
-            target: target.into(),
-            link: link.into(),
-        });
+        ops.push(Op::Symlink { target: target.into(), link: link.into() });
     }
-    ops.push(Op::Tmpfs {
-        dst: "/dev/shm".into(),
-        mode: 0o1777,
-    });
-    ops.push(Op::Tmpfs {
-        dst: "/tmp".into(),
-        mode: 0o1777,
-    });
+    ops.push(Op::Tmpfs { dst: "/dev/shm".into(), mode: 0o1777 });
+    ops.push(Op::Tmpfs { dst: "/tmp".into(), mode: 0o1777 });
     for path in &input.host_binds {
-        ops.push(Op::Bind {
-            src: path.clone(),
-            dst: path.clone(),
-            readonly: false,
-        });
+        ops.push(Op::Bind { src: path.clone(), dst: path.clone(), readonly: false });
     }
     for v in &input.volumes {
-        ops.push(Op::Bind {
-            src: v.src.clone(),
-            dst: v.dst.clone(),
-            readonly: v.readonly,
-        });
+        ops.push(Op::Bind { src: v.src.clone(), dst: v.dst.clone(), readonly: v.readonly });
     }
     for dst in &input.tmpfs {
-        ops.push(Op::Tmpfs {
-            dst: dst.clone(),
-            mode: 0o1777,
-        });
+        ops.push(Op::Tmpfs { dst: dst.clone(), mode: 0o1777 });
     }
-    ops.push(Op::File {
-        dst: "/etc/hostname".into(),
-        content: format!("{}\n", input.hostname),
-    });
-    ops.push(Op::File {
-        dst: "/etc/hosts".into(),
-        content: hosts(&input.hostname),
-    });
+    ops.push(Op::File { dst: "/etc/hostname".into(), content: format!("{}\n", input.hostname) });
+    ops.push(Op::File { dst: "/etc/hosts".into(), content: hosts(&input.hostname) });
     for (dst, content) in &input.etc_files {
-        ops.push(Op::File {
-            dst: dst.clone(),
-            content: content.clone(),
-        });
+        ops.push(Op::File { dst: dst.clone(), content: content.clone() });
     }
     ops
 }
 
 /// /etc/hosts for a container without a network stage of its own.
 pub fn hosts(hostname: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-    )
+    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
 }
 
 /// Normalises a container path lexically: absolute, no `.`/`..`/empty components (`..` stops at `/`).
@@ -189,10 +148,7 @@ mod tests {
 
     fn input() -> Input {
         Input {
-            root: Root::Dir {
-                path: "/srv/r".into(),
-                writable: false,
-            },
+            root: Root::Dir { path: "/srv/r".into(), writable: false },
             volumes: vec![],
             tmpfs: vec![],
             own_netns: true,
@@ -206,52 +162,22 @@ mod tests {
     #[test]
     fn root_comes_first_then_kernel_filesystems_then_user_mounts_then_files() {
         let mut i = input();
-        i.volumes.push(Volume {
-            src: "/home/u/data".into(),
-            dst: "/tmp/data".into(),
-            readonly: true,
-        });
+        i.volumes.push(Volume { src: "/home/u/data".into(), dst: "/tmp/data".into(), readonly: true });
         let ops = plan(&i);
-        assert_eq!(
-            ops[0],
-            Op::Root(Root::Dir {
-                path: "/srv/r".into(),
-                writable: false
-            })
-        );
+        assert_eq!(ops[0], Op::Root(Root::Dir { path: "/srv/r".into(), writable: false }));
         let pos = |want: &Op| ops.iter().position(|o| o == want).unwrap();
-        let tmp = pos(&Op::Tmpfs {
-            dst: "/tmp".into(),
-            mode: 0o1777,
-        });
-        let vol = pos(&Op::Bind {
-            src: "/home/u/data".into(),
-            dst: "/tmp/data".into(),
-            readonly: true,
-        });
-        assert!(
-            tmp < vol,
-            "a volume under /tmp must be mounted after the /tmp tmpfs"
-        );
-        assert!(
-            pos(&Op::Tmpfs {
-                dst: "/dev".into(),
-                mode: 0o755
-            }) < pos(&Op::Device { name: "null" })
-        );
+        let tmp = pos(&Op::Tmpfs { dst: "/tmp".into(), mode: 0o1777 });
+        let vol = pos(&Op::Bind { src: "/home/u/data".into(), dst: "/tmp/data".into(), readonly: true });
+        assert!(tmp < vol, "a volume under /tmp must be mounted after the /tmp tmpfs");
+        assert!(pos(&Op::Tmpfs { dst: "/dev".into(), mode: 0o755 }) < pos(&Op::Device { name: "null" }));
         assert!(matches!(ops.last(), Some(Op::File { dst, .. }) if dst == Path::new("/etc/hosts")));
     }
 
     #[test]
     fn hosts_and_hostname_agree() {
         let ops = plan(&input());
-        assert!(ops.contains(&Op::File {
-            dst: "/etc/hostname".into(),
-            content: "box\n".into()
-        }));
-        assert!(ops
-            .iter()
-            .any(|o| matches!(o, Op::File { content, .. } if content.contains("127.0.1.1\tbox"))));
+        assert!(ops.contains(&Op::File { dst: "/etc/hostname".into(), content: "box\n".into() }));
+        assert!(ops.iter().any(|o| matches!(o, Op::File { content, .. } if content.contains("127.0.1.1\tbox"))));
     }
 
     #[test]
@@ -260,28 +186,14 @@ mod tests {
         i.root = Root::Host;
         i.host_binds = vec!["/home/u".into(), "/work/p".into()];
         let ops = plan(&i);
-        assert!(ops.contains(&Op::Bind {
-            src: "/home/u".into(),
-            dst: "/home/u".into(),
-            readonly: false
-        }));
-        assert!(ops.contains(&Op::Bind {
-            src: "/work/p".into(),
-            dst: "/work/p".into(),
-            readonly: false
-        }));
+        assert!(ops.contains(&Op::Bind { src: "/home/u".into(), dst: "/home/u".into(), readonly: false }));
+        assert!(ops.contains(&Op::Bind { src: "/work/p".into(), dst: "/work/p".into(), readonly: false }));
     }
 
     #[test]
     fn container_paths_are_cleaned_lexically() {
-        assert_eq!(
-            clean_container_path(Path::new("/a/./b/../c//d")),
-            Some("/a/c/d".into())
-        );
-        assert_eq!(
-            clean_container_path(Path::new("/../../etc")),
-            Some("/etc".into())
-        );
+        assert_eq!(clean_container_path(Path::new("/a/./b/../c//d")), Some("/a/c/d".into()));
+        assert_eq!(clean_container_path(Path::new("/../../etc")), Some("/etc".into()));
         assert_eq!(clean_container_path(Path::new("rel")), None);
     }
 }

@@ -27,9 +27,7 @@ pub fn fork() -> io::Result<Forked> {
 
 /// True when /proc/self/task has exactly one entry.
 pub fn is_single_threaded() -> bool {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count() == 1)
-        .unwrap_or(true)
+    std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(true)
 }
 
 /// `mount_setattr(2)` with `AT_RECURSIVE` on `path`, setting `set` attributes (`MOUNT_ATTR_*`).
@@ -44,12 +42,7 @@ pub fn mount_setattr_recursive(path: &std::ffi::CStr, set: u64) -> io::Result<()
         propagation: u64,
         userns_fd: u64,
     }
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
     // SAFETY: `path` is a valid NUL-terminated string, `attr` is a live, correctly laid out `struct mount_attr`
     // (four u64 fields, kernel uapi) and its exact size is passed; the kernel only reads both.
     let rc = unsafe {

@@ -1,0 +1,64 @@
+#!/bin/sh
+# burrow's whole test suite: the README's test command, and what .ci/run calls.
+#   scripts/test.sh            as root: set the machine up (scripts/ci-setup.sh), build, then run every test
+#                              binary as the unprivileged test users, strict (any skip fails)
+#   scripts/test.sh            as a normal user: cargo test as yourself (skips print their reason)
+# Environment: BURROW_TEST_STRICT=1 (default as root) turns every skip into a failure.
+set -eu
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if [ "$(id -u)" != 0 ]; then
+  exec cargo test "$@"
+fi
+
+U1=${BURROW_TEST_USER:-burrow-t1}           # has subordinate ids
+U2=${BURROW_TEST_USER_NOSUB:-burrow-t2}     # has none
+export BURROW_TEST_STRICT=${BURROW_TEST_STRICT:-1}
+sh scripts/ci-setup.sh
+
+# Build as root into a target directory the test users can read (the checkout itself may be private).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/burrow-target}
+echo "== format and lints"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== build"
+cargo build --quiet --all-targets
+bins=$(cargo test --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
+        print(m["target"]["name"] + " " + m["executable"])')
+chmod -R a+rX "$CARGO_TARGET_DIR"
+
+as_user() {
+  u=$1; shift
+  setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups --reset-env env \
+    HOME="$(getent passwd "$u" | cut -d: -f6)" USER="$u" LOGNAME="$u" \
+    PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin BURROW_TEST_STRICT="$BURROW_TEST_STRICT" \
+    ${RUST_BACKTRACE:+RUST_BACKTRACE=$RUST_BACKTRACE} "$@"
+}
+
+log=$(mktemp /tmp/burrow-test-log.XXXXXX)
+trap 'rm -f "$log" "$log.one"' EXIT
+failed_bins=""
+for entry in $(echo "$bins" | tr ' ' '='); do
+  name=${entry%%=*}; exe=${entry#*=}
+  case "$name" in
+    nosubids) user=$U2 ;;
+    *) user=$U1 ;;
+  esac
+  echo "== $name (as $user)"
+  rc=0
+  (cd /tmp && as_user "$user" "$exe") > "$log.one" 2>&1 || rc=$?
+  cat "$log.one"; cat "$log.one" >> "$log"
+  [ "$rc" = 0 ] || failed_bins="$failed_bins $name"
+done
+# One closing line over all test binaries.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "burrow tests: %d passed, %d failed\n", p, f; exit (f > 0) }' "$log" || failed_bins="$failed_bins (counts)"
+if [ -n "$failed_bins" ]; then
+  echo "FAILED:$failed_bins" >&2
+  exit 1
+fi

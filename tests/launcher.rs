@@ -1,0 +1,306 @@
+//! Integration tests of `burrow run` (the launcher core), run as an unprivileged user WITH subordinate IDs.
+//! scripts/test.sh runs this binary as the test user burrow-t1; `cargo test` as any such user works too.
+
+mod support;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+use support::*;
+
+macro_rules! require_subids {
+    () => {{
+        if let Some(reason) = unusable() {
+            skip!("{reason}");
+        }
+        match subuid_start() {
+            Some(s) => s,
+            None => skip!("the caller has no /etc/subuid range (run as burrow-t1, see scripts/ci-setup.sh)"),
+        }
+    }};
+}
+
+#[test]
+fn both_id_ranges_are_mapped_and_chown_works() {
+    let sub = require_subids!();
+    let r = Rootfs::new();
+    let data = tempdir();
+    let vol = format!("{}:/data", data.path().display());
+    let o = output(run_in(
+        r.path(),
+        &["-v", &vol],
+        &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; touch /data/f && chown 1000:1000 /data/f && stat -c %u:%g /data/f"],
+    ));
+    let out = expect(&o, 0);
+    let uid = nix::unistd::getuid().as_raw();
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["0", &uid.to_string(), "1"], "{out}");
+    assert_eq!(lines[1], ["1", &sub.to_string(), "65536"], "{out}");
+    assert_eq!(lines.last().unwrap(), &["1000:1000"], "{out}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(data.path().join("f")).unwrap();
+    assert_eq!(meta.uid(), sub + 999, "container uid 1000 is subordinate uid start+999 on the host");
+    assert!(stderr(&o).is_empty(), "no notice expected with subids: {}", stderr(&o));
+}
+
+#[test]
+fn userns_single_is_silent_and_maps_one_id() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let o = output(run_in(
+        r.path(),
+        &["--userns=single"],
+        &["sh", "-c", "cat /proc/self/uid_map | wc -l; cat /proc/self/setgroups"],
+    ));
+    assert_eq!(expect(&o, 0), "1\ndeny\n");
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn keep_id_keeps_the_callers_ids_and_file_ownership() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let data = tempdir();
+    let vol = format!("{}:/data", data.path().display());
+    let o =
+        output(run_in(r.path(), &["--userns=keep-id", "-v", &vol], &["sh", "-c", "id -u; id -g; touch /data/mine"]));
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    assert_eq!(expect(&o, 0), format!("{uid}\n{gid}\n"));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(data.path().join("mine")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+}
+
+#[test]
+fn user_flag_runs_the_payload_as_that_user() {
+    let sub = require_subids!();
+    let r = Rootfs::new();
+    let data = tempdir();
+    std::fs::set_permissions(data.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let vol = format!("{}:/data", data.path().display());
+    let o = output(run_in(
+        r.path(),
+        &["--user", "user", "-v", &vol],
+        &["sh", "-c", "id -u; id -g; echo $HOME; touch /data/u"],
+    ));
+    assert_eq!(expect(&o, 0), "1000\n1000\n/home/user\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(data.path().join("u")).unwrap().uid(), sub + 999);
+    let o = output(run_in(r.path(), &["--user", "4242:4343"], &["sh", "-c", "echo $(id -u):$(id -g)"]));
+    assert_eq!(expect(&o, 0), "4242:4343\n");
+}
+
+#[test]
+fn hostname_and_etc_files_agree() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let o = output(run_in(
+        r.path(),
+        &["--hostname", "box"],
+        &["sh", "-c", "hostname; cat /etc/hostname; grep -c box /etc/hosts"],
+    ));
+    assert_eq!(expect(&o, 0), "box\nbox\n1\n");
+}
+
+#[test]
+fn ps_sees_only_the_container() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let o = output(run_in(r.path(), &[], &["sh", "-c", "ps -o pid= | wc -l; echo $$"]));
+    // init (1), sh (2), ps and wc
+    assert_eq!(expect(&o, 0), "4\n2\n");
+}
+
+#[test]
+fn exit_statuses_follow_the_shell_convention() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let cases: [(&[&str], i32); 5] = [
+        (&["true"], 0),
+        (&["sh", "-c", "exit 3"], 3),
+        (&["no-such-command"], 127),
+        (&["/etc/passwd"], 126),
+        (&["sh", "-c", "kill -9 $$"], 137),
+    ];
+    for (cmd, want) in cases {
+        let o = output(run_in(r.path(), &[], cmd));
+        expect(&o, want);
+        if (126..128).contains(&want) {
+            let err = stderr(&o);
+            assert_eq!(err.lines().count(), 1, "one line for {cmd:?}: {err}");
+            assert!(err.starts_with("burrow: cannot run"), "{err}");
+        }
+    }
+    let o = output(run_in(r.path(), &["--no-init"], &["sh", "-c", "echo $$; exit 5"]));
+    assert_eq!(expect(&o, 5), "1\n");
+}
+
+#[test]
+fn bad_input_exits_125_with_one_line() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let bad_subuid = tempdir();
+    let f = bad_subuid.path().join("subuid");
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name;
+    std::fs::write(&f, format!("{me}:abc:65536\n")).unwrap();
+    let root = r.path().to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "--rootfs", "/no/such/rootfs", "--", "true"], "rootfs /no/such/rootfs"),
+        (vec!["run", "--rootfs", root, "-v", "nocolon", "--", "true"], "malformed --volume"),
+        (vec!["run", "--rootfs", root, "--user", "nobody-here", "--", "true"], "unknown user \"nobody-here\""),
+        (vec!["run", "--rootfs", root, "--no-such-flag"], "--no-such-flag"),
+        (vec!["run", "--rootfs", root, "-e", "=x", "--", "true"], "malformed --env"),
+    ];
+    for (args, want) in cases {
+        let mut c = burrow();
+        c.args(&args);
+        let o = output(c);
+        expect(&o, 125);
+        let err = stderr(&o);
+        assert!(err.contains(want), "{args:?}: {err}");
+        if !args.contains(&"--no-such-flag") {
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+    let mut c = run_in(r.path(), &[], &["true"]);
+    c.env("BURROW_SUBUID_FILE", &f);
+    let o = output(c);
+    expect(&o, 125);
+    let err = stderr(&o);
+    assert!(err.contains(":1: malformed entry for") && err.lines().count() == 1, "{err}");
+}
+
+#[test]
+fn read_only_and_read_write_binds() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let (ro, rw) = (tempdir(), tempdir());
+    let o = output(run_in(
+        r.path(),
+        &["-v", &format!("{}:/ro:ro", ro.path().display()), "-v", &format!("{}:/rw", rw.path().display())],
+        &["sh", "-c", "touch /ro/x 2>/dev/null && echo ro-writable; echo hello > /rw/y; touch /rootfs-file 2>/dev/null || echo root-ro"],
+    ));
+    assert_eq!(expect(&o, 0), "root-ro\n");
+    assert!(!ro.path().join("x").exists());
+    assert_eq!(std::fs::read_to_string(rw.path().join("y")).unwrap(), "hello\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(rw.path().join("y")).unwrap().uid(), nix::unistd::getuid().as_raw());
+}
+
+#[test]
+fn a_symlinked_bind_target_stays_inside_the_rootfs() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let src = tempdir();
+    // /link points at a host path by absolute name (not under /tmp, which is a tmpfs inside): it must be
+    // resolved, and created, inside the rootfs.
+    let home = std::env::var("HOME").expect("HOME");
+    let outside = std::path::PathBuf::from(home).join(format!(".burrow-escape-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&outside);
+    std::os::unix::fs::symlink(&outside, r.path().join("link")).unwrap();
+    let o =
+        output(run_in(r.path(), &["--rootfs-rw", "-v", &format!("{}:/link/data", src.path().display())], &["true"]));
+    expect(&o, 0);
+    let escaped = outside.exists();
+    let _ = std::fs::remove_dir_all(&outside);
+    assert!(!escaped, "the mount target escaped onto the host at {}", outside.display());
+    let inside = r.path().join(outside.strip_prefix("/").unwrap()).join("data");
+    assert!(inside.is_dir(), "target created inside the rootfs at {}", inside.display());
+}
+
+#[test]
+fn environment_and_workdir() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let d = tempdir();
+    let envfile = d.path().join("env");
+    std::fs::write(&envfile, "# comment\nFROM_FILE=1\n\nBOTH=file\n").unwrap();
+    let mut c = run_in(
+        r.path(),
+        &["-e", "A=b c", "-e", "BOTH=flag", "-e", "INHERITED", "--env-file", envfile.to_str().unwrap(), "-w", "/tmp"],
+        &["sh", "-c", "pwd; echo \"$A|$FROM_FILE|$BOTH|$INHERITED|$SECRET|$container\"; echo $HOME"],
+    );
+    c.env("SECRET", "leak").env("INHERITED", "yes");
+    assert_eq!(expect(&output(c), 0), "/tmp\nb c|1|flag|yes||burrow\n/root\n");
+    let mut c = run_in(r.path(), &["--preserve-env"], &["sh", "-c", "echo $SECRET"]);
+    c.env("SECRET", "kept");
+    assert_eq!(expect(&output(c), 0), "kept\n");
+}
+
+#[test]
+fn sigterm_to_burrow_reaches_the_payload() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let mut c = run_in(
+        r.path(),
+        &[],
+        &["sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"],
+    );
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got-term");
+    let o = wait_output(child, Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+}
+
+#[test]
+fn orphans_are_reaped_by_init() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let o = output(run_in(r.path(), &[], &["sh", "-c", "(sh -c 'exit 0' &); sleep 0.5; ps -o stat= | grep -c Z"]));
+    assert_eq!(stdout(&o), "0\n", "a zombie was left: {}", stderr(&o));
+}
+
+#[test]
+fn sigkill_of_burrow_leaves_nothing_behind() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let tmp_before: Vec<_> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name()).collect();
+    let mut c = run_in(r.path(), &[], &["sh", "-c", "echo ready; sleep 1000 & sleep 1000"]);
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let pid = child.id() as i32;
+    assert!(eventually(Duration::from_secs(5), || descendants(pid).len() >= 5), "container processes did not start");
+    let procs = descendants(pid);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = || procs.iter().copied().filter(|p| alive(*p)).collect::<Vec<_>>();
+    assert!(eventually(Duration::from_secs(10), || left().is_empty()), "processes left: {:?}", left());
+    assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts_before, "host mounts changed");
+    let tmp_after: Vec<_> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name()).collect();
+    let new: Vec<_> =
+        tmp_after.iter().filter(|n| !tmp_before.contains(n) && n.to_string_lossy().contains("burrow")).collect();
+    let new: Vec<_> = new
+        .into_iter()
+        .filter(|n| {
+            !n.to_string_lossy().starts_with("burrow-rootfs.") && !n.to_string_lossy().starts_with("burrow-test.")
+        })
+        .collect();
+    assert!(new.is_empty(), "temporary files left: {new:?}");
+}
+
+#[test]
+fn the_host_root_default_is_read_only_with_home_and_cwd_writable() {
+    let _ = require_subids!();
+    let cwd = tempdir();
+    let mut c = burrow();
+    c.current_dir(cwd.path()).args(["run", "--", "sh", "-c", "pwd; touch /usr/burrow-x 2>/dev/null || echo usr-ro; touch ./here && echo cwd-rw; test -d /proc/1 && echo proc; hostname"]);
+    let out = expect(&output(c), 0);
+    assert_eq!(out, format!("{}\nusr-ro\ncwd-rw\nproc\nburrow\n", cwd.path().canonicalize().unwrap().display()));
+    assert!(cwd.path().join("here").exists());
+}
+
+#[test]
+fn doctor_reports_user_namespaces_ok() {
+    let _ = require_subids!();
+    let mut c = burrow();
+    c.arg("doctor");
+    let out = expect(&output(c), 0);
+    assert!(out.lines().any(|l| l.starts_with("ok   user namespaces")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ok   subordinate uids")), "{out}");
+}

@@ -1,0 +1,40 @@
+//! Integration tests for a user WITHOUT subordinate IDs (scripts/test.sh runs this binary as burrow-t2).
+
+mod support;
+use support::*;
+
+#[test]
+fn single_id_fallback_with_one_notice_line() {
+    if let Some(reason) = unusable() {
+        skip!("{reason}");
+    }
+    if subuid_start().is_some() {
+        skip!("the caller has subordinate IDs; run as a user without any (burrow-t2)");
+    }
+    let r = Rootfs::new();
+    let o = output(run_in(
+        r.path(),
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; id -u; touch /tmp/f; chown 1000 /tmp/f 2>/dev/null || echo chown-failed",
+        ],
+    ));
+    let out = expect(&o, 0);
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    let first: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(first, ["0", uid.as_str(), "1"]);
+    assert!(out.ends_with("0\nchown-failed\n"), "{out}");
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no subordinate IDs") && err.contains("chown"), "{err}");
+    // Asking for the single map explicitly is silent.
+    let o = output(run_in(r.path(), &["--userns=single"], &["true"]));
+    expect(&o, 0);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    // And an unmapped --user is refused before anything starts.
+    let o = output(run_in(r.path(), &["--user", "1000"], &["true"]));
+    expect(&o, 125);
+    assert!(stderr(&o).contains("uid 1000 is not mapped"), "{}", stderr(&o));
+}
