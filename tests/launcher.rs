@@ -105,9 +105,13 @@ fn hostname_and_etc_files_agree() {
 fn ps_sees_only_the_container() {
     let _ = require_subids!();
     let r = Rootfs::new();
-    let o = output(run_in(r.path(), &[], &["sh", "-c", "ps -o pid= | wc -l; echo $$"]));
-    // init (1), sh (2), ps and wc
-    assert_eq!(expect(&o, 0), "4\n2\n");
+    let o = output(run_in(r.path(), &[], &["sh", "-c", "ps -o pid=,comm= > /tmp/ps; cat /tmp/ps; echo $$"]));
+    let out = expect(&o, 0);
+    // Exactly burrow's init (1), the shell (2) and ps itself: nothing of the host.
+    let pids: Vec<u32> = out.lines().filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+    assert_eq!(pids.len(), 4, "{out}");
+    assert_eq!(&pids[..2], &[1, 2], "{out}");
+    assert_eq!(pids[3], 2, "the shell is PID 2: {out}");
 }
 
 #[test]
