@@ -11,4 +11,5 @@ pub mod launch;
 pub mod rootfs;
 pub mod run;
 pub mod spec;
+pub mod state;
 pub mod sys;
