@@ -308,3 +308,24 @@ fn doctor_reports_user_namespaces_ok() {
     assert!(out.lines().any(|l| l.starts_with("ok   user namespaces")), "{out}");
     assert!(out.lines().any(|l| l.starts_with("ok   subordinate uids")), "{out}");
 }
+
+fn interfaces(proc_net_dev: &str) -> Vec<String> {
+    proc_net_dev.lines().skip(2).filter_map(|l| Some(l.split(':').next()?.trim().to_string())).collect()
+}
+
+#[test]
+fn network_none_has_only_loopback_up_and_host_shares_the_hosts() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let o = output(run_in(r.path(), &[], &["sh", "-c", "cat /sys/class/net/lo/flags; cat /proc/net/dev"]));
+    let out = expect(&o, 0);
+    let (flags, dev) = out.split_once('\n').unwrap();
+    assert_eq!(interfaces(dev), ["lo"], "{out}");
+    assert_eq!(u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap() & 1, 1, "lo is up: {out}");
+    let o = output(run_in(r.path(), &["--network", "host"], &["cat", "/proc/net/dev"]));
+    let mut inside = interfaces(&expect(&o, 0));
+    let mut host = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+    inside.sort();
+    host.sort();
+    assert_eq!(inside, host);
+}
