@@ -111,6 +111,19 @@ fn target(root: &OwnedFd, dst: &Path, kind: Kind) -> Result<(OwnedFd, String), M
     Ok((fd, path))
 }
 
+/// Binds host path `src` (recursively) at container path `dst`, then makes it read-only when asked. The new mount
+/// is reached by resolving `dst` again: the first descriptor names the directory it now covers.
+fn bind_at(root: &OwnedFd, src: &Path, dst: &Path, kind: Kind, readonly: bool, what: &str) -> Result<(), MountError> {
+    let (_fd, t) = target(root, dst, kind)?;
+    mount(Some(src), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(nix_err(what))?;
+    if readonly {
+        let (_fd, t) = target(root, dst, kind)?;
+        set_readonly(&t, what)?;
+    }
+    Ok(())
+}
+
 fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), MountError> {
     let (_fd, t) = target(root, dst, Kind::Dir)?;
     mount(Some(fstype), t.as_str(), Some(fstype), flags, Some(data))
@@ -129,8 +142,7 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
                 return Ok(());
             }
             // Without a network namespace of our own the kernel refuses a new sysfs instance.
-            let (_fd, t) = target(root, dst, Kind::Dir)?;
-            bind(&host(Path::new("/sys")), &t, true, "bind /sys")
+            bind_at(root, &host(Path::new("/sys")), dst, Kind::Dir, true, "bind /sys")
         }
         Op::Device { name } => {
             let src = host(&Path::new("/dev").join(name));
@@ -158,16 +170,8 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
         }
         Op::Bind { src, dst, readonly } => {
             let kind = if host(src).is_dir() { Kind::Dir } else { Kind::File };
-            let (_fd, t) = target(root, dst, kind)?;
             let what = format!("bind {} to {}", src.display(), dst.display());
-            mount(Some(&host(src)), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(nix_err(what.clone()))?;
-            if *readonly {
-                // Re-resolve: the descriptor above names the covered directory, not the new mount.
-                let (_fd, t) = target(root, dst, kind)?;
-                set_readonly(&t, &what)?;
-            }
-            Ok(())
+            bind_at(root, &host(src), dst, kind, *readonly, &what)
         }
         Op::File { dst, content } => {
             let staged = format!("/files/{index}");
@@ -178,10 +182,8 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::ENOENT)) => return Ok(()),
                 Err(e) => return Err(err(format!("mount target {}", dst.display()))(e)),
             };
-            let t = fd_path(PROC, &fd);
-            bind(Path::new(&staged), &t, false, &format!("bind {}", dst.display()))?;
-            let fd = open_in_root(root.as_fd(), PROC, dst, None).map_err(err(format!("reopen {}", dst.display())))?;
-            set_readonly(&fd_path(PROC, &fd), &format!("bind {}", dst.display()))
+            drop(fd);
+            bind_at(root, Path::new(&staged), dst, Kind::File, true, &format!("bind {}", dst.display()))
         }
     }
 }
