@@ -8,6 +8,7 @@ pub mod cli;
 pub mod doctor;
 pub mod idmap;
 pub mod launch;
+pub mod overlay;
 pub mod rootfs;
 pub mod run;
 pub mod spec;
