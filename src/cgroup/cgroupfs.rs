@@ -1,0 +1,73 @@
+//! A cgroup already delegated to this user (a Slurm step, a user@.service, a directory an
+//! administrator chowned): the container's cgroup is created below it directly, without systemd.
+//!
+//! cgroup v2's "no internal processes" rule decides where: a cgroup that holds processes (ours does:
+//! burrow runs in it) cannot enable controllers for its children. So without limits the leaf goes
+//! below our own cgroup; with limits it goes beside it, below the parent, if the parent is delegated
+//! too (the usual shape: the delegated root, with the user's processes in a leaf below it).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{access, AccessFlags};
+
+use super::detect::{self, Host};
+use super::limits::Controller;
+
+/// Where the container's cgroup will be created, and what can be enabled there.
+#[derive(Clone, Debug)]
+pub struct Base {
+    pub dir: PathBuf,
+    /// controllers that can be enabled for the new child (the base's cgroup.controllers when it
+    /// holds no process, else none)
+    pub controllers: BTreeSet<Controller>,
+}
+
+fn writable(dir: &Path, files: &[&str]) -> bool {
+    access(dir, AccessFlags::W_OK).is_ok()
+        && files
+            .iter()
+            .all(|f| access(&dir.join(f), AccessFlags::W_OK).is_ok())
+}
+
+fn has_processes(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.procs")).map_or(true, |s| !s.trim().is_empty())
+}
+
+/// Chooses the base for limits needing `needed`. `Err` carries the reason none can be used.
+pub fn probe(host: &Host, needed: &BTreeSet<Controller>) -> Result<Base, String> {
+    let own = host
+        .own_dir()
+        .ok_or_else(|| "this process's cgroup v2 is not visible under any cgroup2 mount".to_string())?;
+    let own_ok = writable(&own, &["cgroup.procs"]);
+    if needed.is_empty() && own_ok {
+        return Ok(Base {
+            dir: own,
+            controllers: BTreeSet::new(),
+        });
+    }
+    let parent = own
+        .parent()
+        .filter(|p| host.cgroup2.iter().all(|m| m.mount_point != own) && p.join("cgroup.procs").exists());
+    if let Some(parent) = parent {
+        if writable(parent, &["cgroup.procs", "cgroup.subtree_control"]) && !has_processes(parent) {
+            let controllers = detect::read_controllers(&parent.join("cgroup.controllers"))
+                .map_err(|e| e.to_string())?;
+            return Ok(Base {
+                dir: parent.to_path_buf(),
+                controllers,
+            });
+        }
+    }
+    if own_ok {
+        // Usable for grouping and CPU accounting, but no controller can be enabled below it.
+        return Ok(Base {
+            dir: own,
+            controllers: BTreeSet::new(),
+        });
+    }
+    Err(format!(
+        "this process's cgroup {} is not delegated to this user (cgroup.procs is not writable)",
+        own.display()
+    ))
+}

@@ -1,0 +1,218 @@
+//! The systemd user manager: finding it without D-Bus (preflight runs before any fork, and zbus
+//! starts threads), and asking it over D-Bus for a transient scope with `Delegate=yes` (attach).
+//!
+//! The manager is reached on its private socket `$XDG_RUNTIME_DIR/systemd/private` (peer to peer, the
+//! way systemctl talks to it: no dbus-daemon hop, no Hello, no match rules), or on the session bus
+//! when the private socket cannot be used.
+
+use std::collections::BTreeSet;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+use zbus::zvariant::{OwnedObjectPath, Value};
+use zbus::{MatchRule, MessageStream};
+
+use super::detect::{self, Host};
+use super::limits::Controller;
+use super::CgroupError;
+
+/// Everything D-Bus gets, connecting included: a manager that does not answer in time is treated as
+/// absent (auto) or an error, never a hang.
+pub const DBUS_TIMEOUT: Duration = Duration::from_secs(3);
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER_IFACE: &str = "org.freedesktop.systemd1.Manager";
+
+/// A running systemd user manager of this user, found through its private socket.
+#[derive(Clone, Debug)]
+pub struct Manager {
+    /// its root cgroup, e.g. /user.slice/user-1000.slice/user@1000.service
+    pub cgroup: String,
+    /// the controllers it can delegate (its root cgroup's cgroup.controllers)
+    pub controllers: BTreeSet<Controller>,
+    pub private_socket: PathBuf,
+}
+
+/// `$XDG_RUNTIME_DIR`, or /run/user/UID where the variable is unset (sudo, cron, ssh without pam).
+fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(format!("/run/user/{}", nix::unistd::getuid())),
+    }
+}
+
+/// Finds the user manager without speaking D-Bus: connect to its private socket (instant: a unix
+/// socket either accepts or refuses), read the peer's pid with SO_PEERCRED, then its cgroup.
+/// `Err` carries the reason the manager cannot be used, for messages.
+pub fn probe(host: &Host) -> Result<Manager, String> {
+    let private_socket = runtime_dir().join("systemd/private");
+    let stream = connect_nonblocking(&private_socket)
+        .map_err(|e| format!("no systemd user manager ({}: {e})", private_socket.display()))?;
+    let cred = socket::getsockopt(&stream, sockopt::PeerCredentials)
+        .map_err(|e| format!("SO_PEERCRED on {}: {e}", private_socket.display()))?;
+    drop(stream);
+    if cred.uid() != nix::unistd::getuid().as_raw() {
+        return Err(format!(
+            "{} belongs to uid {}, not to this user",
+            private_socket.display(),
+            cred.uid()
+        ));
+    }
+    let pid = cred.pid();
+    let path = detect::cgroup2_path_of(pid).map_err(|e| e.to_string())?;
+    // The manager moves itself into init.scope of its root cgroup; units go beside it.
+    let cgroup = path.strip_suffix("/init.scope").unwrap_or(&path).to_string();
+    let dir = host.dir_of(&cgroup).ok_or_else(|| {
+        format!("the user manager's cgroup {cgroup} is not visible under any cgroup2 mount")
+    })?;
+    let controllers = detect::read_controllers(&dir.join("cgroup.controllers"))
+        .map_err(|e| e.to_string())?;
+    Ok(Manager {
+        cgroup,
+        controllers,
+        private_socket,
+    })
+}
+
+/// A unix stream socket connected without ever blocking (a full backlog gives EAGAIN).
+fn connect_nonblocking(path: &Path) -> nix::Result<UnixStream> {
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
+    Ok(UnixStream::from(fd))
+}
+
+/// A transient scope unit name for container `name`: unit names allow only `[A-Za-z0-9:_.\-]`.
+pub fn scope_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .take(200)
+        .map(|c| if c.is_ascii_alphanumeric() || ":_.-".contains(c) { c } else { '_' })
+        .collect();
+    format!("burrow-{clean}.scope")
+}
+
+/// Asks the manager for scope `unit` holding `pid`, with `Delegate=yes`, collected when it ends
+/// (also when it fails), and waits until the start job has finished.
+pub fn start_scope(manager: &Manager, pid: i32, unit: &str) -> Result<(), CgroupError> {
+    let failed = |reason: String| CgroupError::Systemd {
+        unit: unit.to_string(),
+        reason,
+    };
+    let work = async {
+        let (conn, p2p) = connect(manager).await?;
+        start_scope_on(&conn, p2p, pid, unit).await
+    };
+    let timeout = async {
+        async_io::Timer::after(DBUS_TIMEOUT).await;
+        Err(format!(
+            "no answer from the systemd user manager within {} s",
+            DBUS_TIMEOUT.as_secs()
+        ))
+    };
+    async_io::block_on(futures_lite::future::or(work, timeout)).map_err(failed)
+}
+
+/// The private socket first (peer to peer); the session bus if that fails.
+async fn connect(manager: &Manager) -> Result<(zbus::Connection, bool), String> {
+    let private = async {
+        let stream = connect_nonblocking(&manager.private_socket).map_err(|e| e.to_string())?;
+        zbus::connection::Builder::async_io_unix_stream(stream)
+            .p2p()
+            .build()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let private_err = match private.await {
+        Ok(c) => return Ok((c, true)),
+        Err(e) => e,
+    };
+    let session = zbus::connection::Builder::session()
+        .map_err(|e| e.to_string())?
+        .build()
+        .await;
+    match session {
+        Ok(c) => Ok((c, false)),
+        Err(e) => Err(format!(
+            "cannot connect to the user manager ({}: {private_err}; session bus: {e})",
+            manager.private_socket.display()
+        )),
+    }
+}
+
+async fn start_scope_on(
+    conn: &zbus::Connection,
+    p2p: bool,
+    pid: i32,
+    unit: &str,
+) -> Result<(), String> {
+    let dbus = |e: zbus::Error| e.to_string();
+    let dest = if p2p { None } else { Some(SYSTEMD) };
+    // Listen before starting: the job may finish before the reply to StartTransientUnit arrives.
+    let mut rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .path(MANAGER_PATH)
+        .map_err(dbus)?
+        .interface(MANAGER_IFACE)
+        .map_err(dbus)?
+        .member("JobRemoved")
+        .map_err(dbus)?;
+    if !p2p {
+        rule = rule.sender(SYSTEMD).map_err(dbus)?;
+    }
+    let mut jobs = MessageStream::for_match_rule(rule.build(), conn, Some(64))
+        .await
+        .map_err(dbus)?;
+    if !p2p {
+        // On the bus, systemd only emits signals while someone is subscribed.
+        conn.call_method(dest, MANAGER_PATH, Some(MANAGER_IFACE), "Subscribe", &())
+            .await
+            .map_err(dbus)?;
+    }
+    let pid = u32::try_from(pid).map_err(|_| format!("invalid pid {pid}"))?;
+    let properties: Vec<(&str, Value<'_>)> = vec![
+        ("Description", Value::from("burrow container")),
+        ("PIDs", Value::from(vec![pid])),
+        ("Delegate", Value::from(true)),
+        ("CollectMode", Value::from("inactive-or-failed")),
+    ];
+    let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
+    let reply = conn
+        .call_method(
+            dest,
+            MANAGER_PATH,
+            Some(MANAGER_IFACE),
+            "StartTransientUnit",
+            &(unit, "fail", properties, aux),
+        )
+        .await
+        .map_err(dbus)?;
+    let job: OwnedObjectPath = reply.body().deserialize().map_err(dbus)?;
+    while let Some(msg) = jobs.next().await {
+        let msg = msg.map_err(dbus)?;
+        let Ok((_, path, _, result)) = msg
+            .body()
+            .deserialize::<(u32, OwnedObjectPath, String, String)>()
+        else {
+            continue;
+        };
+        if path == job {
+            return match result.as_str() {
+                "done" => Ok(()),
+                other => Err(format!(
+                    "its start job ended with result '{other}' (see `journalctl --user -u {unit}`; \
+                     the manager must be able to move process {pid} into its subtree, which needs write \
+                     access to cgroup.procs of the closest common ancestor cgroup)"
+                )),
+            };
+        }
+    }
+    Err("the connection to the user manager closed before the start job ended".into())
+}
