@@ -1,9 +1,11 @@
 //! The systemd user manager: finding it without D-Bus (preflight runs before any fork, and zbus
 //! starts threads), and asking it over D-Bus for a transient scope with `Delegate=yes` (attach).
 //!
-//! The manager is reached on its private socket `$XDG_RUNTIME_DIR/systemd/private` (peer to peer, the
-//! way systemctl talks to it: no dbus-daemon hop, no Hello, no match rules), or on the session bus
-//! when the private socket cannot be used.
+//! D-Bus goes through the session bus. The manager's private socket `$XDG_RUNTIME_DIR/systemd/private`
+//! (peer to peer, as systemctl uses it) would save the dbus-daemon hop, but systemd stamps its messages
+//! there with the sender `org.freedesktop.systemd1`, which zbus 5 (and 6) rejects with a panic in its
+//! executor thread (it requires a unique name; zbus issue 965). The private socket is still used by
+//! preflight, without speaking D-Bus on it, to learn the manager's pid from SO_PEERCRED.
 
 use std::collections::BTreeSet;
 use std::os::unix::net::UnixStream;
@@ -33,7 +35,30 @@ pub struct Manager {
     pub cgroup: String,
     /// the controllers it can delegate (its root cgroup's cgroup.controllers)
     pub controllers: BTreeSet<Controller>,
-    pub private_socket: PathBuf,
+    /// the session bus: a socket path, or a D-Bus address that is not a plain unix path
+    pub bus: Bus,
+}
+
+#[derive(Clone, Debug)]
+pub enum Bus {
+    Path(PathBuf),
+    Address(String),
+}
+
+/// The session bus as libsystemd and zbus find it: $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus.
+fn session_bus() -> Bus {
+    match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+        Ok(addr) if !addr.is_empty() => {
+            let path = addr.split(';').next().and_then(|a| a.strip_prefix("unix:")).and_then(|params| {
+                params.split(',').find_map(|kv| kv.strip_prefix("path="))
+            });
+            match path {
+                Some(p) => Bus::Path(PathBuf::from(p)),
+                None => Bus::Address(addr),
+            }
+        }
+        _ => Bus::Path(runtime_dir().join("bus")),
+    }
 }
 
 /// `$XDG_RUNTIME_DIR`, or /run/user/UID where the variable is unset (sudo, cron, ssh without pam).
@@ -70,10 +95,16 @@ pub fn probe(host: &Host) -> Result<Manager, String> {
     })?;
     let controllers = detect::read_controllers(&dir.join("cgroup.controllers"))
         .map_err(|e| e.to_string())?;
+    let bus = session_bus();
+    if let Bus::Path(path) = &bus {
+        connect_nonblocking(path).map_err(|e| {
+            format!("the user manager runs but its session bus {} cannot be reached ({e}): install dbus-user-session", path.display())
+        })?;
+    }
     Ok(Manager {
         cgroup,
         controllers,
-        private_socket,
+        bus,
     })
 }
 
@@ -107,8 +138,8 @@ pub fn start_scope(manager: &Manager, pid: i32, unit: &str) -> Result<(), Cgroup
         reason,
     };
     let work = async {
-        let (conn, p2p) = connect(manager).await?;
-        start_scope_on(&conn, p2p, pid, unit).await
+        let conn = connect(manager).await?;
+        start_scope_on(&conn, pid, unit).await
     };
     let timeout = async {
         async_io::Timer::after(DBUS_TIMEOUT).await;
@@ -120,62 +151,44 @@ pub fn start_scope(manager: &Manager, pid: i32, unit: &str) -> Result<(), Cgroup
     async_io::block_on(futures_lite::future::or(work, timeout)).map_err(failed)
 }
 
-/// The private socket first (peer to peer); the session bus if that fails.
-async fn connect(manager: &Manager) -> Result<(zbus::Connection, bool), String> {
-    let private = async {
-        let stream = connect_nonblocking(&manager.private_socket).map_err(|e| e.to_string())?;
-        zbus::connection::Builder::async_io_unix_stream(stream)
-            .p2p()
-            .build()
-            .await
-            .map_err(|e| e.to_string())
+/// Connects to the session bus (Hello included).
+async fn connect(manager: &Manager) -> Result<zbus::Connection, String> {
+    let builder = match &manager.bus {
+        Bus::Path(path) => {
+            let stream = connect_nonblocking(path)
+                .map_err(|e| format!("cannot connect to the session bus {}: {e}", path.display()))?;
+            zbus::connection::Builder::async_io_unix_stream(stream)
+        }
+        Bus::Address(addr) => zbus::connection::Builder::address(addr.as_str())
+            .map_err(|e| format!("invalid DBUS_SESSION_BUS_ADDRESS '{addr}': {e}"))?,
     };
-    let private_err = match private.await {
-        Ok(c) => return Ok((c, true)),
-        Err(e) => e,
-    };
-    let session = zbus::connection::Builder::session()
-        .map_err(|e| e.to_string())?
+    builder
         .build()
-        .await;
-    match session {
-        Ok(c) => Ok((c, false)),
-        Err(e) => Err(format!(
-            "cannot connect to the user manager ({}: {private_err}; session bus: {e})",
-            manager.private_socket.display()
-        )),
-    }
+        .await
+        .map_err(|e| format!("cannot connect to the session bus: {e}"))
 }
 
-async fn start_scope_on(
-    conn: &zbus::Connection,
-    p2p: bool,
-    pid: i32,
-    unit: &str,
-) -> Result<(), String> {
+async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result<(), String> {
     let dbus = |e: zbus::Error| e.to_string();
-    let dest = if p2p { None } else { Some(SYSTEMD) };
+    let dest = Some(SYSTEMD);
     // Listen before starting: the job may finish before the reply to StartTransientUnit arrives.
-    let mut rule = MatchRule::builder()
+    let rule = MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
         .path(MANAGER_PATH)
         .map_err(dbus)?
         .interface(MANAGER_IFACE)
         .map_err(dbus)?
         .member("JobRemoved")
+        .map_err(dbus)?
+        .sender(SYSTEMD)
         .map_err(dbus)?;
-    if !p2p {
-        rule = rule.sender(SYSTEMD).map_err(dbus)?;
-    }
     let mut jobs = MessageStream::for_match_rule(rule.build(), conn, Some(64))
         .await
         .map_err(dbus)?;
-    if !p2p {
-        // On the bus, systemd only emits signals while someone is subscribed.
-        conn.call_method(dest, MANAGER_PATH, Some(MANAGER_IFACE), "Subscribe", &())
-            .await
-            .map_err(dbus)?;
-    }
+    // On the bus, systemd only emits signals while someone is subscribed.
+    conn.call_method(dest, MANAGER_PATH, Some(MANAGER_IFACE), "Subscribe", &())
+        .await
+        .map_err(dbus)?;
     let pid = u32::try_from(pid).map_err(|_| format!("invalid pid {pid}"))?;
     let properties: Vec<(&str, Value<'_>)> = vec![
         ("Description", Value::from("burrow container")),

@@ -1,0 +1,398 @@
+//! Integration tests of burrow's cgroup library against the real systemd user manager of the test
+//! user and a real delegated cgroup2 directory. Nothing here is mocked.
+//!
+//! How to run (as root, after `scripts/ci-setup.sh`, which starts `systemd --user` for burrow-t1 in
+//! the delegated directory $CG2/burrow-ci/manager and creates $CG2/burrow-ci/tests owned by burrow-t1):
+//!
+//! ```sh
+//! export CARGO_TARGET_DIR=/work/tgt-cgroup      # readable by burrow-t1
+//! BIN=$(cargo test --test cgroup_lib --no-run --message-format=json \
+//!       | jq -r 'select(.profile.test and .target.name=="cgroup_lib") | .executable')
+//! CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/self/mounts)
+//! # root places the test process in the delegated directory first: a user may only move its
+//! # processes between cgroups whose common ancestor's cgroup.procs it can write, so neither
+//! # systemd --user (running as the user) nor burrow could move a process out of the root cgroup.
+//! sh -c "echo \$\$ > $CG2/burrow-ci/tests/cgroup.procs; exec setpriv --reuid=burrow-t1 --regid=burrow-t1 \
+//!   --init-groups --reset-env env HOME=/home/burrow-t1 PATH=/usr/bin:/bin XDG_RUNTIME_DIR=/run/user/\$(id -u burrow-t1) \
+//!   DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/\$(id -u burrow-t1)/bus $BIN --test-threads=1"
+//! ```
+//! Without a user manager or a delegated cgroup the tests print `SKIP: reason` and pass, unless
+//! BURROW_TEST_STRICT=1, where they fail. `preflight_attach_latency` prints the measured figures.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use burrow::cgroup::{self, detect, Limits, ManagerKind, Request};
+
+fn skip(reason: &str) {
+    if std::env::var("BURROW_TEST_STRICT").as_deref() == Ok("1") {
+        panic!("required test environment missing: {reason}");
+    }
+    eprintln!("SKIP: {reason}");
+}
+
+/// A systemd user manager of this user is reachable; else the test is skipped.
+fn need_systemd() -> bool {
+    if nix::unistd::getuid().is_root() {
+        skip("run these tests as an unprivileged user (see the top of tests/cgroup_lib.rs)");
+        return false;
+    }
+    let req = Request {
+        manager: ManagerKind::Systemd,
+        ..Request::default()
+    };
+    match cgroup::preflight(&req) {
+        Ok(_) => true,
+        Err(e) => {
+            skip(&format!("no systemd user manager: {e}"));
+            false
+        }
+    }
+}
+
+fn unique_name(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("t{}-{}-{test}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn sleeper() -> Child {
+    Command::new("sleep").arg("30").spawn().expect("spawn sleep")
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn systemctl_show(unit: &str, props: &str) -> String {
+    let out = Command::new("systemctl")
+        .args(["--user", "show", "-p", props, unit])
+        .output()
+        .expect("run systemctl --user show");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cgroup_of(pid: u32) -> String {
+    detect::cgroup2_path_of(i32::try_from(pid).unwrap()).expect("read /proc/PID/cgroup")
+}
+
+/// Waits up to 3 s for `cond`.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn scope_gone(unit: &str, scope_dir: &Path) -> bool {
+    !scope_dir.exists() && systemctl_show(unit, "LoadState").trim() == "LoadState=not-found"
+}
+
+fn manager_offers(controller: &str) -> bool {
+    // The user manager's root cgroup is the parent of the scope's slice; read it as the library does.
+    let req = Request {
+        manager: ManagerKind::Systemd,
+        limits: Limits {
+            memory: (controller == "memory").then_some(64 << 20),
+            ..Limits::default()
+        },
+        ..Request::default()
+    };
+    cgroup::preflight(&req).is_ok()
+}
+
+#[test]
+fn systemd_scope_holds_the_process_and_goes_away() {
+    if !need_systemd() {
+        return;
+    }
+    let plan = cgroup::preflight(&Request {
+        manager: ManagerKind::Systemd,
+        ..Request::default()
+    })
+    .unwrap();
+    assert_eq!(plan.manager_name(), "systemd");
+    let mut child = sleeper();
+    let name = unique_name("scope");
+    let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
+    let unit = format!("burrow-{name}.scope");
+    assert_eq!(attached.unit(), Some(unit.as_str()));
+    let cg = cgroup_of(child.id());
+    assert!(cg.ends_with(&format!("/{unit}/container")), "process is in {cg}");
+    let leaf = attached.leaf_path().unwrap().to_path_buf();
+    assert!(leaf.ends_with(format!("{unit}/container")), "{}", leaf.display());
+    let shown = systemctl_show(&unit, "Delegate,ActiveState");
+    assert!(shown.contains("Delegate=yes"), "{shown}");
+    assert!(shown.contains("ActiveState=active"), "{shown}");
+    // The container ends, then burrow drops its handle: leaf removed, scope collected.
+    kill(&mut child);
+    drop(attached);
+    let scope = leaf.parent().unwrap().to_path_buf();
+    eventually("the scope is collected", || scope_gone(&unit, &scope));
+}
+
+#[test]
+fn scope_is_collected_when_burrow_is_killed() {
+    if !need_systemd() {
+        return;
+    }
+    let plan = cgroup::preflight(&Request {
+        manager: ManagerKind::Systemd,
+        ..Request::default()
+    })
+    .unwrap();
+    let mut child = sleeper();
+    let name = unique_name("sigkill");
+    let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
+    let scope = attached.leaf_path().unwrap().parent().unwrap().to_path_buf();
+    // SIGKILL of burrow: no destructor runs; PR_SET_PDEATHSIG then kills the container's processes.
+    std::mem::forget(attached);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    let unit = format!("burrow-{name}.scope");
+    eventually("systemd collects the scope and the leaf", || scope_gone(&unit, &scope));
+}
+
+#[test]
+fn memory_limit_without_delegation_names_the_controller() {
+    if !need_systemd() {
+        return;
+    }
+    if manager_offers("memory") {
+        return skip("the memory controller is delegated here: nothing to refuse");
+    }
+    let mut req = Request {
+        manager: ManagerKind::Auto,
+        limits: Limits {
+            memory: Some(64 << 20),
+            pids: Some(100),
+            ..Limits::default()
+        },
+        ..Request::default()
+    };
+    let err = cgroup::preflight(&req).expect_err("a limit that cannot be enforced must be refused");
+    let msg = err.to_string();
+    for needle in ["--memory", "memory controller", "user@.service.d/delegate.conf", "Delegate=cpu cpuset io memory pids", "best-effort"] {
+        assert!(msg.contains(needle), "'{needle}' missing from: {msg}");
+    }
+    req.best_effort = true;
+    let plan = cgroup::preflight(&req).expect("best-effort goes on");
+    assert!(plan.warnings().iter().any(|w| w.contains("--memory") && w.contains("memory")), "{:?}", plan.warnings());
+    assert_eq!(plan.limits().memory, None, "an unenforceable limit is dropped");
+    // And the container still runs, in a scope, without the limit.
+    let mut child = sleeper();
+    let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("besteffort")).expect("attach");
+    if let Some(leaf) = attached.leaf_path() {
+        assert!(!leaf.join("memory.max").exists() || std::fs::read_to_string(leaf.join("memory.max")).unwrap().trim() == "max");
+    }
+    kill(&mut child);
+}
+
+#[test]
+fn limits_are_written_where_controllers_are_delegated() {
+    if !need_systemd() {
+        return;
+    }
+    if !manager_offers("memory") {
+        return skip("memory/pids/cpu are not delegated here (run it in the VM, scripts/vm-test.sh)");
+    }
+    let plan = cgroup::preflight(&Request {
+        manager: ManagerKind::Systemd,
+        limits: Limits {
+            memory: Some(64 << 20),
+            pids: Some(20),
+            cpus: Some(0.5),
+            ..Limits::default()
+        },
+        want_stats: true,
+        ..Request::default()
+    })
+    .expect("preflight");
+    let mut child = sleeper();
+    let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("limits")).expect("attach");
+    let leaf = attached.leaf_path().unwrap();
+    let read = |f: &str| std::fs::read_to_string(leaf.join(f)).unwrap().trim().to_string();
+    assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+    assert_eq!(read("pids.max"), "20");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    kill(&mut child);
+}
+
+/// A shell that burns CPU when told to, and answers when done.
+fn burner() -> (Child, impl FnMut()) {
+    let mut child = Command::new("sh")
+        .args(["-c", "read x; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done; exec sleep 30"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let go = move || {
+        writeln!(stdin, "go").unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "done");
+    };
+    (child, go)
+}
+
+#[test]
+fn stats_account_the_container() {
+    if !need_systemd() {
+        return;
+    }
+    let plan = cgroup::preflight(&Request {
+        want_stats: true,
+        ..Request::default()
+    })
+    .unwrap();
+    let (mut child, mut go) = burner();
+    let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("stats")).expect("attach");
+    assert!(attached.leaf_path().is_some());
+    go();
+    // Read while the process is still in the cgroup: systemd removes an empty scope at once.
+    let stats = attached.stats();
+    let usage = stats.cpu_usage_usec.expect("cpu.stat is always present on cgroup2");
+    assert!(usage > 1000, "the shell loop used {usage} us of CPU");
+    assert!(stats.cpu_user_usec.unwrap() + stats.cpu_system_usec.unwrap() > 0);
+    let text = stats.to_string();
+    assert!(text.contains("cpu user:"), "{text}");
+    kill(&mut child);
+}
+
+fn own_cgroup_dir() -> Option<PathBuf> {
+    detect::Host::probe().ok()?.own_dir()
+}
+
+#[test]
+fn cgroupfs_in_a_delegated_directory() {
+    if nix::unistd::getuid().is_root() {
+        return skip("run as an unprivileged user");
+    }
+    let Ok(plan) = cgroup::preflight(&Request {
+        manager: ManagerKind::Cgroupfs,
+        want_stats: true,
+        ..Request::default()
+    }) else {
+        return skip("this process's cgroup is not delegated (see the top of tests/cgroup_lib.rs)");
+    };
+    let own = own_cgroup_dir().unwrap();
+    let (mut child, mut go) = burner();
+    let name = unique_name("cgroupfs");
+    let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
+    let leaf = attached.leaf_path().unwrap().to_path_buf();
+    assert_eq!(leaf, own.join(format!("burrow-{name}")));
+    assert!(cgroup_of(child.id()).ends_with(&format!("/burrow-{name}")));
+    go();
+    assert!(attached.stats().cpu_usage_usec.unwrap() > 1000);
+    // burrow's handle goes first (an error path): it kills what is left and removes the leaf.
+    drop(attached);
+    assert!(!leaf.exists(), "the leaf must be removed");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the container's process was killed");
+}
+
+#[test]
+fn explicit_managers_and_disabled() {
+    let memory = Limits {
+        memory: Some(1 << 30),
+        ..Limits::default()
+    };
+    let err = cgroup::preflight(&Request {
+        manager: ManagerKind::Disabled,
+        limits: memory.clone(),
+        ..Request::default()
+    })
+    .expect_err("limits with a disabled manager");
+    assert!(err.to_string().contains("--memory"), "{err}");
+    let plan = cgroup::preflight(&Request {
+        manager: ManagerKind::Disabled,
+        limits: memory,
+        best_effort: true,
+        ..Request::default()
+    })
+    .unwrap();
+    assert!(plan.is_disabled() && plan.warnings().len() == 1);
+    let attached = cgroup::attach(&plan, std::process::id() as i32, "unused").unwrap();
+    assert!(attached.leaf_path().is_none());
+    assert_eq!(attached.stats(), cgroup::Stats::default());
+    let bad = cgroup::preflight(&Request {
+        limits: Limits {
+            cpu_weight: Some(0),
+            ..Limits::default()
+        },
+        ..Request::default()
+    });
+    assert!(bad.is_err());
+}
+
+/// Auto without a user manager (no session: XDG_RUNTIME_DIR points nowhere) must decide at once.
+/// Runs itself in a child process so that the environment change stays there.
+#[test]
+fn auto_without_a_user_manager_is_fast() {
+    if std::env::var_os("BURROW_CG_NO_SESSION").is_some() {
+        let start = Instant::now();
+        let plan = cgroup::preflight(&Request::default()).expect("auto without limits never fails");
+        let took = start.elapsed();
+        assert_ne!(plan.manager_name(), "systemd");
+        println!("NO_SESSION manager={} took={took:?}", plan.manager_name());
+        assert!(took < Duration::from_millis(100), "preflight took {took:?}");
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "auto_without_a_user_manager_is_fast", "--nocapture"])
+        .env("BURROW_CG_NO_SESSION", "1")
+        .env("XDG_RUNTIME_DIR", "/nonexistent")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("NO_SESSION manager="), "{stdout}");
+    eprintln!("{}", stdout.lines().find(|l| l.starts_with("NO_SESSION")).unwrap());
+}
+
+/// Not a timed test: prints the cost of the cgroup step (preflight + attach through D-Bus + drop).
+#[test]
+fn preflight_attach_latency() {
+    if !need_systemd() {
+        return;
+    }
+    let mut pre = Vec::new();
+    let mut att = Vec::new();
+    let mut total = Vec::new();
+    for i in 0..30 {
+        let mut child = sleeper();
+        let t0 = Instant::now();
+        let plan = cgroup::preflight(&Request::default()).unwrap();
+        let t1 = Instant::now();
+        let attached = cgroup::attach(&plan, child.id() as i32, &unique_name(&format!("lat{i}"))).unwrap();
+        let t2 = Instant::now();
+        assert!(attached.unit().is_some());
+        pre.push(t1 - t0);
+        att.push(t2 - t1);
+        total.push(t2 - t0);
+        kill(&mut child);
+        drop(attached);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "cgroup step, median of 30: preflight {:?}, attach {:?}, total {:?} (max total {:?})",
+        median(&mut pre),
+        median(&mut att),
+        median(&mut total.clone()),
+        total.iter().max().unwrap()
+    );
+}
