@@ -55,11 +55,18 @@ fn need_systemd() -> bool {
 
 fn unique_name(test: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("t{}-{}-{test}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "t{}-{}-{test}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn sleeper() -> Child {
-    Command::new("sleep").arg("30").spawn().expect("spawn sleep")
+    Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep")
 }
 
 fn kill(child: &mut Child) {
@@ -122,9 +129,16 @@ fn systemd_scope_holds_the_process_and_goes_away() {
     let unit = format!("burrow-{name}.scope");
     assert_eq!(attached.unit(), Some(unit.as_str()));
     let cg = cgroup_of(child.id());
-    assert!(cg.ends_with(&format!("/{unit}/container")), "process is in {cg}");
+    assert!(
+        cg.ends_with(&format!("/{unit}/container")),
+        "process is in {cg}"
+    );
     let leaf = attached.leaf_path().unwrap().to_path_buf();
-    assert!(leaf.ends_with(format!("{unit}/container")), "{}", leaf.display());
+    assert!(
+        leaf.ends_with(format!("{unit}/container")),
+        "{}",
+        leaf.display()
+    );
     let shown = systemctl_show(&unit, "Delegate,ActiveState");
     assert!(shown.contains("Delegate=yes"), "{shown}");
     assert!(shown.contains("ActiveState=active"), "{shown}");
@@ -148,7 +162,12 @@ fn scope_is_collected_when_burrow_is_killed() {
     let mut child = sleeper();
     let name = unique_name("sigkill");
     let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
-    let scope = attached.leaf_path().unwrap().parent().unwrap().to_path_buf();
+    let scope = attached
+        .leaf_path()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     // SIGKILL of burrow: no destructor runs; PR_SET_PDEATHSIG then kills the container's processes.
     std::mem::forget(attached);
     nix::sys::signal::kill(
@@ -158,7 +177,9 @@ fn scope_is_collected_when_burrow_is_killed() {
     .unwrap();
     let _ = child.wait();
     let unit = format!("burrow-{name}.scope");
-    eventually("systemd collects the scope and the leaf", || scope_gone(&unit, &scope));
+    eventually("systemd collects the scope and the leaf", || {
+        scope_gone(&unit, &scope)
+    });
 }
 
 #[test]
@@ -180,18 +201,41 @@ fn memory_limit_without_delegation_names_the_controller() {
     };
     let err = cgroup::preflight(&req).expect_err("a limit that cannot be enforced must be refused");
     let msg = err.to_string();
-    for needle in ["--memory", "memory controller", "user@.service.d/delegate.conf", "Delegate=cpu cpuset io memory pids", "best-effort"] {
+    for needle in [
+        "--memory",
+        "memory controller",
+        "user@.service.d/delegate.conf",
+        "Delegate=cpu cpuset io memory pids",
+        "best-effort",
+    ] {
         assert!(msg.contains(needle), "'{needle}' missing from: {msg}");
     }
     req.best_effort = true;
     let plan = cgroup::preflight(&req).expect("best-effort goes on");
-    assert!(plan.warnings().iter().any(|w| w.contains("--memory") && w.contains("memory")), "{:?}", plan.warnings());
-    assert_eq!(plan.limits().memory, None, "an unenforceable limit is dropped");
+    assert!(
+        plan.warnings()
+            .iter()
+            .any(|w| w.contains("--memory") && w.contains("memory")),
+        "{:?}",
+        plan.warnings()
+    );
+    assert_eq!(
+        plan.limits().memory,
+        None,
+        "an unenforceable limit is dropped"
+    );
     // And the container still runs, in a scope, without the limit.
     let mut child = sleeper();
-    let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("besteffort")).expect("attach");
+    let attached =
+        cgroup::attach(&plan, child.id() as i32, &unique_name("besteffort")).expect("attach");
     if let Some(leaf) = attached.leaf_path() {
-        assert!(!leaf.join("memory.max").exists() || std::fs::read_to_string(leaf.join("memory.max")).unwrap().trim() == "max");
+        assert!(
+            !leaf.join("memory.max").exists()
+                || std::fs::read_to_string(leaf.join("memory.max"))
+                    .unwrap()
+                    .trim()
+                    == "max"
+        );
     }
     kill(&mut child);
 }
@@ -202,7 +246,9 @@ fn limits_are_written_where_controllers_are_delegated() {
         return;
     }
     if !manager_offers("memory") {
-        return skip("memory/pids/cpu are not delegated here (run it in the VM, scripts/vm-test.sh)");
+        return skip(
+            "memory/pids/cpu are not delegated here (run it in the VM, scripts/vm-test.sh)",
+        );
     }
     let plan = cgroup::preflight(&Request {
         manager: ManagerKind::Systemd,
@@ -217,9 +263,15 @@ fn limits_are_written_where_controllers_are_delegated() {
     })
     .expect("preflight");
     let mut child = sleeper();
-    let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("limits")).expect("attach");
+    let attached =
+        cgroup::attach(&plan, child.id() as i32, &unique_name("limits")).expect("attach");
     let leaf = attached.leaf_path().unwrap();
-    let read = |f: &str| std::fs::read_to_string(leaf.join(f)).unwrap().trim().to_string();
+    let read = |f: &str| {
+        std::fs::read_to_string(leaf.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
     assert_eq!(read("memory.max"), (64u64 << 20).to_string());
     assert_eq!(read("pids.max"), "20");
     assert_eq!(read("cpu.max"), "50000 100000");
@@ -229,7 +281,10 @@ fn limits_are_written_where_controllers_are_delegated() {
 /// A shell that burns CPU when told to, and answers when done.
 fn burner() -> (Child, impl FnMut()) {
     let mut child = Command::new("sh")
-        .args(["-c", "read x; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done; exec sleep 30"])
+        .args([
+            "-c",
+            "read x; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done; exec sleep 30",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -261,7 +316,9 @@ fn stats_account_the_container() {
     go();
     // Read while the process is still in the cgroup: systemd removes an empty scope at once.
     let stats = attached.stats();
-    let usage = stats.cpu_usage_usec.expect("cpu.stat is always present on cgroup2");
+    let usage = stats
+        .cpu_usage_usec
+        .expect("cpu.stat is always present on cgroup2");
     assert!(usage > 1000, "the shell loop used {usage} us of CPU");
     assert!(stats.cpu_user_usec.unwrap() + stats.cpu_system_usec.unwrap() > 0);
     let text = stats.to_string();
@@ -349,16 +406,30 @@ fn auto_without_a_user_manager_is_fast() {
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "auto_without_a_user_manager_is_fast", "--nocapture"])
+        .args([
+            "--exact",
+            "auto_without_a_user_manager_is_fast",
+            "--nocapture",
+        ])
         .env("BURROW_CG_NO_SESSION", "1")
         .env("XDG_RUNTIME_DIR", "/nonexistent")
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("NO_SESSION manager="), "{stdout}");
-    eprintln!("{}", stdout.lines().find(|l| l.starts_with("NO_SESSION")).unwrap());
+    eprintln!(
+        "{}",
+        stdout
+            .lines()
+            .find(|l| l.starts_with("NO_SESSION"))
+            .unwrap()
+    );
 }
 
 /// Not a timed test: prints the cost of the cgroup step (preflight + attach through D-Bus + drop).
@@ -375,7 +446,8 @@ fn preflight_attach_latency() {
         let t0 = Instant::now();
         let plan = cgroup::preflight(&Request::default()).unwrap();
         let t1 = Instant::now();
-        let attached = cgroup::attach(&plan, child.id() as i32, &unique_name(&format!("lat{i}"))).unwrap();
+        let attached =
+            cgroup::attach(&plan, child.id() as i32, &unique_name(&format!("lat{i}"))).unwrap();
         let t2 = Instant::now();
         assert!(attached.unit().is_some());
         pre.push(t1 - t0);

@@ -56,7 +56,11 @@ impl Attached {
 
     /// Records memory.current, for kernels without memory.peak (before 5.19); call it now and then.
     pub fn sample(&self) {
-        if let Some(current) = self.leaf.as_deref().and_then(|l| read_u64(&l.join("memory.current"))) {
+        if let Some(current) = self
+            .leaf
+            .as_deref()
+            .and_then(|l| read_u64(&l.join("memory.current")))
+        {
             self.memory_seen.fetch_max(current, Ordering::Relaxed);
         }
     }
@@ -104,22 +108,34 @@ pub fn attach(plan: &Plan, pid: i32, name: &str) -> Result<Attached, CgroupError
     }
 }
 
-fn attach_systemd(plan: &Plan, manager: &systemd::Manager, pid: i32, name: &str) -> Result<Attached, CgroupError> {
+fn attach_systemd(
+    plan: &Plan,
+    manager: &systemd::Manager,
+    pid: i32,
+    name: &str,
+) -> Result<Attached, CgroupError> {
     let unit = systemd::scope_name(name);
     systemd::start_scope(manager, pid, &unit)?;
     // The scope's cgroup is where systemd put pid: no D-Bus round trip needed to learn it.
     let cgroup = detect::cgroup2_path_of(pid)?;
-    let scope = plan.host.dir_of(&cgroup).filter(|d| d.ends_with(&unit)).ok_or_else(|| CgroupError::Systemd {
-        unit: unit.clone(),
-        reason: format!("process {pid} is in cgroup {cgroup}, not in the new scope"),
-    })?;
+    let scope = plan
+        .host
+        .dir_of(&cgroup)
+        .filter(|d| d.ends_with(&unit))
+        .ok_or_else(|| CgroupError::Systemd {
+            unit: unit.clone(),
+            reason: format!("process {pid} is in cgroup {cgroup}, not in the new scope"),
+        })?;
     let leaf = scope.join(SCOPE_LEAF);
     make_dir(&leaf)?;
     let mut attached = Attached::none(Vec::new());
     attached.leaf = Some(leaf.clone());
     attached.unit = Some(unit);
     // Everything in the scope moves down, so that the scope holds no process and may enable controllers.
-    for p in fs::read_to_string(scope.join("cgroup.procs")).unwrap_or_default().split_whitespace() {
+    for p in fs::read_to_string(scope.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+    {
         move_pid(&leaf, p)?;
     }
     enable_controllers(&scope, &plan.enable)?;
@@ -127,9 +143,16 @@ fn attach_systemd(plan: &Plan, manager: &systemd::Manager, pid: i32, name: &str)
     Ok(attached)
 }
 
-fn attach_cgroupfs(plan: &Plan, base: &cgroupfs::Base, pid: i32, name: &str) -> Result<Attached, CgroupError> {
+fn attach_cgroupfs(
+    plan: &Plan,
+    base: &cgroupfs::Base,
+    pid: i32,
+    name: &str,
+) -> Result<Attached, CgroupError> {
     remove_stale_leaves(&base.dir);
-    let leaf = base.dir.join(systemd::scope_name(name).trim_end_matches(".scope"));
+    let leaf = base
+        .dir
+        .join(systemd::scope_name(name).trim_end_matches(".scope"));
     if !plan.enable.is_empty() {
         enable_controllers(&base.dir, &plan.enable)?;
     }
@@ -166,7 +189,10 @@ fn move_pid(leaf: &Path, pid: &str) -> Result<(), CgroupError> {
 fn enable_controllers(dir: &Path, wanted: &BTreeSet<Controller>) -> Result<(), CgroupError> {
     let file = dir.join("cgroup.subtree_control");
     let enabled = read_controllers(&file)?;
-    let line: Vec<String> = wanted.difference(&enabled).map(|c| format!("+{}", c.name())).collect();
+    let line: Vec<String> = wanted
+        .difference(&enabled)
+        .map(|c| format!("+{}", c.name()))
+        .collect();
     if line.is_empty() {
         return Ok(());
     }
@@ -198,21 +224,29 @@ fn remove_leaf(leaf: &Path) -> std::io::Result<()> {
 fn kill_each(leaf: &Path) {
     let procs = fs::read_to_string(leaf.join("cgroup.procs")).unwrap_or_default();
     for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
 /// `populated` of cgroup.events; `None` once the cgroup is gone.
 fn populated(dir: &Path) -> Option<bool> {
     let events = fs::read_to_string(dir.join("cgroup.events")).ok()?;
-    events.lines().find_map(|l| l.strip_prefix("populated ")).map(|v| v.trim() == "1")
+    events
+        .lines()
+        .find_map(|l| l.strip_prefix("populated "))
+        .map(|v| v.trim() == "1")
 }
 
 /// Removes empty `burrow-*` cgroups left below `base` by burrows that were SIGKILLed (systemd
 /// collects its scopes by itself; a plain delegated cgroup has nobody else to do it). Young ones
 /// are left alone: another burrow may have just created one and not yet moved its process in.
 fn remove_stale_leaves(base: &Path) {
-    let Ok(entries) = fs::read_dir(base) else { return };
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let is_ours = entry.file_name().to_string_lossy().starts_with("burrow-");

@@ -36,9 +36,9 @@ fn has_processes(dir: &Path) -> bool {
 
 /// Chooses the base for limits needing `needed`. `Err` carries the reason none can be used.
 pub fn probe(host: &Host, needed: &BTreeSet<Controller>) -> Result<Base, String> {
-    let own = host
-        .own_dir()
-        .ok_or_else(|| "this process's cgroup v2 is not visible under any cgroup2 mount".to_string())?;
+    let own = host.own_dir().ok_or_else(|| {
+        "this process's cgroup v2 is not visible under any cgroup2 mount".to_string()
+    })?;
     let own_ok = writable(&own, &["cgroup.procs"]);
     if needed.is_empty() && own_ok {
         return Ok(Base {
@@ -46,9 +46,9 @@ pub fn probe(host: &Host, needed: &BTreeSet<Controller>) -> Result<Base, String>
             controllers: BTreeSet::new(),
         });
     }
-    let parent = own
-        .parent()
-        .filter(|p| host.cgroup2.iter().all(|m| m.mount_point != own) && p.join("cgroup.procs").exists());
+    let parent = own.parent().filter(|p| {
+        host.cgroup2.iter().all(|m| m.mount_point != own) && p.join("cgroup.procs").exists()
+    });
     if let Some(parent) = parent {
         if writable(parent, &["cgroup.procs", "cgroup.subtree_control"]) && !has_processes(parent) {
             let controllers = detect::read_controllers(&parent.join("cgroup.controllers"))

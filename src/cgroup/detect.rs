@@ -99,7 +99,10 @@ pub fn read_controllers(file: &Path) -> Result<BTreeSet<Controller>, CgroupError
         path: file.to_path_buf(),
         source,
     })?;
-    Ok(text.split_whitespace().filter_map(Controller::from_name).collect())
+    Ok(text
+        .split_whitespace()
+        .filter_map(Controller::from_name)
+        .collect())
 }
 
 fn read_proc(path: &str) -> Result<String, CgroupError> {
@@ -157,7 +160,9 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match (b[i], octal) {
             (b'\\', Some(d)) => {
                 let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
@@ -192,10 +197,19 @@ mod tests {
     fn hybrid_layout() {
         let h = Host::parse(HYBRID, CG);
         assert_eq!(h.cgroup2.len(), 1);
-        assert_eq!(h.cgroup2[0].mount_point, Path::new("/sys/fs/cgroup/unified"));
+        assert_eq!(
+            h.cgroup2[0].mount_point,
+            Path::new("/sys/fs/cgroup/unified")
+        );
         assert_eq!(h.own.as_deref(), Some("/burrow-ci/tests"));
-        assert_eq!(h.own_dir().unwrap(), Path::new("/sys/fs/cgroup/unified/burrow-ci/tests"));
-        assert_eq!(h.v1[&Controller::Memory], Path::new("/sys/fs/cgroup/memory"));
+        assert_eq!(
+            h.own_dir().unwrap(),
+            Path::new("/sys/fs/cgroup/unified/burrow-ci/tests")
+        );
+        assert_eq!(
+            h.v1[&Controller::Memory],
+            Path::new("/sys/fs/cgroup/memory")
+        );
         assert_eq!(h.v1[&Controller::Io], Path::new("/sys/fs/cgroup/blkio"));
         assert_eq!(h.v1[&Controller::Cpu], Path::new("/sys/fs/cgroup/cpu"));
         assert!(!h.v1.contains_key(&Controller::Pids));
@@ -206,7 +220,10 @@ mod tests {
         let mi = "1 0 0:1 /user.slice /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
         let h = Host::parse(mi, "0::/user.slice/a b.scope\n");
         assert_eq!(h.own_dir().unwrap(), Path::new("/sys/fs/cgroup/a b.scope"));
-        assert_eq!(h.dir_of("/user.slice").unwrap(), Path::new("/sys/fs/cgroup"));
+        assert_eq!(
+            h.dir_of("/user.slice").unwrap(),
+            Path::new("/sys/fs/cgroup")
+        );
         assert_eq!(h.dir_of("/user.slicex"), None);
         assert_eq!(h.dir_of("/system.slice"), None);
         let root = Host::parse("1 0 0:1 / /cg rw - cgroup2 none rw\n", "0::/\n");

@@ -93,7 +93,10 @@ impl Limits {
         if let Some(cpus) = self.cpus {
             cpu_max(cpus)?;
         }
-        for (flag, w) in [("--cpu-weight", self.cpu_weight), ("--io-weight", self.io_weight)] {
+        for (flag, w) in [
+            ("--cpu-weight", self.cpu_weight),
+            ("--io-weight", self.io_weight),
+        ] {
             if let Some(w) = w {
                 if !WEIGHT_RANGE.contains(&w) {
                     return Err(CgroupError::InvalidLimit {
@@ -131,16 +134,51 @@ impl Limits {
         let mut out = Vec::new();
         let mut add = |flag, controller, file, value: Option<String>| {
             if let Some(value) = value {
-                out.push(Setting { flag, controller, file, value });
+                out.push(Setting {
+                    flag,
+                    controller,
+                    file,
+                    value,
+                });
             }
         };
         use Controller::*;
-        add("--memory", Memory, "memory.max", self.memory.map(|v| v.to_string()));
-        add("--memory-swap", Memory, "memory.swap.max", self.memory_swap.map(|v| v.to_string()));
-        add("--pids-limit", Pids, "pids.max", self.pids.map(|v| v.to_string()));
-        add("--cpus", Cpu, "cpu.max", self.cpus.map(|c| cpu_max(c).unwrap_or_default()));
-        add("--cpu-weight", Cpu, "cpu.weight", self.cpu_weight.map(|v| v.to_string()));
-        add("--io-weight", Io, "io.weight", self.io_weight.map(|v| format!("default {v}")));
+        add(
+            "--memory",
+            Memory,
+            "memory.max",
+            self.memory.map(|v| v.to_string()),
+        );
+        add(
+            "--memory-swap",
+            Memory,
+            "memory.swap.max",
+            self.memory_swap.map(|v| v.to_string()),
+        );
+        add(
+            "--pids-limit",
+            Pids,
+            "pids.max",
+            self.pids.map(|v| v.to_string()),
+        );
+        add(
+            "--cpus",
+            Cpu,
+            "cpu.max",
+            self.cpus.map(|c| cpu_max(c).unwrap_or_default()),
+        );
+        add(
+            "--cpu-weight",
+            Cpu,
+            "cpu.weight",
+            self.cpu_weight.map(|v| v.to_string()),
+        );
+        add(
+            "--io-weight",
+            Io,
+            "io.weight",
+            self.io_weight.map(|v| format!("default {v}")),
+        );
         out
     }
 }
@@ -192,7 +230,9 @@ pub fn parse_size(s: &str) -> Result<u64, CgroupError> {
     if num.is_empty() {
         return Err(invalid("expected a number such as 512m or 2g"));
     }
-    let n: u64 = num.parse().map_err(|_| invalid("the number is too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| invalid("the number is too large"))?;
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -228,7 +268,15 @@ mod tests {
         assert_eq!(parse_size("64M").unwrap(), 64 << 20);
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert_eq!(parse_size("10k").unwrap(), 10240);
-        for bad in ["", "m", "1.5g", "12x", "-1", "99999999999999999999", "99999999999t"] {
+        for bad in [
+            "",
+            "m",
+            "1.5g",
+            "12x",
+            "-1",
+            "99999999999999999999",
+            "99999999999t",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad} must be refused");
         }
     }
@@ -255,7 +303,12 @@ mod tests {
             io_weight: Some(50),
             ..Limits::default()
         };
-        let files: Vec<_> = l.settings().unwrap().into_iter().map(|s| (s.file, s.value)).collect();
+        let files: Vec<_> = l
+            .settings()
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.file, s.value))
+            .collect();
         assert_eq!(
             files,
             [
@@ -270,16 +323,28 @@ mod tests {
         assert!(Limits::default().is_empty());
         let missing = [Controller::Memory, Controller::Io].into_iter().collect();
         let kept = l.without(&missing);
-        assert_eq!((kept.memory, kept.io_weight, kept.pids), (None, None, Some(20)));
+        assert_eq!(
+            (kept.memory, kept.io_weight, kept.pids),
+            (None, None, Some(20))
+        );
     }
 
     #[test]
     fn ranges_are_checked() {
-        let weight = Limits { cpu_weight: Some(0), ..Limits::default() };
+        let weight = Limits {
+            cpu_weight: Some(0),
+            ..Limits::default()
+        };
         assert!(weight.settings().is_err());
-        let pids = Limits { pids: Some(0), ..Limits::default() };
+        let pids = Limits {
+            pids: Some(0),
+            ..Limits::default()
+        };
         assert!(pids.settings().is_err());
-        let ok = Limits { cpu_weight: Some(10_000), ..Limits::default() };
+        let ok = Limits {
+            cpu_weight: Some(10_000),
+            ..Limits::default()
+        };
         assert!(ok.settings().is_ok());
     }
 }

@@ -197,7 +197,12 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
         warnings: Vec::new(),
     };
     if req.manager == ManagerKind::Disabled {
-        return refuse_limits(plan, req, "--cgroup-manager is disabled".into(), "drop --cgroup-manager disabled".into());
+        return refuse_limits(
+            plan,
+            req,
+            "--cgroup-manager is disabled".into(),
+            "drop --cgroup-manager disabled".into(),
+        );
     }
     let (found, reasons) = find_managers(&plan.host, req.manager, &needed);
     // Prefer the first manager that offers every needed controller, else the first one found.
@@ -214,10 +219,16 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
             });
         }
         if req.want_stats && needed.is_empty() {
-            plan.warnings.push(format!("--stats: no cgroup is available ({reason})"));
+            plan.warnings
+                .push(format!("--stats: no cgroup is available ({reason})"));
         }
         let fix = no_manager_fix(&plan.host);
-        return refuse_limits(plan, req, format!("no cgroup manager is available ({reason})"), fix);
+        return refuse_limits(
+            plan,
+            req,
+            format!("no cgroup manager is available ({reason})"),
+            fix,
+        );
     };
     plan.target = found.into_iter().nth(index).unwrap_or(Target::Disabled);
     let offered = plan.target.controllers();
@@ -230,28 +241,39 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
     }
     plan.enable = plan.limits.controllers();
     if req.want_stats {
-        plan.enable.extend(offered.intersection(&[Controller::Memory, Controller::Pids].into()));
+        plan.enable
+            .extend(offered.intersection(&[Controller::Memory, Controller::Pids].into()));
     }
-    plan.on_failure = if req.manager != ManagerKind::Auto || (!req.limits.is_empty() && !req.best_effort) {
-        OnFailure::Error
-    } else if !req.limits.is_empty() || req.want_stats {
-        OnFailure::Warn
-    } else {
-        OnFailure::Quiet
-    };
+    plan.on_failure =
+        if req.manager != ManagerKind::Auto || (!req.limits.is_empty() && !req.best_effort) {
+            OnFailure::Error
+        } else if !req.limits.is_empty() || req.want_stats {
+            OnFailure::Warn
+        } else {
+            OnFailure::Quiet
+        };
     Ok(plan)
 }
 
 /// Every controller except those in `set`: `limits.without(&complement(m))` keeps only m's limits.
 fn complement(set: &BTreeSet<Controller>) -> BTreeSet<Controller> {
-    [Controller::Cpu, Controller::Io, Controller::Memory, Controller::Pids]
-        .into_iter()
-        .filter(|c| !set.contains(c))
-        .collect()
+    [
+        Controller::Cpu,
+        Controller::Io,
+        Controller::Memory,
+        Controller::Pids,
+    ]
+    .into_iter()
+    .filter(|c| !set.contains(c))
+    .collect()
 }
 
 /// The candidate managers for `kind`, in preference order, and why the others cannot be used.
-fn find_managers(host: &Host, kind: ManagerKind, needed: &BTreeSet<Controller>) -> (Vec<Target>, Vec<String>) {
+fn find_managers(
+    host: &Host,
+    kind: ManagerKind,
+    needed: &BTreeSet<Controller>,
+) -> (Vec<Target>, Vec<String>) {
     let mut found = Vec::new();
     let mut reasons = Vec::new();
     if host.cgroup2.is_empty() {
@@ -274,7 +296,12 @@ fn find_managers(host: &Host, kind: ManagerKind, needed: &BTreeSet<Controller>) 
 }
 
 /// No manager at all: the whole request's limits cannot be enforced.
-fn refuse_limits(mut plan: Plan, req: &Request, reason: String, fix: String) -> Result<Plan, CgroupError> {
+fn refuse_limits(
+    mut plan: Plan,
+    req: &Request,
+    reason: String,
+    fix: String,
+) -> Result<Plan, CgroupError> {
     check_or_warn(&mut plan, req, &req.limits, reason, fix)?;
     plan.target = Target::Disabled;
     plan.limits = Limits::default();
@@ -282,7 +309,13 @@ fn refuse_limits(mut plan: Plan, req: &Request, reason: String, fix: String) -> 
 }
 
 /// Strict: the error for `unenforced`; best-effort: a warning. Nothing when `unenforced` is empty.
-fn check_or_warn(plan: &mut Plan, req: &Request, unenforced: &Limits, reason: String, fix: String) -> Result<(), CgroupError> {
+fn check_or_warn(
+    plan: &mut Plan,
+    req: &Request,
+    unenforced: &Limits,
+    reason: String,
+    fix: String,
+) -> Result<(), CgroupError> {
     let flags: Vec<&str> = unenforced.settings()?.iter().map(|s| s.flag).collect();
     if flags.is_empty() {
         return Ok(());
@@ -298,7 +331,8 @@ fn check_or_warn(plan: &mut Plan, req: &Request, unenforced: &Limits, reason: St
         return Err(err);
     }
     if let CgroupError::Unenforceable { flags, reason, .. } = err {
-        plan.warnings.push(format!("ignoring {flags} (--limits best-effort): {reason}"));
+        plan.warnings
+            .push(format!("ignoring {flags} (--limits best-effort): {reason}"));
     }
     Ok(())
 }
@@ -308,16 +342,26 @@ fn missing_reason(plan: &Plan, missing: &BTreeSet<Controller>) -> (String, Strin
         if set.is_empty() {
             "none".into()
         } else {
-            set.iter().map(|c| c.name()).collect::<Vec<_>>().join(" ")
+            set.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
         }
     };
     let mut reasons = Vec::new();
-    let v1: BTreeSet<Controller> = missing.iter().copied().filter(|c| plan.host.v1.contains_key(c)).collect();
-    for c in &v1 {
+    let v1: BTreeSet<Controller> = missing
+        .iter()
+        .copied()
+        .filter(|c| plan.host.v1.contains_key(c))
+        .collect();
+    if !v1.is_empty() {
+        let mounts: Vec<String> = v1
+            .iter()
+            .map(|c| plan.host.v1[c].display().to_string())
+            .collect();
         reasons.push(format!(
-            "the {} controller is bound to the cgroup v1 hierarchy {} (hybrid layout), so cgroup v2 cannot delegate it",
-            c.name(),
-            plan.host.v1[c].display()
+            "the {} controller{} bound to cgroup v1 ({}: a hybrid layout), so cgroup v2 cannot delegate {}",
+            names(&v1),
+            if v1.len() == 1 { " is" } else { "s are" },
+            mounts.join(", "),
+            if v1.len() == 1 { "it" } else { "them" },
         ));
     }
     let rest: BTreeSet<Controller> = missing.difference(&v1).copied().collect();
@@ -357,7 +401,7 @@ fn missing_reason(plan: &Plan, missing: &BTreeSet<Controller>) -> (String, Strin
         }
         Target::Disabled => {}
     }
-    (reasons.join("; "), fixes.join("; "))
+    (reasons.join("; "), fixes.join("; then "))
 }
 
 fn no_manager_fix(host: &Host) -> String {
@@ -375,4 +419,3 @@ pub(crate) fn write_file(path: &Path, value: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
     f.write_all(value.as_bytes())
 }
-

@@ -49,9 +49,11 @@ pub enum Bus {
 fn session_bus() -> Bus {
     match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
         Ok(addr) if !addr.is_empty() => {
-            let path = addr.split(';').next().and_then(|a| a.strip_prefix("unix:")).and_then(|params| {
-                params.split(',').find_map(|kv| kv.strip_prefix("path="))
-            });
+            let path = addr
+                .split(';')
+                .next()
+                .and_then(|a| a.strip_prefix("unix:"))
+                .and_then(|params| params.split(',').find_map(|kv| kv.strip_prefix("path=")));
             match path {
                 Some(p) => Bus::Path(PathBuf::from(p)),
                 None => Bus::Address(addr),
@@ -74,8 +76,12 @@ fn runtime_dir() -> PathBuf {
 /// `Err` carries the reason the manager cannot be used, for messages.
 pub fn probe(host: &Host) -> Result<Manager, String> {
     let private_socket = runtime_dir().join("systemd/private");
-    let stream = connect_nonblocking(&private_socket)
-        .map_err(|e| format!("no systemd user manager ({}: {e})", private_socket.display()))?;
+    let stream = connect_nonblocking(&private_socket).map_err(|e| {
+        format!(
+            "no systemd user manager ({}: {e})",
+            private_socket.display()
+        )
+    })?;
     let cred = socket::getsockopt(&stream, sockopt::PeerCredentials)
         .map_err(|e| format!("SO_PEERCRED on {}: {e}", private_socket.display()))?;
     drop(stream);
@@ -89,12 +95,15 @@ pub fn probe(host: &Host) -> Result<Manager, String> {
     let pid = cred.pid();
     let path = detect::cgroup2_path_of(pid).map_err(|e| e.to_string())?;
     // The manager moves itself into init.scope of its root cgroup; units go beside it.
-    let cgroup = path.strip_suffix("/init.scope").unwrap_or(&path).to_string();
+    let cgroup = path
+        .strip_suffix("/init.scope")
+        .unwrap_or(&path)
+        .to_string();
     let dir = host.dir_of(&cgroup).ok_or_else(|| {
         format!("the user manager's cgroup {cgroup} is not visible under any cgroup2 mount")
     })?;
-    let controllers = detect::read_controllers(&dir.join("cgroup.controllers"))
-        .map_err(|e| e.to_string())?;
+    let controllers =
+        detect::read_controllers(&dir.join("cgroup.controllers")).map_err(|e| e.to_string())?;
     let bus = session_bus();
     if let Bus::Path(path) = &bus {
         connect_nonblocking(path).map_err(|e| {
@@ -125,7 +134,13 @@ pub fn scope_name(name: &str) -> String {
     let clean: String = name
         .chars()
         .take(200)
-        .map(|c| if c.is_ascii_alphanumeric() || ":_.-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ":_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("burrow-{clean}.scope")
 }
@@ -155,8 +170,9 @@ pub fn start_scope(manager: &Manager, pid: i32, unit: &str) -> Result<(), Cgroup
 async fn connect(manager: &Manager) -> Result<zbus::Connection, String> {
     let builder = match &manager.bus {
         Bus::Path(path) => {
-            let stream = connect_nonblocking(path)
-                .map_err(|e| format!("cannot connect to the session bus {}: {e}", path.display()))?;
+            let stream = connect_nonblocking(path).map_err(|e| {
+                format!("cannot connect to the session bus {}: {e}", path.display())
+            })?;
             zbus::connection::Builder::async_io_unix_stream(stream)
         }
         Bus::Address(addr) => zbus::connection::Builder::address(addr.as_str())
