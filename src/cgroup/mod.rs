@@ -282,6 +282,10 @@ fn find_managers(
     }
     if matches!(kind, ManagerKind::Auto | ManagerKind::Systemd) {
         match systemd::probe(host) {
+            // Good enough: no need to look further.
+            Ok(m) if needed.is_subset(&m.controllers) => {
+                return (vec![Target::Systemd(m)], reasons)
+            }
             Ok(m) => found.push(Target::Systemd(m)),
             Err(r) => reasons.push(format!("systemd: {r}")),
         }
@@ -419,3 +423,6 @@ pub(crate) fn write_file(path: &Path, value: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
     f.write_all(value.as_bytes())
 }
+
+#[cfg(test)]
+mod tests;
