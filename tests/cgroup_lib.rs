@@ -203,7 +203,8 @@ fn memory_limit_without_delegation_names_the_controller() {
     let msg = err.to_string();
     for needle in [
         "--memory",
-        "memory controller",
+        "memory",
+        "controller",
         "user@.service.d/delegate.conf",
         "Delegate=cpu cpuset io memory pids",
         "best-effort",
