@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+use zbus::message::{self, Message};
 use zbus::zvariant::{OwnedObjectPath, Value};
-use zbus::{MatchRule, MessageStream};
+use zbus::MessageStream;
 
 use super::detect::{self, Host};
 use super::limits::Controller;
@@ -184,27 +185,27 @@ async fn connect(manager: &Manager) -> Result<zbus::Connection, String> {
         .map_err(|e| format!("cannot connect to the session bus: {e}"))
 }
 
+/// One round trip: AddMatch and Subscribe go out without waiting for their replies, right before
+/// StartTransientUnit. The bus handles one connection's messages in order, so the match rule and the
+/// subscription are in force before the job can end; replies and signals are then read off one
+/// stream of every incoming message (a JobRemoved may come before the reply naming the job).
 async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result<(), String> {
     let dbus = |e: zbus::Error| e.to_string();
-    let dest = Some(SYSTEMD);
-    // Listen before starting: the job may finish before the reply to StartTransientUnit arrives.
-    let rule = MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .path(MANAGER_PATH)
-        .map_err(dbus)?
-        .interface(MANAGER_IFACE)
-        .map_err(dbus)?
-        .member("JobRemoved")
-        .map_err(dbus)?
-        .sender(SYSTEMD)
-        .map_err(dbus)?;
-    let mut jobs = MessageStream::for_match_rule(rule.build(), conn, Some(64))
-        .await
-        .map_err(dbus)?;
+    let mut incoming = MessageStream::from(conn);
+    let rule = format!(
+        "type='signal',sender='{SYSTEMD}',path='{MANAGER_PATH}',interface='{MANAGER_IFACE}',member='JobRemoved'"
+    );
+    let add_match = no_reply_call(
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus",
+        "AddMatch",
+        &(rule.as_str(),),
+    )
+    .map_err(dbus)?;
     // On the bus, systemd only emits signals while someone is subscribed.
-    conn.call_method(dest, MANAGER_PATH, Some(MANAGER_IFACE), "Subscribe", &())
-        .await
-        .map_err(dbus)?;
+    let subscribe =
+        no_reply_call(SYSTEMD, MANAGER_PATH, MANAGER_IFACE, "Subscribe", &()).map_err(dbus)?;
     let pid = u32::try_from(pid).map_err(|_| format!("invalid pid {pid}"))?;
     let properties: Vec<(&str, Value<'_>)> = vec![
         ("Description", Value::from("burrow container")),
@@ -213,26 +214,45 @@ async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result
         ("CollectMode", Value::from("inactive-or-failed")),
     ];
     let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
-    let reply = conn
-        .call_method(
-            dest,
-            MANAGER_PATH,
-            Some(MANAGER_IFACE),
-            "StartTransientUnit",
-            &(unit, "fail", properties, aux),
-        )
-        .await
+    let start = Message::method_call(MANAGER_PATH, "StartTransientUnit")
+        .and_then(|b| b.destination(SYSTEMD))
+        .and_then(|b| b.interface(MANAGER_IFACE))
+        .and_then(|b| b.build(&(unit, "fail", properties, aux)))
         .map_err(dbus)?;
-    let job: OwnedObjectPath = reply.body().deserialize().map_err(dbus)?;
-    while let Some(msg) = jobs.next().await {
+    for msg in [&add_match, &subscribe, &start] {
+        conn.send(msg).await.map_err(dbus)?;
+    }
+    let serial = start.primary_header().serial_num();
+    let mut job: Option<OwnedObjectPath> = None;
+    let mut ended: Vec<(OwnedObjectPath, String)> = Vec::new();
+    while let Some(msg) = incoming.next().await {
         let msg = msg.map_err(dbus)?;
-        let Ok((_, path, _, result)) = msg
-            .body()
-            .deserialize::<(u32, OwnedObjectPath, String, String)>()
-        else {
-            continue;
-        };
-        if path == job {
+        let header = msg.header();
+        let is_reply = header.reply_serial() == Some(serial);
+        match msg.message_type() {
+            message::Type::MethodReturn if is_reply => {
+                job = Some(msg.body().deserialize().map_err(dbus)?);
+            }
+            message::Type::Error if is_reply => {
+                let name = header
+                    .error_name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
+                let text: String = msg.body().deserialize().unwrap_or_default();
+                return Err(format!("{name}: {text}"));
+            }
+            message::Type::Signal if header.member().is_some_and(|m| m == "JobRemoved") => {
+                if let Ok((_, path, _, result)) = msg
+                    .body()
+                    .deserialize::<(u32, OwnedObjectPath, String, String)>()
+                {
+                    ended.push((path, result));
+                }
+            }
+            _ => continue,
+        }
+        let Some(job) = &job else { continue };
+        if let Some((_, result)) = ended.iter().find(|(path, _)| path == job) {
             return match result.as_str() {
                 "done" => Ok(()),
                 other => Err(format!(
@@ -244,4 +264,22 @@ async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result
         }
     }
     Err("the connection to the user manager closed before the start job ended".into())
+}
+
+/// A method call whose reply nobody waits for.
+fn no_reply_call<B>(
+    dest: &str,
+    path: &str,
+    iface: &str,
+    method: &str,
+    body: &B,
+) -> zbus::Result<Message>
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+{
+    Message::method_call(path, method)?
+        .destination(dest)?
+        .interface(iface)?
+        .with_flags(message::Flags::NoReplyExpected)?
+        .build(body)
 }
