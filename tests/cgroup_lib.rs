@@ -344,12 +344,22 @@ fn cgroupfs_in_a_delegated_directory() {
         return skip("this process's cgroup is not delegated (see the top of tests/cgroup_lib.rs)");
     };
     let own = own_cgroup_dir().unwrap();
+    // Leftovers of a SIGKILLed burrow: an old empty leaf goes, a young one stays (it may be starting).
+    let stale = own.join(format!("burrow-stale-{}", std::process::id()));
+    let young = own.join(format!("burrow-young-{}", std::process::id()));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::create_dir(&young).unwrap();
+    let touched = Command::new("touch").args(["-d", "5 minutes ago"]).arg(&stale).status().unwrap();
+    assert!(touched.success());
     let (mut child, mut go) = burner();
     let name = unique_name("cgroupfs");
     let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
     let leaf = attached.leaf_path().unwrap().to_path_buf();
     assert_eq!(leaf, own.join(format!("burrow-{name}")));
     assert!(cgroup_of(child.id()).ends_with(&format!("/burrow-{name}")));
+    assert!(!stale.exists(), "an old empty burrow-* cgroup is removed");
+    assert!(young.exists(), "a young one is left alone");
+    std::fs::remove_dir(&young).unwrap();
     go();
     assert!(attached.stats().cpu_usage_usec.unwrap() > 1000);
     // burrow's handle goes first (an error path): it kills what is left and removes the leaf.
