@@ -32,8 +32,8 @@ pub use systemd::{scope_name, DBUS_TIMEOUT};
 
 use detect::Host;
 
-/// `--cgroup-manager`
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// `--cgroup-manager` (usable directly as a clap `ValueEnum`: auto, systemd, cgroupfs, disabled)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ManagerKind {
     /// systemd, then cgroupfs, then disabled
     #[default]
