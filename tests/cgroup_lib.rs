@@ -44,13 +44,20 @@ fn need_systemd() -> bool {
         manager: ManagerKind::Systemd,
         ..Request::default()
     };
-    match cgroup::preflight(&req) {
-        Ok(_) => true,
-        Err(e) => {
-            skip(&format!("no systemd user manager: {e}"));
-            false
-        }
+    if let Err(e) = cgroup::preflight(&req) {
+        skip(&format!("no systemd user manager: {e}"));
+        return false;
     }
+    // The manager (running as this user) can only move our children out of a cgroup delegated to us.
+    let delegated = Request {
+        manager: ManagerKind::Cgroupfs,
+        ..Request::default()
+    };
+    if cgroup::preflight(&delegated).is_err() {
+        skip("this test process is not in a delegated cgroup: root must place it first (see the top of tests/cgroup_lib.rs)");
+        return false;
+    }
+    true
 }
 
 fn unique_name(test: &str) -> String {

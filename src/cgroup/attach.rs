@@ -25,6 +25,9 @@ const STALE_AGE: Duration = Duration::from_secs(60);
 pub struct Attached {
     leaf: Option<PathBuf>,
     unit: Option<String>,
+    /// Whether Drop kills what is left in the leaf. Not while attaching in a mode that goes on
+    /// without a cgroup on failure: the container's process must survive a half-done attach.
+    kill_on_drop: bool,
     memory_seen: AtomicU64,
     warnings: Vec<String>,
 }
@@ -34,6 +37,7 @@ impl Attached {
         Attached {
             leaf: None,
             unit: None,
+            kill_on_drop: false,
             memory_seen: AtomicU64::new(0),
             warnings,
         }
@@ -79,7 +83,7 @@ impl Attached {
 impl Drop for Attached {
     fn drop(&mut self) {
         if let Some(leaf) = self.leaf.take() {
-            if let Err(e) = remove_leaf(&leaf) {
+            if let Err(e) = remove_leaf(&leaf, self.kill_on_drop) {
                 log::warn!("cannot remove cgroup {}: {e}", leaf.display());
             }
         }
@@ -131,6 +135,7 @@ fn attach_systemd(
     let mut attached = Attached::none(Vec::new());
     attached.leaf = Some(leaf.clone());
     attached.unit = Some(unit);
+    attached.kill_on_drop = plan.on_failure == OnFailure::Error;
     // Everything in the scope moves down, so that the scope holds no process and may enable controllers.
     for p in fs::read_to_string(scope.join("cgroup.procs"))
         .unwrap_or_default()
@@ -140,6 +145,7 @@ fn attach_systemd(
     }
     enable_controllers(&scope, &plan.enable)?;
     write_limits(&leaf, &plan.limits)?;
+    attached.kill_on_drop = true;
     Ok(attached)
 }
 
@@ -159,8 +165,10 @@ fn attach_cgroupfs(
     make_dir(&leaf)?;
     let mut attached = Attached::none(Vec::new());
     attached.leaf = Some(leaf.clone());
+    attached.kill_on_drop = plan.on_failure == OnFailure::Error;
     move_pid(&leaf, &pid.to_string())?;
     write_limits(&leaf, &plan.limits)?;
+    attached.kill_on_drop = true;
     Ok(attached)
 }
 
@@ -203,9 +211,9 @@ fn enable_controllers(dir: &Path, wanted: &BTreeSet<Controller>) -> Result<(), C
     })
 }
 
-/// Kills what is left in `leaf`, waits until it is empty, and removes it.
-fn remove_leaf(leaf: &Path) -> std::io::Result<()> {
-    if populated(leaf) == Some(true) {
+/// Kills what is left in `leaf` (if `kill`), waits until it is empty, and removes it.
+fn remove_leaf(leaf: &Path, kill: bool) -> std::io::Result<()> {
+    if kill && populated(leaf) == Some(true) {
         // cgroup.kill (Linux 5.14) kills every process of the cgroup atomically, forks included.
         if write_file(&leaf.join("cgroup.kill"), "1").is_err() {
             kill_each(leaf);
@@ -217,6 +225,9 @@ fn remove_leaf(leaf: &Path) -> std::io::Result<()> {
     }
     match fs::remove_dir(leaf) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        // Still populated after a failed attach that goes on: systemd collects the scope later,
+        // a cgroupfs leaf is swept by a later run.
+        Err(e) if !kill && e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
         other => other,
     }
 }
