@@ -128,6 +128,15 @@ enum Target {
 }
 
 impl Target {
+    /// The cgroup whose files tell what its children can get.
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            Target::Disabled => None,
+            Target::Systemd(m) => Some(&m.dir),
+            Target::Cgroupfs(b) => Some(&b.dir),
+        }
+    }
+
     fn controllers(&self) -> BTreeSet<Controller> {
         match self {
             Target::Disabled => BTreeSet::new(),
@@ -239,6 +248,7 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
         check_or_warn(&mut plan, req, &unenforced, reason, fix)?;
         plan.limits = req.limits.without(&missing);
     }
+    check_swap_accounting(&mut plan, req)?;
     plan.enable = plan.limits.controllers();
     if req.want_stats {
         plan.enable
@@ -253,6 +263,29 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
             OnFailure::Quiet
         };
     Ok(plan)
+}
+
+/// memory.swap.max exists only with swap accounting (off with `swapaccount=0` or without
+/// CONFIG_MEMCG_SWAP); the target's own file tells, since memory is enabled for it.
+fn check_swap_accounting(plan: &mut Plan, req: &Request) -> Result<(), CgroupError> {
+    let Some(dir) = plan.target.dir() else {
+        return Ok(());
+    };
+    if plan.limits.memory_swap.is_none() || dir.join("memory.swap.max").exists() {
+        return Ok(());
+    }
+    let reason = format!(
+        "swap accounting is off on this host (no memory.swap.max in {})",
+        dir.display()
+    );
+    let fix = "boot the host without swapaccount=0 (or drop --memory-swap)".to_string();
+    let swap_only = Limits {
+        memory_swap: plan.limits.memory_swap,
+        ..Limits::default()
+    };
+    check_or_warn(plan, req, &swap_only, reason, fix)?;
+    plan.limits.memory_swap = None;
+    Ok(())
 }
 
 /// Every controller except those in `set`: `limits.without(&complement(m))` keeps only m's limits.

@@ -34,6 +34,7 @@ const MANAGER_IFACE: &str = "org.freedesktop.systemd1.Manager";
 pub struct Manager {
     /// its root cgroup, e.g. /user.slice/user-1000.slice/user@1000.service
     pub cgroup: String,
+    pub dir: PathBuf,
     /// the controllers it can delegate (its root cgroup's cgroup.controllers)
     pub controllers: BTreeSet<Controller>,
     /// the session bus: a socket path, or a D-Bus address that is not a plain unix path
@@ -113,6 +114,7 @@ pub fn probe(host: &Host) -> Result<Manager, String> {
     }
     Ok(Manager {
         cgroup,
+        dir,
         controllers,
         bus,
     })

@@ -26,6 +26,7 @@ fn plan(mountinfo: &str, target: Target) -> Plan {
 fn systemd_offering(controllers: &[Controller]) -> Target {
     Target::Systemd(systemd::Manager {
         cgroup: "/user.slice/user-1000.slice/user@1000.service".into(),
+        dir: "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service".into(),
         controllers: controllers.iter().copied().collect(),
         bus: systemd::Bus::Path("/run/user/1000/bus".into()),
     })
