@@ -156,6 +156,47 @@ fn systemd_scope_holds_the_process_and_goes_away() {
     eventually("the scope is collected", || scope_gone(&unit, &scope));
 }
 
+/// The launcher attaches its first child after that child entered its own user namespace.
+#[test]
+fn a_process_in_its_own_user_namespace_is_attached() {
+    if !need_systemd() {
+        return;
+    }
+    let plan = cgroup::preflight(&Request {
+        manager: ManagerKind::Systemd,
+        ..Request::default()
+    })
+    .unwrap();
+    let mut child = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "id -u; exec sleep 30",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn unshare");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.trim() != "0" {
+        kill(&mut child);
+        return skip("unprivileged user namespaces are not available");
+    }
+    let name = unique_name("userns");
+    let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
+    let cg = cgroup_of(child.id());
+    assert!(
+        cg.ends_with(&format!("/burrow-{name}.scope/container")),
+        "{cg}"
+    );
+    kill(&mut child);
+    drop(attached);
+}
+
 #[test]
 fn scope_is_collected_when_burrow_is_killed() {
     if !need_systemd() {

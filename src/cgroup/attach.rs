@@ -119,7 +119,9 @@ fn attach_systemd(
     name: &str,
 ) -> Result<Attached, CgroupError> {
     let unit = systemd::scope_name(name);
+    let started = std::time::Instant::now();
     systemd::start_scope(manager, pid, &unit)?;
+    log::debug!("cgroup: {unit} started in {:?}", started.elapsed());
     // The scope's cgroup is where systemd put pid: no D-Bus round trip needed to learn it.
     let cgroup = detect::cgroup2_path_of(pid)?;
     let scope = plan
