@@ -18,6 +18,11 @@
 //! ```
 //! Without a user manager or a delegated cgroup the tests print `SKIP: reason` and pass, unless
 //! BURROW_TEST_STRICT=1, where they fail. `preflight_attach_latency` prints the measured figures.
+//!
+//! The enforcement tests (OOM kill, pids, cpu throttling, limit files) need a kernel whose cgroup v2
+//! has the controllers delegated: they are `#[ignore]`d here and run in the QEMU VM, where the script
+//! runs as the test user inside its user@.service (no placement needed there):
+//! `scripts/vm-test.sh sh -c "BURROW_TEST_STRICT=1 $BIN --test-threads=1 --include-ignored"`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -292,6 +297,7 @@ fn memory_limit_without_delegation_names_the_controller() {
 }
 
 #[test]
+#[ignore = "needs delegated memory, pids and cpu controllers: run in the VM with --include-ignored"]
 fn limits_are_written_where_controllers_are_delegated() {
     if !need_systemd() {
         return;
@@ -378,6 +384,7 @@ fn limited(limits: Limits) -> Option<cgroup::Plan> {
 }
 
 #[test]
+#[ignore = "needs delegated memory, pids and cpu controllers: run in the VM with --include-ignored"]
 fn memory_limit_oom_kills_and_is_accounted() {
     let Some(plan) = limited(Limits {
         memory: Some(32 << 20),
@@ -404,6 +411,7 @@ fn memory_limit_oom_kills_and_is_accounted() {
 }
 
 #[test]
+#[ignore = "needs delegated memory, pids and cpu controllers: run in the VM with --include-ignored"]
 fn pids_limit_stops_forks() {
     let Some(plan) = limited(Limits {
         pids: Some(10),
@@ -431,6 +439,7 @@ fn pids_limit_stops_forks() {
 }
 
 #[test]
+#[ignore = "needs delegated memory, pids and cpu controllers: run in the VM with --include-ignored"]
 fn cpus_limit_throttles() {
     let Some(plan) = limited(Limits {
         cpus: Some(0.5),
