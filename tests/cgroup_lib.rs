@@ -45,19 +45,13 @@ fn need_systemd() -> bool {
         skip("run these tests as an unprivileged user (see the top of tests/cgroup_lib.rs)");
         return false;
     }
-    let req = Request {
-        manager: ManagerKind::Systemd,
-        ..Request::default()
-    };
+    let req = Request { manager: ManagerKind::Systemd, ..Request::default() };
     if let Err(e) = cgroup::preflight(&req) {
         skip(&format!("no systemd user manager: {e}"));
         return false;
     }
     // The manager (running as this user) can only move our children out of a cgroup delegated to us.
-    let delegated = Request {
-        manager: ManagerKind::Cgroupfs,
-        ..Request::default()
-    };
+    let delegated = Request { manager: ManagerKind::Cgroupfs, ..Request::default() };
     if cgroup::preflight(&delegated).is_err() {
         skip("this test process is not in a delegated cgroup: root must place it first (see the top of tests/cgroup_lib.rs)");
         return false;
@@ -67,18 +61,11 @@ fn need_systemd() -> bool {
 
 fn unique_name(test: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "t{}-{}-{test}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("t{}-{}-{test}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 fn sleeper() -> Child {
-    Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("spawn sleep")
+    Command::new("sleep").arg("30").spawn().expect("spawn sleep")
 }
 
 fn kill(child: &mut Child) {
@@ -115,10 +102,7 @@ fn manager_offers(controller: &str) -> bool {
     // The user manager's root cgroup is the parent of the scope's slice; read it as the library does.
     let req = Request {
         manager: ManagerKind::Systemd,
-        limits: Limits {
-            memory: (controller == "memory").then_some(64 << 20),
-            ..Limits::default()
-        },
+        limits: Limits { memory: (controller == "memory").then_some(64 << 20), ..Limits::default() },
         ..Request::default()
     };
     cgroup::preflight(&req).is_ok()
@@ -129,11 +113,7 @@ fn systemd_scope_holds_the_process_and_goes_away() {
     if !need_systemd() {
         return;
     }
-    let plan = cgroup::preflight(&Request {
-        manager: ManagerKind::Systemd,
-        ..Request::default()
-    })
-    .unwrap();
+    let plan = cgroup::preflight(&Request { manager: ManagerKind::Systemd, ..Request::default() }).unwrap();
     assert_eq!(plan.manager_name(), "systemd");
     let mut child = sleeper();
     let name = unique_name("scope");
@@ -141,16 +121,9 @@ fn systemd_scope_holds_the_process_and_goes_away() {
     let unit = format!("burrow-{name}.scope");
     assert_eq!(attached.unit(), Some(unit.as_str()));
     let cg = cgroup_of(child.id());
-    assert!(
-        cg.ends_with(&format!("/{unit}/container")),
-        "process is in {cg}"
-    );
+    assert!(cg.ends_with(&format!("/{unit}/container")), "process is in {cg}");
     let leaf = attached.leaf_path().unwrap().to_path_buf();
-    assert!(
-        leaf.ends_with(format!("{unit}/container")),
-        "{}",
-        leaf.display()
-    );
+    assert!(leaf.ends_with(format!("{unit}/container")), "{}", leaf.display());
     let shown = systemctl_show(&unit, "Delegate,ActiveState");
     assert!(shown.contains("Delegate=yes"), "{shown}");
     assert!(shown.contains("ActiveState=active"), "{shown}");
@@ -167,26 +140,14 @@ fn a_process_in_its_own_user_namespace_is_attached() {
     if !need_systemd() {
         return;
     }
-    let plan = cgroup::preflight(&Request {
-        manager: ManagerKind::Systemd,
-        ..Request::default()
-    })
-    .unwrap();
+    let plan = cgroup::preflight(&Request { manager: ManagerKind::Systemd, ..Request::default() }).unwrap();
     let mut child = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "sh",
-            "-c",
-            "id -u; exec sleep 30",
-        ])
+        .args(["--user", "--map-root-user", "sh", "-c", "id -u; exec sleep 30"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn unshare");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     if line.trim() != "0" {
         kill(&mut child);
         return skip("unprivileged user namespaces are not available");
@@ -194,10 +155,7 @@ fn a_process_in_its_own_user_namespace_is_attached() {
     let name = unique_name("userns");
     let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
     let cg = cgroup_of(child.id());
-    assert!(
-        cg.ends_with(&format!("/burrow-{name}.scope/container")),
-        "{cg}"
-    );
+    assert!(cg.ends_with(&format!("/burrow-{name}.scope/container")), "{cg}");
     kill(&mut child);
     drop(attached);
 }
@@ -207,32 +165,17 @@ fn scope_is_collected_when_burrow_is_killed() {
     if !need_systemd() {
         return;
     }
-    let plan = cgroup::preflight(&Request {
-        manager: ManagerKind::Systemd,
-        ..Request::default()
-    })
-    .unwrap();
+    let plan = cgroup::preflight(&Request { manager: ManagerKind::Systemd, ..Request::default() }).unwrap();
     let mut child = sleeper();
     let name = unique_name("sigkill");
     let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
-    let scope = attached
-        .leaf_path()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let scope = attached.leaf_path().unwrap().parent().unwrap().to_path_buf();
     // SIGKILL of burrow: no destructor runs; PR_SET_PDEATHSIG then kills the container's processes.
     std::mem::forget(attached);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = child.wait();
     let unit = format!("burrow-{name}.scope");
-    eventually("systemd collects the scope and the leaf", || {
-        scope_gone(&unit, &scope)
-    });
+    eventually("systemd collects the scope and the leaf", || scope_gone(&unit, &scope));
 }
 
 #[test]
@@ -247,11 +190,7 @@ fn memory_limit_without_delegation_names_the_controller() {
     }
     let mut req = Request {
         manager: ManagerKind::Auto,
-        limits: Limits {
-            memory: Some(64 << 20),
-            pids: Some(100),
-            ..Limits::default()
-        },
+        limits: Limits { memory: Some(64 << 20), pids: Some(100), ..Limits::default() },
         ..Request::default()
     };
     let err = cgroup::preflight(&req).expect_err("a limit that cannot be enforced must be refused");
@@ -268,29 +207,15 @@ fn memory_limit_without_delegation_names_the_controller() {
     }
     req.best_effort = true;
     let plan = cgroup::preflight(&req).expect("best-effort goes on");
-    assert!(
-        plan.warnings()
-            .iter()
-            .any(|w| w.contains("--memory") && w.contains("memory")),
-        "{:?}",
-        plan.warnings()
-    );
-    assert_eq!(
-        plan.limits().memory,
-        None,
-        "an unenforceable limit is dropped"
-    );
+    assert!(plan.warnings().iter().any(|w| w.contains("--memory") && w.contains("memory")), "{:?}", plan.warnings());
+    assert_eq!(plan.limits().memory, None, "an unenforceable limit is dropped");
     // And the container still runs, in a scope, without the limit.
     let mut child = sleeper();
-    let attached =
-        cgroup::attach(&plan, child.id() as i32, &unique_name("besteffort")).expect("attach");
+    let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("besteffort")).expect("attach");
     if let Some(leaf) = attached.leaf_path() {
         assert!(
             !leaf.join("memory.max").exists()
-                || std::fs::read_to_string(leaf.join("memory.max"))
-                    .unwrap()
-                    .trim()
-                    == "max"
+                || std::fs::read_to_string(leaf.join("memory.max")).unwrap().trim() == "max"
         );
     }
     kill(&mut child);
@@ -303,32 +228,19 @@ fn limits_are_written_where_controllers_are_delegated() {
         return;
     }
     if !manager_offers("memory") {
-        return skip(
-            "memory/pids/cpu are not delegated here (run it in the VM, scripts/vm-test.sh)",
-        );
+        return skip("memory/pids/cpu are not delegated here (run it in the VM, scripts/vm-test.sh)");
     }
     let plan = cgroup::preflight(&Request {
         manager: ManagerKind::Systemd,
-        limits: Limits {
-            memory: Some(64 << 20),
-            pids: Some(20),
-            cpus: Some(0.5),
-            ..Limits::default()
-        },
+        limits: Limits { memory: Some(64 << 20), pids: Some(20), cpus: Some(0.5), ..Limits::default() },
         want_stats: true,
         ..Request::default()
     })
     .expect("preflight");
     let mut child = sleeper();
-    let attached =
-        cgroup::attach(&plan, child.id() as i32, &unique_name("limits")).expect("attach");
+    let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("limits")).expect("attach");
     let leaf = attached.leaf_path().unwrap();
-    let read = |f: &str| {
-        std::fs::read_to_string(leaf.join(f))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let read = |f: &str| std::fs::read_to_string(leaf.join(f)).unwrap().trim().to_string();
     assert_eq!(read("memory.max"), (64u64 << 20).to_string());
     assert_eq!(read("pids.max"), "20");
     assert_eq!(read("cpu.max"), "50000 100000");
@@ -374,23 +286,14 @@ fn limited(limits: Limits) -> Option<cgroup::Plan> {
         skip("python3 is missing");
         return None;
     }
-    let req = Request {
-        manager: ManagerKind::Systemd,
-        limits,
-        want_stats: true,
-        ..Request::default()
-    };
+    let req = Request { manager: ManagerKind::Systemd, limits, want_stats: true, ..Request::default() };
     Some(cgroup::preflight(&req).expect("preflight with delegated controllers"))
 }
 
 #[test]
 #[ignore = "needs delegated memory, pids and cpu controllers: run in the VM with --include-ignored"]
 fn memory_limit_oom_kills_and_is_accounted() {
-    let Some(plan) = limited(Limits {
-        memory: Some(32 << 20),
-        memory_swap: Some(0),
-        ..Limits::default()
-    }) else {
+    let Some(plan) = limited(Limits { memory: Some(32 << 20), memory_swap: Some(0), ..Limits::default() }) else {
         return;
     };
     let (mut child, mut go) = payload("a = bytearray(64 << 20); print(len(a))");
@@ -398,25 +301,16 @@ fn memory_limit_oom_kills_and_is_accounted() {
     let out = go();
     let stats = attached.stats();
     kill(&mut child);
-    assert!(
-        out.contains("status=137"),
-        "the allocation must be OOM-killed: {out}"
-    );
+    assert!(out.contains("status=137"), "the allocation must be OOM-killed: {out}");
     assert!(stats.oom_kills.unwrap() >= 1, "{stats:?}");
     let peak = stats.memory_peak.unwrap();
-    assert!(
-        peak > (24 << 20) && peak <= (32 << 20),
-        "memory peak {peak}"
-    );
+    assert!(peak > (24 << 20) && peak <= (32 << 20), "memory peak {peak}");
 }
 
 #[test]
 #[ignore = "needs delegated memory, pids and cpu controllers: run in the VM with --include-ignored"]
 fn pids_limit_stops_forks() {
-    let Some(plan) = limited(Limits {
-        pids: Some(10),
-        ..Limits::default()
-    }) else {
+    let Some(plan) = limited(Limits { pids: Some(10), ..Limits::default() }) else {
         return;
     };
     let code = "import os, time\nn = 0\nfor i in range(30):\n    try:\n        pid = os.fork()\n    except OSError:\n        continue\n    if pid == 0:\n        time.sleep(5)\n        os._exit(0)\n    n += 1\nprint(\"forked\", n)";
@@ -441,10 +335,7 @@ fn pids_limit_stops_forks() {
 #[test]
 #[ignore = "needs delegated memory, pids and cpu controllers: run in the VM with --include-ignored"]
 fn cpus_limit_throttles() {
-    let Some(plan) = limited(Limits {
-        cpus: Some(0.5),
-        ..Limits::default()
-    }) else {
+    let Some(plan) = limited(Limits { cpus: Some(0.5), ..Limits::default() }) else {
         return;
     };
     let code = "import time\nend = time.monotonic() + 1\nwhile time.monotonic() < end: pass";
@@ -463,19 +354,13 @@ fn cpus_limit_throttles() {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap();
     eprintln!("--cpus 0.5: a 1 s busy loop used {used:.2} s of CPU, throttled {throttled} times");
-    assert!(
-        throttled > 0,
-        "cpu.max did not throttle the busy loop: {cpu_stat}"
-    );
+    assert!(throttled > 0, "cpu.max did not throttle the busy loop: {cpu_stat}");
 }
 
 /// A shell that burns CPU when told to, and answers when done.
 fn burner() -> (Child, impl FnMut()) {
     let mut child = Command::new("sh")
-        .args([
-            "-c",
-            "read x; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done; exec sleep 30",
-        ])
+        .args(["-c", "read x; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done; exec sleep 30"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -496,20 +381,14 @@ fn stats_account_the_container() {
     if !need_systemd() {
         return;
     }
-    let plan = cgroup::preflight(&Request {
-        want_stats: true,
-        ..Request::default()
-    })
-    .unwrap();
+    let plan = cgroup::preflight(&Request { want_stats: true, ..Request::default() }).unwrap();
     let (mut child, mut go) = burner();
     let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("stats")).expect("attach");
     assert!(attached.leaf_path().is_some());
     go();
     // Read while the process is still in the cgroup: systemd removes an empty scope at once.
     let stats = attached.stats();
-    let usage = stats
-        .cpu_usage_usec
-        .expect("cpu.stat is always present on cgroup2");
+    let usage = stats.cpu_usage_usec.expect("cpu.stat is always present on cgroup2");
     assert!(usage > 1000, "the shell loop used {usage} us of CPU");
     assert!(stats.cpu_user_usec.unwrap() + stats.cpu_system_usec.unwrap() > 0);
     let text = stats.to_string();
@@ -526,11 +405,9 @@ fn cgroupfs_in_a_delegated_directory() {
     if nix::unistd::getuid().is_root() {
         return skip("run as an unprivileged user");
     }
-    let Ok(plan) = cgroup::preflight(&Request {
-        manager: ManagerKind::Cgroupfs,
-        want_stats: true,
-        ..Request::default()
-    }) else {
+    let Ok(plan) =
+        cgroup::preflight(&Request { manager: ManagerKind::Cgroupfs, want_stats: true, ..Request::default() })
+    else {
         return skip("this process's cgroup is not delegated (see the top of tests/cgroup_lib.rs)");
     };
     let own = own_cgroup_dir().unwrap();
@@ -539,11 +416,7 @@ fn cgroupfs_in_a_delegated_directory() {
     let young = own.join(format!("burrow-young-{}", std::process::id()));
     std::fs::create_dir(&stale).unwrap();
     std::fs::create_dir(&young).unwrap();
-    let touched = Command::new("touch")
-        .args(["-d", "5 minutes ago"])
-        .arg(&stale)
-        .status()
-        .unwrap();
+    let touched = Command::new("touch").args(["-d", "5 minutes ago"]).arg(&stale).status().unwrap();
     assert!(touched.success());
     let (mut child, mut go) = burner();
     let name = unique_name("cgroupfs");
@@ -565,16 +438,10 @@ fn cgroupfs_in_a_delegated_directory() {
 
 #[test]
 fn explicit_managers_and_disabled() {
-    let memory = Limits {
-        memory: Some(1 << 30),
-        ..Limits::default()
-    };
-    let err = cgroup::preflight(&Request {
-        manager: ManagerKind::Disabled,
-        limits: memory.clone(),
-        ..Request::default()
-    })
-    .expect_err("limits with a disabled manager");
+    let memory = Limits { memory: Some(1 << 30), ..Limits::default() };
+    let err =
+        cgroup::preflight(&Request { manager: ManagerKind::Disabled, limits: memory.clone(), ..Request::default() })
+            .expect_err("limits with a disabled manager");
     assert!(err.to_string().contains("--memory"), "{err}");
     let plan = cgroup::preflight(&Request {
         manager: ManagerKind::Disabled,
@@ -588,10 +455,7 @@ fn explicit_managers_and_disabled() {
     assert!(attached.leaf_path().is_none());
     assert_eq!(attached.stats(), cgroup::Stats::default());
     let bad = cgroup::preflight(&Request {
-        limits: Limits {
-            cpu_weight: Some(0),
-            ..Limits::default()
-        },
+        limits: Limits { cpu_weight: Some(0), ..Limits::default() },
         ..Request::default()
     });
     assert!(bad.is_err());
@@ -611,30 +475,16 @@ fn auto_without_a_user_manager_is_fast() {
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "auto_without_a_user_manager_is_fast",
-            "--nocapture",
-        ])
+        .args(["--exact", "auto_without_a_user_manager_is_fast", "--nocapture"])
         .env("BURROW_CG_NO_SESSION", "1")
         .env("XDG_RUNTIME_DIR", "/nonexistent")
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("NO_SESSION manager="), "{stdout}");
-    eprintln!(
-        "{}",
-        stdout
-            .lines()
-            .find(|l| l.starts_with("NO_SESSION"))
-            .unwrap()
-    );
+    eprintln!("{}", stdout.lines().find(|l| l.starts_with("NO_SESSION")).unwrap());
 }
 
 /// Not a timed test: prints the cost of the cgroup step (preflight + attach through D-Bus + drop).
@@ -651,8 +501,7 @@ fn preflight_attach_latency() {
         let t0 = Instant::now();
         let plan = cgroup::preflight(&Request::default()).unwrap();
         let t1 = Instant::now();
-        let attached =
-            cgroup::attach(&plan, child.id() as i32, &unique_name(&format!("lat{i}"))).unwrap();
+        let attached = cgroup::attach(&plan, child.id() as i32, &unique_name(&format!("lat{i}"))).unwrap();
         let t2 = Instant::now();
         assert!(attached.unit().is_some());
         pre.push(t1 - t0);

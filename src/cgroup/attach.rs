@@ -34,13 +34,7 @@ pub struct Attached {
 
 impl Attached {
     fn none(warnings: Vec<String>) -> Attached {
-        Attached {
-            leaf: None,
-            unit: None,
-            kill_on_drop: false,
-            memory_seen: AtomicU64::new(0),
-            warnings,
-        }
+        Attached { leaf: None, unit: None, kill_on_drop: false, memory_seen: AtomicU64::new(0), warnings }
     }
 
     /// The leaf cgroup directory holding the container; `None` when cgroups are disabled.
@@ -60,11 +54,7 @@ impl Attached {
 
     /// Records memory.current, for kernels without memory.peak (before 5.19); call it now and then.
     pub fn sample(&self) {
-        if let Some(current) = self
-            .leaf
-            .as_deref()
-            .and_then(|l| read_u64(&l.join("memory.current")))
-        {
+        if let Some(current) = self.leaf.as_deref().and_then(|l| read_u64(&l.join("memory.current"))) {
             self.memory_seen.fetch_max(current, Ordering::Relaxed);
         }
     }
@@ -101,10 +91,9 @@ pub fn attach(plan: &Plan, pid: i32, name: &str) -> Result<Attached, CgroupError
     match (result, plan.on_failure) {
         (Ok(a), _) => Ok(a),
         (Err(e), OnFailure::Error) => Err(e),
-        (Err(e), OnFailure::Warn) => Ok(Attached::none(vec![format!(
-            "running without a cgroup (no limits, no --stats): {}",
-            error_chain(&e)
-        )])),
+        (Err(e), OnFailure::Warn) => {
+            Ok(Attached::none(vec![format!("running without a cgroup (no limits, no --stats): {}", error_chain(&e))]))
+        }
         (Err(e), OnFailure::Quiet) => {
             log::debug!("running without a cgroup: {}", error_chain(&e));
             Ok(Attached::none(Vec::new()))
@@ -112,26 +101,17 @@ pub fn attach(plan: &Plan, pid: i32, name: &str) -> Result<Attached, CgroupError
     }
 }
 
-fn attach_systemd(
-    plan: &Plan,
-    manager: &systemd::Manager,
-    pid: i32,
-    name: &str,
-) -> Result<Attached, CgroupError> {
+fn attach_systemd(plan: &Plan, manager: &systemd::Manager, pid: i32, name: &str) -> Result<Attached, CgroupError> {
     let unit = systemd::scope_name(name);
     let started = std::time::Instant::now();
     systemd::start_scope(manager, pid, &unit)?;
     log::debug!("cgroup: {unit} started in {:?}", started.elapsed());
     // The scope's cgroup is where systemd put pid: no D-Bus round trip needed to learn it.
     let cgroup = detect::cgroup2_path_of(pid)?;
-    let scope = plan
-        .host
-        .dir_of(&cgroup)
-        .filter(|d| d.ends_with(&unit))
-        .ok_or_else(|| CgroupError::Systemd {
-            unit: unit.clone(),
-            reason: format!("process {pid} is in cgroup {cgroup}, not in the new scope"),
-        })?;
+    let scope = plan.host.dir_of(&cgroup).filter(|d| d.ends_with(&unit)).ok_or_else(|| CgroupError::Systemd {
+        unit: unit.clone(),
+        reason: format!("process {pid} is in cgroup {cgroup}, not in the new scope"),
+    })?;
     let leaf = scope.join(SCOPE_LEAF);
     make_dir(&leaf)?;
     let mut attached = Attached::none(Vec::new());
@@ -139,10 +119,7 @@ fn attach_systemd(
     attached.unit = Some(unit);
     attached.kill_on_drop = plan.on_failure == OnFailure::Error;
     // Everything in the scope moves down, so that the scope holds no process and may enable controllers.
-    for p in fs::read_to_string(scope.join("cgroup.procs"))
-        .unwrap_or_default()
-        .split_whitespace()
-    {
+    for p in fs::read_to_string(scope.join("cgroup.procs")).unwrap_or_default().split_whitespace() {
         move_pid(&leaf, p)?;
     }
     enable_controllers(&scope, &plan.enable)?;
@@ -151,16 +128,9 @@ fn attach_systemd(
     Ok(attached)
 }
 
-fn attach_cgroupfs(
-    plan: &Plan,
-    base: &cgroupfs::Base,
-    pid: i32,
-    name: &str,
-) -> Result<Attached, CgroupError> {
+fn attach_cgroupfs(plan: &Plan, base: &cgroupfs::Base, pid: i32, name: &str) -> Result<Attached, CgroupError> {
     remove_stale_leaves(&base.dir);
-    let leaf = base
-        .dir
-        .join(systemd::scope_name(name).trim_end_matches(".scope"));
+    let leaf = base.dir.join(systemd::scope_name(name).trim_end_matches(".scope"));
     if !plan.enable.is_empty() {
         enable_controllers(&base.dir, &plan.enable)?;
     }
@@ -199,10 +169,7 @@ fn move_pid(leaf: &Path, pid: &str) -> Result<(), CgroupError> {
 fn enable_controllers(dir: &Path, wanted: &BTreeSet<Controller>) -> Result<(), CgroupError> {
     let file = dir.join("cgroup.subtree_control");
     let enabled = read_controllers(&file)?;
-    let line: Vec<String> = wanted
-        .difference(&enabled)
-        .map(|c| format!("+{}", c.name()))
-        .collect();
+    let line: Vec<String> = wanted.difference(&enabled).map(|c| format!("+{}", c.name())).collect();
     if line.is_empty() {
         return Ok(());
     }
@@ -237,20 +204,14 @@ fn remove_leaf(leaf: &Path, kill: bool) -> std::io::Result<()> {
 fn kill_each(leaf: &Path) {
     let procs = fs::read_to_string(leaf.join("cgroup.procs")).unwrap_or_default();
     for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
 /// `populated` of cgroup.events; `None` once the cgroup is gone.
 fn populated(dir: &Path) -> Option<bool> {
     let events = fs::read_to_string(dir.join("cgroup.events")).ok()?;
-    events
-        .lines()
-        .find_map(|l| l.strip_prefix("populated "))
-        .map(|v| v.trim() == "1")
+    events.lines().find_map(|l| l.strip_prefix("populated ")).map(|v| v.trim() == "1")
 }
 
 /// Removes empty `burrow-*` cgroups left below `base` by burrows that were SIGKILLed (systemd

@@ -24,10 +24,7 @@ pub struct Base {
 }
 
 fn writable(dir: &Path, files: &[&str]) -> bool {
-    access(dir, AccessFlags::W_OK).is_ok()
-        && files
-            .iter()
-            .all(|f| access(&dir.join(f), AccessFlags::W_OK).is_ok())
+    access(dir, AccessFlags::W_OK).is_ok() && files.iter().all(|f| access(&dir.join(f), AccessFlags::W_OK).is_ok())
 }
 
 fn has_processes(dir: &Path) -> bool {
@@ -36,38 +33,24 @@ fn has_processes(dir: &Path) -> bool {
 
 /// Chooses the base for limits needing `needed`. `Err` carries the reason none can be used.
 pub fn probe(host: &Host, needed: &BTreeSet<Controller>) -> Result<Base, String> {
-    let own = host.own_dir().ok_or_else(|| {
-        "this process's cgroup v2 is not visible under any cgroup2 mount".to_string()
-    })?;
+    let own =
+        host.own_dir().ok_or_else(|| "this process's cgroup v2 is not visible under any cgroup2 mount".to_string())?;
     let own_ok = writable(&own, &["cgroup.procs"]);
     if needed.is_empty() && own_ok {
-        return Ok(Base {
-            dir: own,
-            controllers: BTreeSet::new(),
-        });
+        return Ok(Base { dir: own, controllers: BTreeSet::new() });
     }
-    let parent = own.parent().filter(|p| {
-        host.cgroup2.iter().all(|m| m.mount_point != own) && p.join("cgroup.procs").exists()
-    });
+    let parent =
+        own.parent().filter(|p| host.cgroup2.iter().all(|m| m.mount_point != own) && p.join("cgroup.procs").exists());
     if let Some(parent) = parent {
         if writable(parent, &["cgroup.procs", "cgroup.subtree_control"]) && !has_processes(parent) {
-            let controllers = detect::read_controllers(&parent.join("cgroup.controllers"))
-                .map_err(|e| e.to_string())?;
-            return Ok(Base {
-                dir: parent.to_path_buf(),
-                controllers,
-            });
+            let controllers =
+                detect::read_controllers(&parent.join("cgroup.controllers")).map_err(|e| e.to_string())?;
+            return Ok(Base { dir: parent.to_path_buf(), controllers });
         }
     }
     if own_ok {
         // Usable for grouping and CPU accounting, but no controller can be enabled below it.
-        return Ok(Base {
-            dir: own,
-            controllers: BTreeSet::new(),
-        });
+        return Ok(Base { dir: own, controllers: BTreeSet::new() });
     }
-    Err(format!(
-        "this process's cgroup {} is not delegated to this user (cgroup.procs is not writable)",
-        own.display()
-    ))
+    Err(format!("this process's cgroup {} is not delegated to this user (cgroup.procs is not writable)", own.display()))
 }

@@ -36,16 +36,10 @@ impl Host {
     }
 
     pub fn parse(mountinfo: &str, proc_cgroup: &str) -> Host {
-        let mut host = Host {
-            own: cgroup2_path(proc_cgroup),
-            ..Host::default()
-        };
+        let mut host = Host { own: cgroup2_path(proc_cgroup), ..Host::default() };
         for m in mountinfo.lines().filter_map(parse_mountinfo_line) {
             match m.fstype.as_str() {
-                "cgroup2" => host.cgroup2.push(Cgroup2Mount {
-                    mount_point: m.mount_point,
-                    root: m.root,
-                }),
+                "cgroup2" => host.cgroup2.push(Cgroup2Mount { mount_point: m.mount_point, root: m.root }),
                 "cgroup" => {
                     for opt in m.super_options.split(',') {
                         if let Some(c) = v1_controller(opt) {
@@ -63,11 +57,7 @@ impl Host {
     pub fn dir_of(&self, path: &str) -> Option<PathBuf> {
         self.cgroup2.iter().find_map(|m| {
             let rel = strip_cgroup_prefix(path, &m.root)?;
-            Some(if rel.is_empty() {
-                m.mount_point.clone()
-            } else {
-                m.mount_point.join(rel)
-            })
+            Some(if rel.is_empty() { m.mount_point.clone() } else { m.mount_point.join(rel) })
         })
     }
 
@@ -95,21 +85,12 @@ pub fn cgroup2_path_of(pid: i32) -> Result<String, CgroupError> {
 
 /// The controllers listed in a cgroup's `cgroup.controllers` (or `cgroup.subtree_control`).
 pub fn read_controllers(file: &Path) -> Result<BTreeSet<Controller>, CgroupError> {
-    let text = fs::read_to_string(file).map_err(|source| CgroupError::Read {
-        path: file.to_path_buf(),
-        source,
-    })?;
-    Ok(text
-        .split_whitespace()
-        .filter_map(Controller::from_name)
-        .collect())
+    let text = fs::read_to_string(file).map_err(|source| CgroupError::Read { path: file.to_path_buf(), source })?;
+    Ok(text.split_whitespace().filter_map(Controller::from_name).collect())
 }
 
 fn read_proc(path: &str) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(|source| CgroupError::Read {
-        path: path.into(),
-        source,
-    })
+    fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.into(), source })
 }
 
 /// `path` relative to `root` if `path` lies under `root` (component-wise).
@@ -146,12 +127,7 @@ fn parse_mountinfo_line(line: &str) -> Option<MountLine> {
     let fstype = rest.next()?.to_string();
     let _source = rest.next()?;
     let super_options = rest.next().unwrap_or("").to_string();
-    Some(MountLine {
-        root,
-        mount_point,
-        fstype,
-        super_options,
-    })
+    Some(MountLine { root, mount_point, fstype, super_options })
 }
 
 /// Undoes the octal escapes of mountinfo (`\040` for a space, `\011`, `\012`, `\134`).
@@ -160,9 +136,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match (b[i], octal) {
             (b'\\', Some(d)) => {
                 let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
@@ -197,19 +171,10 @@ mod tests {
     fn hybrid_layout() {
         let h = Host::parse(HYBRID, CG);
         assert_eq!(h.cgroup2.len(), 1);
-        assert_eq!(
-            h.cgroup2[0].mount_point,
-            Path::new("/sys/fs/cgroup/unified")
-        );
+        assert_eq!(h.cgroup2[0].mount_point, Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(h.own.as_deref(), Some("/burrow-ci/tests"));
-        assert_eq!(
-            h.own_dir().unwrap(),
-            Path::new("/sys/fs/cgroup/unified/burrow-ci/tests")
-        );
-        assert_eq!(
-            h.v1[&Controller::Memory],
-            Path::new("/sys/fs/cgroup/memory")
-        );
+        assert_eq!(h.own_dir().unwrap(), Path::new("/sys/fs/cgroup/unified/burrow-ci/tests"));
+        assert_eq!(h.v1[&Controller::Memory], Path::new("/sys/fs/cgroup/memory"));
         assert_eq!(h.v1[&Controller::Io], Path::new("/sys/fs/cgroup/blkio"));
         assert_eq!(h.v1[&Controller::Cpu], Path::new("/sys/fs/cgroup/cpu"));
         assert!(!h.v1.contains_key(&Controller::Pids));
@@ -220,10 +185,7 @@ mod tests {
         let mi = "1 0 0:1 /user.slice /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
         let h = Host::parse(mi, "0::/user.slice/a b.scope\n");
         assert_eq!(h.own_dir().unwrap(), Path::new("/sys/fs/cgroup/a b.scope"));
-        assert_eq!(
-            h.dir_of("/user.slice").unwrap(),
-            Path::new("/sys/fs/cgroup")
-        );
+        assert_eq!(h.dir_of("/user.slice").unwrap(), Path::new("/sys/fs/cgroup"));
         assert_eq!(h.dir_of("/user.slicex"), None);
         assert_eq!(h.dir_of("/system.slice"), None);
         let root = Host::parse("1 0 0:1 / /cg rw - cgroup2 none rw\n", "0::/\n");

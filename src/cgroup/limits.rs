@@ -82,10 +82,7 @@ impl Limits {
 
     /// The controllers these limits need.
     pub fn controllers(&self) -> BTreeSet<Controller> {
-        self.settings_unchecked()
-            .iter()
-            .map(|s| s.controller)
-            .collect()
+        self.settings_unchecked().iter().map(|s| s.controller).collect()
     }
 
     /// Checks the ranges and returns the files to write, in the order they are written.
@@ -93,10 +90,7 @@ impl Limits {
         if let Some(cpus) = self.cpus {
             cpu_max(cpus)?;
         }
-        for (flag, w) in [
-            ("--cpu-weight", self.cpu_weight),
-            ("--io-weight", self.io_weight),
-        ] {
+        for (flag, w) in [("--cpu-weight", self.cpu_weight), ("--io-weight", self.io_weight)] {
             if let Some(w) = w {
                 if !WEIGHT_RANGE.contains(&w) {
                     return Err(CgroupError::InvalidLimit {
@@ -134,51 +128,16 @@ impl Limits {
         let mut out = Vec::new();
         let mut add = |flag, controller, file, value: Option<String>| {
             if let Some(value) = value {
-                out.push(Setting {
-                    flag,
-                    controller,
-                    file,
-                    value,
-                });
+                out.push(Setting { flag, controller, file, value });
             }
         };
         use Controller::*;
-        add(
-            "--memory",
-            Memory,
-            "memory.max",
-            self.memory.map(|v| v.to_string()),
-        );
-        add(
-            "--memory-swap",
-            Memory,
-            "memory.swap.max",
-            self.memory_swap.map(|v| v.to_string()),
-        );
-        add(
-            "--pids-limit",
-            Pids,
-            "pids.max",
-            self.pids.map(|v| v.to_string()),
-        );
-        add(
-            "--cpus",
-            Cpu,
-            "cpu.max",
-            self.cpus.map(|c| cpu_max(c).unwrap_or_default()),
-        );
-        add(
-            "--cpu-weight",
-            Cpu,
-            "cpu.weight",
-            self.cpu_weight.map(|v| v.to_string()),
-        );
-        add(
-            "--io-weight",
-            Io,
-            "io.weight",
-            self.io_weight.map(|v| format!("default {v}")),
-        );
+        add("--memory", Memory, "memory.max", self.memory.map(|v| v.to_string()));
+        add("--memory-swap", Memory, "memory.swap.max", self.memory_swap.map(|v| v.to_string()));
+        add("--pids-limit", Pids, "pids.max", self.pids.map(|v| v.to_string()));
+        add("--cpus", Cpu, "cpu.max", self.cpus.map(|c| cpu_max(c).unwrap_or_default()));
+        add("--cpu-weight", Cpu, "cpu.weight", self.cpu_weight.map(|v| v.to_string()));
+        add("--io-weight", Io, "io.weight", self.io_weight.map(|v| format!("default {v}")));
         out
     }
 }
@@ -197,11 +156,8 @@ pub fn write_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
 
 /// `--cpus 1.5` → cpu.max "150000 100000": quota and period in microseconds.
 pub fn cpu_max(cpus: f64) -> Result<String, CgroupError> {
-    let invalid = |reason: &str| CgroupError::InvalidLimit {
-        flag: "--cpus",
-        value: cpus.to_string(),
-        reason: reason.into(),
-    };
+    let invalid =
+        |reason: &str| CgroupError::InvalidLimit { flag: "--cpus", value: cpus.to_string(), reason: reason.into() };
     if !cpus.is_finite() || cpus <= 0.0 {
         return Err(invalid("the number of CPUs must be a positive number"));
     }
@@ -220,19 +176,14 @@ pub fn cpu_max(cpus: f64) -> Result<String, CgroupError> {
 /// Parses a size: a number of bytes with an optional binary unit suffix
 /// (`b`, `k`, `m`, `g`, `t`, case-insensitive, optionally followed by `b` or `ib`): `512m`, `1g`, `1GiB`, `4096`.
 pub fn parse_size(s: &str) -> Result<u64, CgroupError> {
-    let invalid = |reason: &str| CgroupError::InvalidSize {
-        value: s.to_string(),
-        reason: reason.into(),
-    };
+    let invalid = |reason: &str| CgroupError::InvalidSize { value: s.to_string(), reason: reason.into() };
     let t = s.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits_end);
     if num.is_empty() {
         return Err(invalid("expected a number such as 512m or 2g"));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| invalid("the number is too large"))?;
+    let n: u64 = num.parse().map_err(|_| invalid("the number is too large"))?;
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -241,8 +192,7 @@ pub fn parse_size(s: &str) -> Result<u64, CgroupError> {
         "t" | "tb" | "tib" => 40,
         _ => return Err(invalid("unknown unit; use b, k, m, g or t")),
     };
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| invalid("the size is too large"))
+    n.checked_mul(1u64 << shift).ok_or_else(|| invalid("the size is too large"))
 }
 
 /// Parses `--cpus`: a positive decimal number of CPUs (for a clap `value_parser`).
@@ -268,15 +218,7 @@ mod tests {
         assert_eq!(parse_size("64M").unwrap(), 64 << 20);
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert_eq!(parse_size("10k").unwrap(), 10240);
-        for bad in [
-            "",
-            "m",
-            "1.5g",
-            "12x",
-            "-1",
-            "99999999999999999999",
-            "99999999999t",
-        ] {
+        for bad in ["", "m", "1.5g", "12x", "-1", "99999999999999999999", "99999999999t"] {
             assert!(parse_size(bad).is_err(), "{bad} must be refused");
         }
     }
@@ -296,19 +238,9 @@ mod tests {
 
     #[test]
     fn settings_and_controllers() {
-        let l = Limits {
-            memory: Some(1 << 20),
-            pids: Some(20),
-            cpus: Some(0.5),
-            io_weight: Some(50),
-            ..Limits::default()
-        };
-        let files: Vec<_> = l
-            .settings()
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.file, s.value))
-            .collect();
+        let l =
+            Limits { memory: Some(1 << 20), pids: Some(20), cpus: Some(0.5), io_weight: Some(50), ..Limits::default() };
+        let files: Vec<_> = l.settings().unwrap().into_iter().map(|s| (s.file, s.value)).collect();
         assert_eq!(
             files,
             [
@@ -323,28 +255,16 @@ mod tests {
         assert!(Limits::default().is_empty());
         let missing = [Controller::Memory, Controller::Io].into_iter().collect();
         let kept = l.without(&missing);
-        assert_eq!(
-            (kept.memory, kept.io_weight, kept.pids),
-            (None, None, Some(20))
-        );
+        assert_eq!((kept.memory, kept.io_weight, kept.pids), (None, None, Some(20)));
     }
 
     #[test]
     fn ranges_are_checked() {
-        let weight = Limits {
-            cpu_weight: Some(0),
-            ..Limits::default()
-        };
+        let weight = Limits { cpu_weight: Some(0), ..Limits::default() };
         assert!(weight.settings().is_err());
-        let pids = Limits {
-            pids: Some(0),
-            ..Limits::default()
-        };
+        let pids = Limits { pids: Some(0), ..Limits::default() };
         assert!(pids.settings().is_err());
-        let ok = Limits {
-            cpu_weight: Some(10_000),
-            ..Limits::default()
-        };
+        let ok = Limits { cpu_weight: Some(10_000), ..Limits::default() };
         assert!(ok.settings().is_ok());
     }
 }

@@ -70,23 +70,11 @@ pub enum CgroupError {
     #[error("invalid size '{value}': {reason}")]
     InvalidSize { value: String, reason: String },
     #[error("invalid {flag} value '{value}': {reason}")]
-    InvalidLimit {
-        flag: &'static str,
-        value: String,
-        reason: String,
-    },
+    InvalidLimit { flag: &'static str, value: String, reason: String },
     #[error("cannot enforce {flags}: {reason}; {fix}; or run with --limits best-effort to go on without {it}")]
-    Unenforceable {
-        flags: String,
-        reason: String,
-        fix: String,
-        it: &'static str,
-    },
+    Unenforceable { flags: String, reason: String, fix: String, it: &'static str },
     #[error("--cgroup-manager {manager} cannot be used: {reason}")]
-    ManagerUnavailable {
-        manager: &'static str,
-        reason: String,
-    },
+    ManagerUnavailable { manager: &'static str, reason: String },
     #[error("the systemd user manager did not start {unit}: {reason}")]
     Systemd { unit: String, reason: String },
     #[error("cannot read {path}")]
@@ -215,29 +203,18 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
     }
     let (found, reasons) = find_managers(&plan.host, req.manager, &needed);
     // Prefer the first manager that offers every needed controller, else the first one found.
-    let chosen = found
-        .iter()
-        .position(|t| needed.is_subset(&t.controllers()))
-        .or(if found.is_empty() { None } else { Some(0) });
+    let chosen =
+        found.iter().position(|t| needed.is_subset(&t.controllers())).or(if found.is_empty() { None } else { Some(0) });
     let Some(index) = chosen else {
         let reason = reasons.join("; ");
         if req.manager != ManagerKind::Auto {
-            return Err(CgroupError::ManagerUnavailable {
-                manager: req.manager.name(),
-                reason,
-            });
+            return Err(CgroupError::ManagerUnavailable { manager: req.manager.name(), reason });
         }
         if req.want_stats && needed.is_empty() {
-            plan.warnings
-                .push(format!("--stats: no cgroup is available ({reason})"));
+            plan.warnings.push(format!("--stats: no cgroup is available ({reason})"));
         }
         let fix = no_manager_fix(&plan.host);
-        return refuse_limits(
-            plan,
-            req,
-            format!("no cgroup manager is available ({reason})"),
-            fix,
-        );
+        return refuse_limits(plan, req, format!("no cgroup manager is available ({reason})"), fix);
     };
     plan.target = found.into_iter().nth(index).unwrap_or(Target::Disabled);
     let offered = plan.target.controllers();
@@ -251,17 +228,15 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
     check_swap_accounting(&mut plan, req)?;
     plan.enable = plan.limits.controllers();
     if req.want_stats {
-        plan.enable
-            .extend(offered.intersection(&[Controller::Memory, Controller::Pids].into()));
+        plan.enable.extend(offered.intersection(&[Controller::Memory, Controller::Pids].into()));
     }
-    plan.on_failure =
-        if req.manager != ManagerKind::Auto || (!req.limits.is_empty() && !req.best_effort) {
-            OnFailure::Error
-        } else if !req.limits.is_empty() || req.want_stats {
-            OnFailure::Warn
-        } else {
-            OnFailure::Quiet
-        };
+    plan.on_failure = if req.manager != ManagerKind::Auto || (!req.limits.is_empty() && !req.best_effort) {
+        OnFailure::Error
+    } else if !req.limits.is_empty() || req.want_stats {
+        OnFailure::Warn
+    } else {
+        OnFailure::Quiet
+    };
     Ok(plan)
 }
 
@@ -274,15 +249,9 @@ fn check_swap_accounting(plan: &mut Plan, req: &Request) -> Result<(), CgroupErr
     if plan.limits.memory_swap.is_none() || dir.join("memory.swap.max").exists() {
         return Ok(());
     }
-    let reason = format!(
-        "swap accounting is off on this host (no memory.swap.max in {})",
-        dir.display()
-    );
+    let reason = format!("swap accounting is off on this host (no memory.swap.max in {})", dir.display());
     let fix = "boot the host without swapaccount=0 (or drop --memory-swap)".to_string();
-    let swap_only = Limits {
-        memory_swap: plan.limits.memory_swap,
-        ..Limits::default()
-    };
+    let swap_only = Limits { memory_swap: plan.limits.memory_swap, ..Limits::default() };
     check_or_warn(plan, req, &swap_only, reason, fix)?;
     plan.limits.memory_swap = None;
     Ok(())
@@ -290,23 +259,14 @@ fn check_swap_accounting(plan: &mut Plan, req: &Request) -> Result<(), CgroupErr
 
 /// Every controller except those in `set`: `limits.without(&complement(m))` keeps only m's limits.
 fn complement(set: &BTreeSet<Controller>) -> BTreeSet<Controller> {
-    [
-        Controller::Cpu,
-        Controller::Io,
-        Controller::Memory,
-        Controller::Pids,
-    ]
-    .into_iter()
-    .filter(|c| !set.contains(c))
-    .collect()
+    [Controller::Cpu, Controller::Io, Controller::Memory, Controller::Pids]
+        .into_iter()
+        .filter(|c| !set.contains(c))
+        .collect()
 }
 
 /// The candidate managers for `kind`, in preference order, and why the others cannot be used.
-fn find_managers(
-    host: &Host,
-    kind: ManagerKind,
-    needed: &BTreeSet<Controller>,
-) -> (Vec<Target>, Vec<String>) {
+fn find_managers(host: &Host, kind: ManagerKind, needed: &BTreeSet<Controller>) -> (Vec<Target>, Vec<String>) {
     let mut found = Vec::new();
     let mut reasons = Vec::new();
     if host.cgroup2.is_empty() {
@@ -316,9 +276,7 @@ fn find_managers(
     if matches!(kind, ManagerKind::Auto | ManagerKind::Systemd) {
         match systemd::probe(host) {
             // Good enough: no need to look further.
-            Ok(m) if needed.is_subset(&m.controllers) => {
-                return (vec![Target::Systemd(m)], reasons)
-            }
+            Ok(m) if needed.is_subset(&m.controllers) => return (vec![Target::Systemd(m)], reasons),
             Ok(m) => found.push(Target::Systemd(m)),
             Err(r) => reasons.push(format!("systemd: {r}")),
         }
@@ -333,12 +291,7 @@ fn find_managers(
 }
 
 /// No manager at all: the whole request's limits cannot be enforced.
-fn refuse_limits(
-    mut plan: Plan,
-    req: &Request,
-    reason: String,
-    fix: String,
-) -> Result<Plan, CgroupError> {
+fn refuse_limits(mut plan: Plan, req: &Request, reason: String, fix: String) -> Result<Plan, CgroupError> {
     check_or_warn(&mut plan, req, &req.limits, reason, fix)?;
     plan.target = Target::Disabled;
     plan.limits = Limits::default();
@@ -358,18 +311,12 @@ fn check_or_warn(
         return Ok(());
     }
     let it = if flags.len() == 1 { "it" } else { "them" };
-    let err = CgroupError::Unenforceable {
-        flags: flags.join(", "),
-        reason,
-        fix,
-        it,
-    };
+    let err = CgroupError::Unenforceable { flags: flags.join(", "), reason, fix, it };
     if !req.best_effort {
         return Err(err);
     }
     if let CgroupError::Unenforceable { flags, reason, .. } = err {
-        plan.warnings
-            .push(format!("ignoring {flags} (--limits best-effort): {reason}"));
+        plan.warnings.push(format!("ignoring {flags} (--limits best-effort): {reason}"));
     }
     Ok(())
 }
@@ -383,16 +330,9 @@ fn missing_reason(plan: &Plan, missing: &BTreeSet<Controller>) -> (String, Strin
         }
     };
     let mut reasons = Vec::new();
-    let v1: BTreeSet<Controller> = missing
-        .iter()
-        .copied()
-        .filter(|c| plan.host.v1.contains_key(c))
-        .collect();
+    let v1: BTreeSet<Controller> = missing.iter().copied().filter(|c| plan.host.v1.contains_key(c)).collect();
     if !v1.is_empty() {
-        let mounts: Vec<String> = v1
-            .iter()
-            .map(|c| plan.host.v1[c].display().to_string())
-            .collect();
+        let mounts: Vec<String> = v1.iter().map(|c| plan.host.v1[c].display().to_string()).collect();
         reasons.push(format!(
             "the {} controller{} bound to cgroup v1 ({}: a hybrid layout), so cgroup v2 cannot delegate {}",
             names(&v1),

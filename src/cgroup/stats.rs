@@ -24,8 +24,8 @@ impl Stats {
     pub fn read(dir: &Path, memory_seen: Option<u64>) -> Stats {
         let cpu = fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
         let events = fs::read_to_string(dir.join("memory.events")).unwrap_or_default();
-        let memory_peak = read_u64(&dir.join("memory.peak"))
-            .or_else(|| max_opt(read_u64(&dir.join("memory.current")), memory_seen));
+        let memory_peak =
+            read_u64(&dir.join("memory.peak")).or_else(|| max_opt(read_u64(&dir.join("memory.current")), memory_seen));
         Stats {
             memory_peak,
             cpu_user_usec: keyed(&cpu, "user_usec"),
@@ -62,8 +62,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let na = "unavailable";
         let bytes = |v: Option<u64>| v.map_or(na.to_string(), human_bytes);
-        let secs =
-            |v: Option<u64>| v.map_or(na.to_string(), |us| format!("{:.3} s", us as f64 / 1e6));
+        let secs = |v: Option<u64>| v.map_or(na.to_string(), |us| format!("{:.3} s", us as f64 / 1e6));
         let num = |v: Option<u64>| v.map_or(na.to_string(), |n| n.to_string());
         writeln!(f, "memory peak:   {}", bytes(self.memory_peak))?;
         writeln!(f, "cpu user:      {}", secs(self.cpu_user_usec))?;
@@ -98,32 +97,16 @@ mod tests {
     fn reads_a_cgroup_directory() {
         let d = tempfile::tempdir().unwrap();
         let w = |f: &str, s: &str| fs::write(d.path().join(f), s).unwrap();
-        w(
-            "cpu.stat",
-            "usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\nnr_periods 0\n",
-        );
+        w("cpu.stat", "usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\nnr_periods 0\n");
         w("memory.current", "4096\n");
-        w(
-            "memory.events",
-            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
-        );
+        w("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n");
         w("pids.peak", "7\n");
         let s = Stats::read(d.path(), Some(10_000));
-        assert_eq!(
-            s.memory_peak,
-            Some(10_000),
-            "memory.current is below the sampled maximum"
-        );
-        assert_eq!(
-            (s.cpu_user_usec, s.cpu_system_usec, s.cpu_usage_usec),
-            (Some(2000), Some(1000), Some(3000))
-        );
+        assert_eq!(s.memory_peak, Some(10_000), "memory.current is below the sampled maximum");
+        assert_eq!((s.cpu_user_usec, s.cpu_system_usec, s.cpu_usage_usec), (Some(2000), Some(1000), Some(3000)));
         assert_eq!((s.pids_peak, s.oom_kills), (Some(7), Some(1)));
         w("memory.peak", "123456\n");
-        assert_eq!(
-            Stats::read(d.path(), Some(10_000)).memory_peak,
-            Some(123_456)
-        );
+        assert_eq!(Stats::read(d.path(), Some(10_000)).memory_peak, Some(123_456));
         let text = Stats::read(d.path(), None).to_string();
         assert!(text.contains("120.6 KiB (123456 bytes)"), "{text}");
         assert!(text.contains("cpu user:      0.002 s"), "{text}");

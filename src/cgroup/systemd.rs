@@ -78,93 +78,60 @@ fn runtime_dir() -> PathBuf {
 /// `Err` carries the reason the manager cannot be used, for messages.
 pub fn probe(host: &Host) -> Result<Manager, String> {
     let private_socket = runtime_dir().join("systemd/private");
-    let stream = connect_nonblocking(&private_socket).map_err(|e| {
-        format!(
-            "no systemd user manager ({}: {e})",
-            private_socket.display()
-        )
-    })?;
+    let stream = connect_nonblocking(&private_socket)
+        .map_err(|e| format!("no systemd user manager ({}: {e})", private_socket.display()))?;
     let cred = socket::getsockopt(&stream, sockopt::PeerCredentials)
         .map_err(|e| format!("SO_PEERCRED on {}: {e}", private_socket.display()))?;
     drop(stream);
     if cred.uid() != nix::unistd::getuid().as_raw() {
-        return Err(format!(
-            "{} belongs to uid {}, not to this user",
-            private_socket.display(),
-            cred.uid()
-        ));
+        return Err(format!("{} belongs to uid {}, not to this user", private_socket.display(), cred.uid()));
     }
     let pid = cred.pid();
     let path = detect::cgroup2_path_of(pid).map_err(|e| e.to_string())?;
     // The manager moves itself into init.scope of its root cgroup; units go beside it.
-    let cgroup = path
-        .strip_suffix("/init.scope")
-        .unwrap_or(&path)
-        .to_string();
-    let dir = host.dir_of(&cgroup).ok_or_else(|| {
-        format!("the user manager's cgroup {cgroup} is not visible under any cgroup2 mount")
-    })?;
-    let controllers =
-        detect::read_controllers(&dir.join("cgroup.controllers")).map_err(|e| e.to_string())?;
+    let cgroup = path.strip_suffix("/init.scope").unwrap_or(&path).to_string();
+    let dir = host
+        .dir_of(&cgroup)
+        .ok_or_else(|| format!("the user manager's cgroup {cgroup} is not visible under any cgroup2 mount"))?;
+    let controllers = detect::read_controllers(&dir.join("cgroup.controllers")).map_err(|e| e.to_string())?;
     let bus = session_bus();
     if let Bus::Path(path) = &bus {
         connect_nonblocking(path).map_err(|e| {
-            format!("the user manager runs but its session bus {} cannot be reached ({e}): install dbus-user-session", path.display())
+            format!(
+                "the user manager runs but its session bus {} cannot be reached ({e}): install dbus-user-session",
+                path.display()
+            )
         })?;
     }
-    Ok(Manager {
-        cgroup,
-        dir,
-        controllers,
-        bus,
-    })
+    Ok(Manager { cgroup, dir, controllers, bus })
 }
 
 /// A unix stream socket connected without ever blocking (a full backlog gives EAGAIN).
 fn connect_nonblocking(path: &Path) -> nix::Result<UnixStream> {
-    let fd = socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let fd =
+        socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
     socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
     Ok(UnixStream::from(fd))
 }
 
 /// A transient scope unit name for container `name`: unit names allow only `[A-Za-z0-9:_.\-]`.
 pub fn scope_name(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .take(200)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ":_.-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let clean: String =
+        name.chars().take(200).map(|c| if c.is_ascii_alphanumeric() || ":_.-".contains(c) { c } else { '_' }).collect();
     format!("burrow-{clean}.scope")
 }
 
 /// Asks the manager for scope `unit` holding `pid`, with `Delegate=yes`, collected when it ends
 /// (also when it fails), and waits until the start job has finished.
 pub fn start_scope(manager: &Manager, pid: i32, unit: &str) -> Result<(), CgroupError> {
-    let failed = |reason: String| CgroupError::Systemd {
-        unit: unit.to_string(),
-        reason,
-    };
+    let failed = |reason: String| CgroupError::Systemd { unit: unit.to_string(), reason };
     let work = async {
         let conn = connect(manager).await?;
         start_scope_on(&conn, pid, unit).await
     };
     let timeout = async {
         async_io::Timer::after(DBUS_TIMEOUT).await;
-        Err(format!(
-            "no answer from the systemd user manager within {} s",
-            DBUS_TIMEOUT.as_secs()
-        ))
+        Err(format!("no answer from the systemd user manager within {} s", DBUS_TIMEOUT.as_secs()))
     };
     async_io::block_on(futures_lite::future::or(work, timeout)).map_err(failed)
 }
@@ -173,18 +140,14 @@ pub fn start_scope(manager: &Manager, pid: i32, unit: &str) -> Result<(), Cgroup
 async fn connect(manager: &Manager) -> Result<zbus::Connection, String> {
     let builder = match &manager.bus {
         Bus::Path(path) => {
-            let stream = connect_nonblocking(path).map_err(|e| {
-                format!("cannot connect to the session bus {}: {e}", path.display())
-            })?;
+            let stream = connect_nonblocking(path)
+                .map_err(|e| format!("cannot connect to the session bus {}: {e}", path.display()))?;
             zbus::connection::Builder::async_io_unix_stream(stream)
         }
         Bus::Address(addr) => zbus::connection::Builder::address(addr.as_str())
             .map_err(|e| format!("invalid DBUS_SESSION_BUS_ADDRESS '{addr}': {e}"))?,
     };
-    builder
-        .build()
-        .await
-        .map_err(|e| format!("cannot connect to the session bus: {e}"))
+    builder.build().await.map_err(|e| format!("cannot connect to the session bus: {e}"))
 }
 
 /// One round trip: AddMatch and Subscribe go out without waiting for their replies, right before
@@ -206,8 +169,7 @@ async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result
     )
     .map_err(dbus)?;
     // On the bus, systemd only emits signals while someone is subscribed.
-    let subscribe =
-        no_reply_call(SYSTEMD, MANAGER_PATH, MANAGER_IFACE, "Subscribe", &()).map_err(dbus)?;
+    let subscribe = no_reply_call(SYSTEMD, MANAGER_PATH, MANAGER_IFACE, "Subscribe", &()).map_err(dbus)?;
     let pid = u32::try_from(pid).map_err(|_| format!("invalid pid {pid}"))?;
     let properties: Vec<(&str, Value<'_>)> = vec![
         ("Description", Value::from("burrow container")),
@@ -236,18 +198,12 @@ async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result
                 job = Some(msg.body().deserialize().map_err(dbus)?);
             }
             message::Type::Error if is_reply => {
-                let name = header
-                    .error_name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default();
+                let name = header.error_name().map(|n| n.to_string()).unwrap_or_default();
                 let text: String = msg.body().deserialize().unwrap_or_default();
                 return Err(format!("{name}: {text}"));
             }
             message::Type::Signal if header.member().is_some_and(|m| m == "JobRemoved") => {
-                if let Ok((_, path, _, result)) = msg
-                    .body()
-                    .deserialize::<(u32, OwnedObjectPath, String, String)>()
-                {
+                if let Ok((_, path, _, result)) = msg.body().deserialize::<(u32, OwnedObjectPath, String, String)>() {
                     ended.push((path, result));
                 }
             }
@@ -269,13 +225,7 @@ async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result
 }
 
 /// A method call whose reply nobody waits for.
-fn no_reply_call<B>(
-    dest: &str,
-    path: &str,
-    iface: &str,
-    method: &str,
-    body: &B,
-) -> zbus::Result<Message>
+fn no_reply_call<B>(dest: &str, path: &str, iface: &str, method: &str, body: &B) -> zbus::Result<Message>
 where
     B: serde::Serialize + zbus::zvariant::DynamicType,
 {
