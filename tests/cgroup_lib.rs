@@ -160,22 +160,58 @@ fn a_process_in_its_own_user_namespace_is_attached() {
     drop(attached);
 }
 
+/// A real SIGKILL of the process that attached: this test binary runs itself as "burrow" (with
+/// --stats, so a keeper process holds the scope too), whose container is a shell that, like burrow's
+/// processes with PR_SET_PDEATHSIG, ends when its parent dies.
 #[test]
 fn scope_is_collected_when_burrow_is_killed() {
+    if std::env::var_os("BURROW_CG_PLAY_BURROW").is_some() {
+        return play_burrow();
+    }
     if !need_systemd() {
         return;
     }
-    let plan = cgroup::preflight(&Request { manager: ManagerKind::Systemd, ..Request::default() }).unwrap();
-    let mut child = sleeper();
-    let name = unique_name("sigkill");
-    let attached = cgroup::attach(&plan, child.id() as i32, &name).expect("attach");
-    let scope = attached.leaf_path().unwrap().parent().unwrap().to_path_buf();
-    // SIGKILL of burrow: no destructor runs; PR_SET_PDEATHSIG then kills the container's processes.
-    std::mem::forget(attached);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-    let _ = child.wait();
-    let unit = format!("burrow-{name}.scope");
-    eventually("systemd collects the scope and the leaf", || scope_gone(&unit, &scope));
+    // Orphans of the killed helper come to us, not to a PID 1 that may not reap them.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let mut burrow = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "scope_is_collected_when_burrow_is_killed", "--nocapture"])
+        .env("BURROW_CG_PLAY_BURROW", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let attached_line = BufReader::new(burrow.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("ATTACHED "))
+        .expect("the helper attached its container");
+    let mut words = attached_line.split(' ').skip(1);
+    let (unit, leaf) = (words.next().unwrap().to_string(), PathBuf::from(words.next().unwrap()));
+    let scope = leaf.parent().unwrap().to_path_buf();
+    let pids_in = |leaf: &str| std::fs::read_to_string(scope.join(leaf).join("cgroup.procs")).unwrap_or_default();
+    let orphans: Vec<i32> = [pids_in("keeper"), pids_in("container")]
+        .iter()
+        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(orphans.len(), 2, "the container's shell and the keeper that holds the scope for --stats");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(burrow.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = burrow.wait();
+    for pid in orphans {
+        // Both end by themselves once their parent's pipe closes.
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    }
+    eventually("systemd collects the scope, the leaf and the keeper", || scope_gone(&unit, &scope));
+}
+
+fn play_burrow() {
+    let plan =
+        cgroup::preflight(&Request { manager: ManagerKind::Systemd, want_stats: true, ..Request::default() }).unwrap();
+    let mut container = Command::new("sh").args(["-c", "read x"]).stdin(Stdio::piped()).spawn().unwrap();
+    let attached = cgroup::attach(&plan, container.id() as i32, &unique_name("sigkill")).expect("attach");
+    println!("ATTACHED {} {}", attached.unit().unwrap(), attached.leaf_path().unwrap().display());
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    kill(&mut container);
+    panic!("the helper was not killed");
 }
 
 #[test]
@@ -386,14 +422,18 @@ fn stats_account_the_container() {
     let attached = cgroup::attach(&plan, child.id() as i32, &unique_name("stats")).expect("attach");
     assert!(attached.leaf_path().is_some());
     go();
-    // Read while the process is still in the cgroup: systemd removes an empty scope at once.
+    // The container ends first; the keeper process holds the scope until the figures are read.
+    kill(&mut child);
     let stats = attached.stats();
     let usage = stats.cpu_usage_usec.expect("cpu.stat is always present on cgroup2");
     assert!(usage > 1000, "the shell loop used {usage} us of CPU");
     assert!(stats.cpu_user_usec.unwrap() + stats.cpu_system_usec.unwrap() > 0);
     let text = stats.to_string();
     assert!(text.contains("cpu user:"), "{text}");
-    kill(&mut child);
+    let unit = attached.unit().unwrap().to_string();
+    let scope = attached.leaf_path().unwrap().parent().unwrap().to_path_buf();
+    drop(attached);
+    eventually("the scope is collected once the handle is dropped", || scope_gone(&unit, &scope));
 }
 
 fn own_cgroup_dir() -> Option<PathBuf> {

@@ -14,16 +14,61 @@ use super::{cgroupfs, systemd, write_file, CgroupError, OnFailure, Plan, Target}
 
 /// Name of the container's leaf inside the systemd scope.
 const SCOPE_LEAF: &str = "container";
+/// Name of the keeper's leaf inside the systemd scope (see [`Keeper`]).
+const KEEPER_LEAF: &str = "keeper";
 /// How long Drop waits for killed processes to leave the leaf before giving up on rmdir.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// cgroupfs leaves of crashed burrows (SIGKILL) are removed by later runs once empty and this old.
 const STALE_AGE: Duration = Duration::from_secs(60);
+
+/// A process that keeps a systemd scope populated, so that systemd does not remove the scope (and
+/// the container's leaf with its figures) the moment the container's last process exits: `--stats`
+/// reads them afterwards. It is `cat` reading a pipe whose only writer is this process: when burrow
+/// exits or is SIGKILLed the pipe closes, cat ends, the scope empties and systemd collects it.
+#[derive(Debug)]
+struct Keeper {
+    child: std::process::Child,
+    leaf: Option<PathBuf>,
+}
+
+impl Keeper {
+    fn spawn() -> Option<Keeper> {
+        let child = std::process::Command::new("cat")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Some(Keeper { child, leaf: None }),
+            Err(e) => {
+                log::debug!("cgroup: no keeper process (cat: {e}): --stats must be read before the container ends");
+                None
+            }
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap_or(-1)
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+        if let Some(leaf) = self.leaf.take() {
+            let _ = fs::remove_dir(leaf);
+        }
+    }
+}
 
 /// The container's cgroup. Dropping it kills what is left in the leaf and removes the leaf; systemd
 /// collects the then empty scope by itself (CollectMode=inactive-or-failed).
 #[derive(Debug)]
 pub struct Attached {
     leaf: Option<PathBuf>,
+    /// dropped after the leaf is removed
+    keeper: Option<Keeper>,
     unit: Option<String>,
     /// Whether Drop kills what is left in the leaf. Not while attaching in a mode that goes on
     /// without a cgroup on failure: the container's process must survive a half-done attach.
@@ -34,7 +79,7 @@ pub struct Attached {
 
 impl Attached {
     fn none(warnings: Vec<String>) -> Attached {
-        Attached { leaf: None, unit: None, kill_on_drop: false, memory_seen: AtomicU64::new(0), warnings }
+        Attached { leaf: None, keeper: None, unit: None, kill_on_drop: false, memory_seen: AtomicU64::new(0), warnings }
     }
 
     /// The leaf cgroup directory holding the container; `None` when cgroups are disabled.
@@ -59,8 +104,8 @@ impl Attached {
         }
     }
 
-    /// Reads the accounting figures. Call it while a process is still in the container (e.g. P1 after
-    /// the payload exited): systemd removes the scope, leaf included, as soon as it is empty.
+    /// Reads the accounting figures; valid until the handle is dropped, also after the container
+    /// ended when the plan was made with `want_stats` (a keeper process holds the systemd scope).
     pub fn stats(&self) -> Stats {
         let Some(leaf) = self.leaf.as_deref() else {
             return Stats::default();
@@ -77,6 +122,8 @@ impl Drop for Attached {
                 log::warn!("cannot remove cgroup {}: {e}", leaf.display());
             }
         }
+        // Only now may the scope become empty and be collected.
+        drop(self.keeper.take());
     }
 }
 
@@ -103,8 +150,11 @@ pub fn attach(plan: &Plan, pid: i32, name: &str) -> Result<Attached, CgroupError
 
 fn attach_systemd(plan: &Plan, manager: &systemd::Manager, pid: i32, name: &str) -> Result<Attached, CgroupError> {
     let unit = systemd::scope_name(name);
+    let mut keeper = if plan.keep_for_stats { Keeper::spawn() } else { None };
+    let mut pids = vec![pid];
+    pids.extend(keeper.as_ref().map(Keeper::pid));
     let started = std::time::Instant::now();
-    systemd::start_scope(manager, pid, &unit)?;
+    systemd::start_scope(manager, &pids, &unit)?;
     log::debug!("cgroup: {unit} started in {:?}", started.elapsed());
     // The scope's cgroup is where systemd put pid: no D-Bus round trip needed to learn it.
     let cgroup = detect::cgroup2_path_of(pid)?;
@@ -118,7 +168,14 @@ fn attach_systemd(plan: &Plan, manager: &systemd::Manager, pid: i32, name: &str)
     attached.leaf = Some(leaf.clone());
     attached.unit = Some(unit);
     attached.kill_on_drop = plan.on_failure == OnFailure::Error;
-    // Everything in the scope moves down, so that the scope holds no process and may enable controllers.
+    if let Some(k) = keeper.as_mut() {
+        let keeper_leaf = scope.join(KEEPER_LEAF);
+        make_dir(&keeper_leaf)?;
+        k.leaf = Some(keeper_leaf.clone());
+        move_pid(&keeper_leaf, &k.pid().to_string())?;
+    }
+    attached.keeper = keeper;
+    // Everything else in the scope moves down, so that the scope holds no process and may enable controllers.
     for p in fs::read_to_string(scope.join("cgroup.procs")).unwrap_or_default().split_whitespace() {
         move_pid(&leaf, p)?;
     }

@@ -155,6 +155,8 @@ pub struct Plan {
     /// controllers to enable for the leaf: the limits' plus, for --stats, memory and pids if offered
     enable: BTreeSet<Controller>,
     on_failure: OnFailure,
+    /// --stats: keep the systemd scope alive after the container ends, until the figures are read
+    keep_for_stats: bool,
     warnings: Vec<String>,
 }
 
@@ -191,6 +193,7 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
         limits: req.limits.clone(),
         enable: BTreeSet::new(),
         on_failure: OnFailure::Quiet,
+        keep_for_stats: req.want_stats,
         warnings: Vec::new(),
     };
     if req.manager == ManagerKind::Disabled {

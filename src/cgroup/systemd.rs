@@ -121,13 +121,13 @@ pub fn scope_name(name: &str) -> String {
     format!("burrow-{clean}.scope")
 }
 
-/// Asks the manager for scope `unit` holding `pid`, with `Delegate=yes`, collected when it ends
+/// Asks the manager for scope `unit` holding `pids`, with `Delegate=yes`, collected when it ends
 /// (also when it fails), and waits until the start job has finished.
-pub fn start_scope(manager: &Manager, pid: i32, unit: &str) -> Result<(), CgroupError> {
+pub fn start_scope(manager: &Manager, pids: &[i32], unit: &str) -> Result<(), CgroupError> {
     let failed = |reason: String| CgroupError::Systemd { unit: unit.to_string(), reason };
     let work = async {
         let conn = connect(manager).await?;
-        start_scope_on(&conn, pid, unit).await
+        start_scope_on(&conn, pids, unit).await
     };
     let timeout = async {
         async_io::Timer::after(DBUS_TIMEOUT).await;
@@ -154,7 +154,7 @@ async fn connect(manager: &Manager) -> Result<zbus::Connection, String> {
 /// StartTransientUnit. The bus handles one connection's messages in order, so the match rule and the
 /// subscription are in force before the job can end; replies and signals are then read off one
 /// stream of every incoming message (a JobRemoved may come before the reply naming the job).
-async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result<(), String> {
+async fn start_scope_on(conn: &zbus::Connection, pids: &[i32], unit: &str) -> Result<(), String> {
     let dbus = |e: zbus::Error| e.to_string();
     let mut incoming = MessageStream::from(conn);
     let rule = format!(
@@ -170,10 +170,12 @@ async fn start_scope_on(conn: &zbus::Connection, pid: i32, unit: &str) -> Result
     .map_err(dbus)?;
     // On the bus, systemd only emits signals while someone is subscribed.
     let subscribe = no_reply_call(SYSTEMD, MANAGER_PATH, MANAGER_IFACE, "Subscribe", &()).map_err(dbus)?;
-    let pid = u32::try_from(pid).map_err(|_| format!("invalid pid {pid}"))?;
+    let pid_list = pids.iter().map(|&p| u32::try_from(p).map_err(|_| format!("invalid pid {p}")));
+    let pid_list: Vec<u32> = pid_list.collect::<Result<_, _>>()?;
+    let pid = pids.first().copied().unwrap_or_default();
     let properties: Vec<(&str, Value<'_>)> = vec![
         ("Description", Value::from("burrow container")),
-        ("PIDs", Value::from(vec![pid])),
+        ("PIDs", Value::from(pid_list)),
         ("Delegate", Value::from(true)),
         ("CollectMode", Value::from("inactive-or-failed")),
     ];

@@ -16,6 +16,7 @@ fn plan(mountinfo: &str, target: Target) -> Plan {
         limits: Limits::default(),
         enable: BTreeSet::new(),
         on_failure: OnFailure::Error,
+        keep_for_stats: false,
         warnings: Vec::new(),
     }
 }
