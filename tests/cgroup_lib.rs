@@ -533,32 +533,34 @@ fn preflight_attach_latency() {
     if !need_systemd() {
         return;
     }
-    let mut pre = Vec::new();
-    let mut att = Vec::new();
-    let mut total = Vec::new();
-    for i in 0..30 {
-        let mut child = sleeper();
-        let t0 = Instant::now();
-        let plan = cgroup::preflight(&Request::default()).unwrap();
-        let t1 = Instant::now();
-        let attached = cgroup::attach(&plan, child.id() as i32, &unique_name(&format!("lat{i}"))).unwrap();
-        let t2 = Instant::now();
-        assert!(attached.unit().is_some());
-        pre.push(t1 - t0);
-        att.push(t2 - t1);
-        total.push(t2 - t0);
-        kill(&mut child);
-        drop(attached);
+    for want_stats in [false, true] {
+        let req = Request { want_stats, ..Request::default() };
+        let (mut pre, mut att, mut total) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..30 {
+            let mut child = sleeper();
+            let t0 = Instant::now();
+            let plan = cgroup::preflight(&req).unwrap();
+            let t1 = Instant::now();
+            let attached = cgroup::attach(&plan, child.id() as i32, &unique_name(&format!("lat{i}"))).unwrap();
+            let t2 = Instant::now();
+            assert!(attached.unit().is_some());
+            pre.push(t1 - t0);
+            att.push(t2 - t1);
+            total.push(t2 - t0);
+            kill(&mut child);
+            drop(attached);
+        }
+        let median = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        eprintln!(
+            "cgroup step{}, median of 30: preflight {:?}, attach {:?}, total {:?} (max total {:?})",
+            if want_stats { " with --stats (keeper)" } else { "" },
+            median(&mut pre),
+            median(&mut att),
+            median(&mut total.clone()),
+            total.iter().max().unwrap()
+        );
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    eprintln!(
-        "cgroup step, median of 30: preflight {:?}, attach {:?}, total {:?} (max total {:?})",
-        median(&mut pre),
-        median(&mut att),
-        median(&mut total.clone()),
-        total.iter().max().unwrap()
-    );
 }
