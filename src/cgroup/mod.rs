@@ -10,6 +10,8 @@
 //!    process into a leaf cgroup below it, enables the controllers and writes the limits. It may
 //!    start zbus threads, so it must run after the launcher's last fork of Rust code.
 //!
+//! 3. [`Attached::stats`] when the container ended, then drop the [`Attached`]: it removes the leaf.
+//!
 //! The container lives in a leaf (`<scope>/container`, or `<delegated>/burrow-<name>`) because a
 //! cgroup that holds processes cannot enable controllers for children (cgroup v2's "no internal
 //! processes" rule), and the scope must enable them for the leaf.
@@ -197,6 +199,9 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
         warnings: Vec::new(),
     };
     if req.manager == ManagerKind::Disabled {
+        if req.want_stats {
+            plan.warnings.push("--stats: --cgroup-manager is disabled, so no figures can be read".into());
+        }
         return refuse_limits(
             plan,
             req,
