@@ -511,7 +511,8 @@ fn auto_without_a_user_manager_is_fast() {
         let took = start.elapsed();
         assert_ne!(plan.manager_name(), "systemd");
         println!("NO_SESSION manager={} took={took:?}", plan.manager_name());
-        assert!(took < Duration::from_millis(100), "preflight took {took:?}");
+        // Generous for slow machines (the TCG VM); what matters is that no D-Bus timeout (3 s) is waited for.
+        assert!(took < Duration::from_millis(500), "preflight took {took:?}");
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())
