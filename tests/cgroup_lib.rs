@@ -75,8 +75,12 @@ fn kill(child: &mut Child) {
 }
 
 fn systemctl_show(unit: &str, props: &str) -> String {
+    // systemctl --user needs XDG_RUNTIME_DIR; burrow does not (it falls back to /run/user/UID).
+    let runtime_dir =
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| format!("/run/user/{}", nix::unistd::getuid()));
     let out = Command::new("systemctl")
         .args(["--user", "show", "-p", props, unit])
+        .env("XDG_RUNTIME_DIR", runtime_dir)
         .output()
         .expect("run systemctl --user show");
     String::from_utf8_lossy(&out.stdout).into_owned()
