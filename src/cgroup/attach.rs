@@ -153,7 +153,7 @@ fn attach_systemd(plan: &Plan, manager: &systemd::Manager, pid: i32, name: &str)
     let mut keeper = if plan.keep_for_stats { Keeper::spawn() } else { None };
     let mut pids = vec![pid];
     pids.extend(keeper.as_ref().map(Keeper::pid));
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     systemd::start_scope(manager, &pids, &unit)?;
     log::debug!("cgroup: {unit} started in {:?}", started.elapsed());
     // The scope's cgroup is where systemd put pid: no D-Bus round trip needed to learn it.
