@@ -54,3 +54,50 @@ pub fn probe(host: &Host, needed: &BTreeSet<Controller>) -> Result<Base, String>
     }
     Err(format!("this process's cgroup {} is not delegated to this user (cgroup.procs is not writable)", own.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A fake cgroup2 tree in a temporary directory: root/parent/own, with burrow in `own`.
+    fn tree(parent_procs: &str, parent_controllers: &str) -> (tempfile::TempDir, Host) {
+        let d = tempfile::tempdir().unwrap();
+        let own = d.path().join("parent/own");
+        fs::create_dir_all(&own).unwrap();
+        for dir in [d.path().join("parent"), own] {
+            for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.controllers"] {
+                fs::write(dir.join(f), "").unwrap();
+            }
+        }
+        fs::write(d.path().join("parent/cgroup.procs"), parent_procs).unwrap();
+        fs::write(d.path().join("parent/cgroup.controllers"), parent_controllers).unwrap();
+        let mountinfo = format!("1 0 0:1 / {} rw - cgroup2 cgroup2 rw\n", d.path().display());
+        let host = Host::parse(&mountinfo, "0::/parent/own\n");
+        (d, host)
+    }
+
+    #[test]
+    fn without_limits_the_leaf_goes_below_our_own_cgroup() {
+        let (d, host) = tree("", "cpu memory pids");
+        let base = probe(&host, &BTreeSet::new()).unwrap();
+        assert_eq!(base.dir, d.path().join("parent/own"));
+        assert!(base.controllers.is_empty());
+    }
+
+    #[test]
+    fn with_limits_it_goes_beside_it_below_a_delegated_empty_parent() {
+        let (d, host) = tree("", "cpu memory pids");
+        let base = probe(&host, &[Controller::Memory].into()).unwrap();
+        assert_eq!(base.dir, d.path().join("parent"));
+        assert_eq!(base.controllers, [Controller::Cpu, Controller::Memory, Controller::Pids].into());
+    }
+
+    #[test]
+    fn a_parent_holding_processes_cannot_enable_controllers() {
+        let (d, host) = tree("1234\n", "cpu memory pids");
+        let base = probe(&host, &[Controller::Memory].into()).unwrap();
+        assert_eq!(base.dir, d.path().join("parent/own"));
+        assert!(base.controllers.is_empty(), "the missing controller is then reported by preflight");
+    }
+}
