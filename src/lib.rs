@@ -4,6 +4,7 @@
 //! [`idmap`] (user namespace maps) → [`launch`] (processes and their handshake) → [`rootfs`] (mount plan and
 //! pivot). [`sys`] holds the only `unsafe` code.
 
+pub mod cgroup;
 pub mod cli;
 pub mod doctor;
 pub mod idmap;
