@@ -35,6 +35,13 @@ pub enum NetworkMode {
     Host,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LimitsMode {
+    #[default]
+    Strict,
+    BestEffort,
+}
+
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
     /// Directory to use as the container's root filesystem (default: the host's own `/`, read-only).
@@ -76,10 +83,59 @@ pub struct RunArgs {
     /// Exec the command as PID 1 instead of under burrow's init.
     #[arg(long)]
     pub no_init: bool,
+    /// Memory limit (memory.max), e.g. 512m, 2g.
+    #[arg(long, value_name = "SIZE", value_parser = crate::cgroup::parse_size)]
+    pub memory: Option<u64>,
+    /// Swap limit (memory.swap.max), e.g. 1g.
+    #[arg(long, value_name = "SIZE", value_parser = crate::cgroup::parse_size)]
+    pub memory_swap: Option<u64>,
+    /// Maximum number of processes (pids.max).
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u64>,
+    /// CPU bandwidth in CPUs (cpu.max), e.g. 1.5.
+    #[arg(long, value_name = "F", value_parser = crate::cgroup::parse_cpus)]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight, 1-10000 (cpu.weight).
+    #[arg(long, value_name = "N")]
+    pub cpu_weight: Option<u64>,
+    /// Relative IO weight, 1-10000 (io.weight).
+    #[arg(long, value_name = "N")]
+    pub io_weight: Option<u64>,
+    /// Where the container's cgroup comes from.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub cgroup_manager: Option<crate::cgroup::ManagerKind>,
+    /// strict: a limit that cannot be enforced is an error; best-effort: warn and run without it.
+    #[arg(long, value_enum, default_value = "strict")]
+    pub limits: Option<LimitsMode>,
+    /// Print peak memory, CPU time, peak processes and OOM kills at exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// Write the same figures as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
     /// Say what burrow decides (mappings, mounts).
     #[arg(long)]
     pub verbose: bool,
     /// The command and its arguments (default: /bin/sh).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+impl RunArgs {
+    /// The cgroup part of the request.
+    pub fn cgroup_request(&self) -> crate::cgroup::Request {
+        crate::cgroup::Request {
+            manager: self.cgroup_manager.unwrap_or_default(),
+            limits: crate::cgroup::Limits {
+                memory: self.memory,
+                memory_swap: self.memory_swap,
+                pids: self.pids_limit,
+                cpus: self.cpus,
+                cpu_weight: self.cpu_weight,
+                io_weight: self.io_weight,
+            },
+            best_effort: self.limits == Some(LimitsMode::BestEffort),
+            want_stats: self.stats || self.stats_json.is_some(),
+        }
+    }
 }

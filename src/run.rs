@@ -1,9 +1,11 @@
 //! `burrow run`: resolve everything, report input errors, then launch.
 
+use crate::cgroup;
 use crate::cli::RunArgs;
 use crate::idmap::{self, Caller, UsernsMode};
-use crate::launch::parent::{self, LaunchError};
+use crate::launch::parent::{self, HostStages, LaunchError};
 use crate::spec::{self, SpecError};
+use crate::state;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -13,6 +15,10 @@ pub enum RunError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("--stats-json {path}: {source}")]
+    StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
 
 impl RunError {
@@ -49,9 +55,23 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
         say(n);
     }
     let spec = spec::build(args, caller, ids)?;
+    let cgroup = cgroup::preflight(&args.cgroup_request())?;
+    cgroup.warnings().iter().for_each(|w| say(format!("burrow: warning: {w}")));
     if spec.verbose {
         say(format!("burrow: uid_map {:?}", spec.ids.uid_map));
         say(format!("burrow: gid_map {:?}", spec.ids.gid_map));
+        say(format!("burrow: cgroup manager: {}", cgroup.manager_name()));
     }
-    Ok(parent::run(&spec, &mut say)?)
+    let stages = HostStages { cgroup: &cgroup, name: state::new_id() };
+    let outcome = parent::run(&spec, &stages, &mut say)?;
+    if let Some(stats) = &outcome.stats {
+        if args.stats {
+            say(format!("burrow: stats ({} cgroup)\n{stats}", cgroup.manager_name()));
+        }
+        if let Some(path) = &args.stats_json {
+            let json = serde_json::to_string_pretty(stats).unwrap_or_default();
+            std::fs::write(path, json + "\n").map_err(|source| RunError::StatsJson { path: path.clone(), source })?;
+        }
+    }
+    Ok(outcome.code)
 }

@@ -509,12 +509,15 @@ fn explicit_managers_and_disabled() {
 }
 
 /// Auto without a user manager (no session: XDG_RUNTIME_DIR points nowhere) must decide at once.
+/// Auto with no limits and no --stats does not look for a manager at all (checked in src/cgroup/tests.rs).
 /// Runs itself in a child process so that the environment change stays there.
 #[test]
 fn auto_without_a_user_manager_is_fast() {
     if std::env::var_os("BURROW_CG_NO_SESSION").is_some() {
         let start = Instant::now();
-        let plan = cgroup::preflight(&Request::default()).expect("auto without limits never fails");
+        // --stats makes auto look for a manager (without limits or stats it does not even look).
+        let plan = cgroup::preflight(&Request { want_stats: true, ..Request::default() })
+            .expect("auto without limits never fails");
         let took = start.elapsed();
         assert_ne!(plan.manager_name(), "systemd");
         println!("NO_SESSION manager={} took={took:?}", plan.manager_name());
@@ -542,7 +545,7 @@ fn preflight_attach_latency() {
         return;
     }
     for want_stats in [false, true] {
-        let req = Request { want_stats, ..Request::default() };
+        let req = Request { manager: ManagerKind::Systemd, want_stats, ..Request::default() };
         let (mut pre, mut att, mut total) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..30 {
             let mut child = sleeper();

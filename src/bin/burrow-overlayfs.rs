@@ -24,13 +24,11 @@ struct Args {
     mountpoint: PathBuf,
 }
 
-const USAGE: &str =
-    "usage: burrow-overlayfs [-f] [-d] -o lowerdir=A[:B...],upperdir=U,workdir=W MOUNTPOINT";
+const USAGE: &str = "usage: burrow-overlayfs [-f] [-d] -o lowerdir=A[:B...],upperdir=U,workdir=W MOUNTPOINT";
 
 fn parse_args() -> Result<Args> {
     let mut args = std::env::args_os().skip(1);
-    let (mut foreground, mut daemon_child, mut opts, mut mountpoint) =
-        (false, false, Vec::new(), None);
+    let (mut foreground, mut daemon_child, mut opts, mut mountpoint) = (false, false, Vec::new(), None);
     while let Some(arg) = args.next() {
         let s = arg.to_string_lossy().into_owned();
         match s.as_str() {
@@ -42,12 +40,7 @@ fn parse_args() -> Result<Args> {
                 std::process::exit(0);
             }
             DAEMON_CHILD => daemon_child = true,
-            "-o" => opts.push(
-                args.next()
-                    .context("-o needs an option list")?
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
+            "-o" => opts.push(args.next().context("-o needs an option list")?.to_string_lossy().into_owned()),
             o if o.starts_with("-o") => opts.push(o[2..].to_owned()),
             o if o.starts_with('-') => bail!("unknown flag {o}\n{USAGE}"),
             _ if mountpoint.is_none() => mountpoint = Some(PathBuf::from(arg)),
@@ -55,12 +48,7 @@ fn parse_args() -> Result<Args> {
         }
     }
     let mountpoint = mountpoint.with_context(|| format!("missing MOUNTPOINT\n{USAGE}"))?;
-    Ok(Args {
-        foreground,
-        daemon_child,
-        opts,
-        mountpoint,
-    })
+    Ok(Args { foreground, daemon_child, opts, mountpoint })
 }
 
 fn serve(args: &Args, announce: bool) -> Result<()> {
@@ -90,10 +78,7 @@ fn daemonize() -> Result<()> {
         .spawn()
         .context("cannot start the background server")?;
     let mut line = String::new();
-    let stdout = child
-        .stdout
-        .take()
-        .context("no pipe from the background server")?;
+    let stdout = child.stdout.take().context("no pipe from the background server")?;
     BufReader::new(stdout).read_line(&mut line)?;
     if line.trim_end() == READY {
         return Ok(());

@@ -209,6 +209,11 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
             "drop --cgroup-manager disabled".into(),
         );
     }
+    // auto with nothing to limit or measure: no cgroup at all, so a run pays nothing for it (HPC nodes run
+    // thousands of short jobs); `--cgroup-manager systemd|cgroupfs` asks for one regardless.
+    if req.manager == ManagerKind::Auto && needed.is_empty() && !req.want_stats {
+        return Ok(plan);
+    }
     let (found, reasons) = find_managers(&plan.host, req.manager, &needed);
     // Prefer the first manager that offers every needed controller, else the first one found.
     let chosen =

@@ -89,3 +89,9 @@ fn scope_names_are_valid_unit_names() {
     assert_eq!(scope_name("abc-1.2_x"), "burrow-abc-1.2_x.scope");
     assert_eq!(scope_name("a b/é"), "burrow-a_b__.scope");
 }
+
+#[test]
+fn auto_without_limits_or_stats_creates_no_cgroup() {
+    let plan = super::preflight(&super::Request::default()).expect("auto without limits never fails");
+    assert!(plan.is_disabled(), "auto with nothing to limit or measure must not cost a cgroup");
+}

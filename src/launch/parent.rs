@@ -24,6 +24,22 @@ pub enum LaunchError {
     Idmap(#[from] idmap::IdmapError),
     #[error("{0}: {1}")]
     Sys(&'static str, nix::Error),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
+}
+
+/// What P0 prepared before the fork for the stages it runs on P1's behalf.
+pub struct HostStages<'a> {
+    pub cgroup: &'a crate::cgroup::Plan,
+    /// Unique among running containers: names the systemd scope or cgroup.
+    pub name: String,
+}
+
+/// How the container ended.
+pub struct Outcome {
+    pub code: i32,
+    /// Accounting figures, when a cgroup was attached.
+    pub stats: Option<crate::cgroup::Stats>,
 }
 
 impl LaunchError {
@@ -49,7 +65,7 @@ impl Drop for P1Guard {
 }
 
 /// Runs the container; returns the payload's exit code.
-pub fn run(spec: &RunSpec, notice: &mut dyn FnMut(String)) -> Result<i32, LaunchError> {
+pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(String)) -> Result<Outcome, LaunchError> {
     signals::block().map_err(|e| LaunchError::Sys("block signals", e))?;
     let (ours, theirs) = channel::pair()?;
     let p0 = nix::unistd::getpid();
@@ -64,13 +80,23 @@ pub fn run(spec: &RunSpec, notice: &mut dyn FnMut(String)) -> Result<i32, Launch
     let mut guard = P1Guard(Some(p1));
     failure_or(ours.wait_for_unshared())?;
     let single = write_maps(&spec.ids, p1.as_raw(), notice)?;
+    // Before Go: P1 unshares its cgroup namespace only after it is in its cgroup.
+    let cgroup = if stages.cgroup.is_disabled() {
+        None
+    } else {
+        let attached = crate::cgroup::attach(stages.cgroup, p1.as_raw(), &stages.name)?;
+        attached.warnings().iter().for_each(|w| notice(format!("burrow: warning: {w}")));
+        Some(attached)
+    };
     ours.send(if single { &Msg::GoSingle } else { &Msg::Go })?;
     let init = Pid::from_raw(failure_or(ours.wait_for_init_pid())?);
-    let status = supervise(&ours, p1, init)?;
+    let code = supervise(&ours, p1, init, cgroup.as_ref())?;
     guard.0 = None;
+    let stats = cgroup.as_ref().map(|c| c.stats());
+    drop(cgroup);
     match drain_failure(&ours) {
         Some(e) => Err(e),
-        None => Ok(status),
+        None => Ok(Outcome { code, stats }),
     }
 }
 
@@ -126,7 +152,7 @@ fn write_maps(ids: &IdPlan, pid: i32, notice: &mut dyn FnMut(String)) -> Result<
 }
 
 /// Forwards signals to init and collects messages until P1 exits; returns the exit code.
-fn supervise(chan: &Channel, p1: Pid, init: Pid) -> Result<i32, LaunchError> {
+fn supervise(chan: &Channel, p1: Pid, init: Pid, cgroup: Option<&crate::cgroup::Attached>) -> Result<i32, LaunchError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let sfd = signals::signalfd().map_err(|e| LaunchError::Sys("signalfd", e))?;
     let mut failure_seen: Option<LaunchError> = None;
@@ -136,7 +162,12 @@ fn supervise(chan: &Channel, p1: Pid, init: Pid) -> Result<i32, LaunchError> {
         if chan_open {
             fds.push(PollFd::new(chan.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        // Kernels without memory.peak: sample memory.current twice a second for --stats.
+        let timeout = if cgroup.is_some() { PollTimeout::from(500u16) } else { PollTimeout::NONE };
+        if let Some(c) = cgroup {
+            c.sample();
+        }
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => return Err(LaunchError::Sys("poll", e)),
         }

@@ -22,9 +22,7 @@ const CHUNK: usize = 1 << 20;
 impl Overlay {
     /// A fresh name in the work directory.
     pub(crate) fn tmp_name(&self) -> String {
-        let n = self
-            .tmp_counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.tmp_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!("#burrow-{}-{n}", std::process::id())
     }
 
@@ -78,32 +76,19 @@ impl Overlay {
             return self.copy_up_dir_path(&node.path);
         }
         let stat = self.layers.stat(node.layer, &node.path)?;
-        let found = Found {
-            layer: node.layer,
-            stat,
-            dir_layers: Vec::new(),
-        };
+        let found = Found { layer: node.layer, stat, dir_layers: Vec::new() };
         self.copy_up_found(&node.path, &found, trunc)
     }
 
     /// Copies the entry `found` at `path` into the upper layer (its parent must be there).
-    pub(crate) fn copy_up_found(
-        &self,
-        path: &Path,
-        found: &Found,
-        trunc: bool,
-    ) -> Result<(), Errno> {
+    pub(crate) fn copy_up_found(&self, path: &Path, found: &Found, trunc: bool) -> Result<(), Errno> {
         if found.layer == UPPER {
             return Ok(());
         }
         let tmp = self.tmp_name();
         let work = self.layers.work();
         if let Err(e) = self.build_copy(path, found, &tmp, trunc) {
-            let flags = if is_dir(&found.stat) {
-                AtFlags::REMOVEDIR
-            } else {
-                AtFlags::empty()
-            };
+            let flags = if is_dir(&found.stat) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
             let _ = rustix::fs::unlinkat(work, tmp.as_str(), flags);
             return Err(e);
         }
@@ -143,22 +128,15 @@ impl Overlay {
             }
             FileType::Directory => {
                 rustix::fs::mkdirat(work, tmp, Mode::from_raw_mode(0o700))?;
-                let src =
-                    self.layers
-                        .open(found.layer, path, OFlags::RDONLY | OFlags::DIRECTORY, 0);
-                let dst = rustix::fs::openat(
-                    work,
-                    tmp,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
+                let src = self.layers.open(found.layer, path, OFlags::RDONLY | OFlags::DIRECTORY, 0);
+                let dst =
+                    rustix::fs::openat(work, tmp, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
                 if let Ok(src) = src {
                     copy_xattrs(&src, &dst);
                 }
             }
             FileType::Symlink => {
-                let target =
-                    rustix::fs::readlinkat(self.layers.root(found.layer), path, Vec::new())?;
+                let target = rustix::fs::readlinkat(self.layers.root(found.layer), path, Vec::new())?;
                 rustix::fs::symlinkat(target.as_c_str(), work, tmp)?;
             }
             kind => rustix::fs::mknodat(work, tmp, kind, perm, st.st_rdev)?,
@@ -180,22 +158,11 @@ pub(crate) fn set_owner_mode_times(work: &OwnedFd, tmp: &str, st: &Stat) -> Resu
         AtFlags::SYMLINK_NOFOLLOW,
     );
     if !symlink {
-        rustix::fs::chmodat(
-            work,
-            tmp,
-            Mode::from_raw_mode(st.st_mode & 0o7777),
-            AtFlags::empty(),
-        )?;
+        rustix::fs::chmodat(work, tmp, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
     }
     let times = Timestamps {
-        last_access: Timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec as _,
-        },
-        last_modification: Timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec as _,
-        },
+        last_access: Timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec as _ },
+        last_modification: Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ },
     };
     rustix::fs::utimensat(work, tmp, &times, AtFlags::SYMLINK_NOFOLLOW)
 }

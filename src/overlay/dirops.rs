@@ -59,9 +59,7 @@ impl Overlay {
             Ok(st) if is_whiteout(&st) => true,
             Ok(_) => return Err(Errno::EXIST),
             Err(Errno::NOENT) => {
-                if dir_layers.len() > 1
-                    && lookup_merged(&self.layers, &dir_layers, &path)?.is_some()
-                {
+                if dir_layers.len() > 1 && lookup_merged(&self.layers, &dir_layers, &path)?.is_some() {
                     return Err(Errno::EXIST);
                 }
                 false
@@ -73,29 +71,11 @@ impl Overlay {
         let fd = if over_whiteout {
             self.make_over_whiteout(&path, &what, uid, gid)?
         } else {
-            make(
-                self.layers.root(UPPER),
-                &path,
-                &what,
-                uid,
-                gid,
-                &self.layers,
-            )?
+            make(self.layers.root(UPPER), &path, &what, uid, gid, &self.layers)?
         };
         let stat = self.layers.stat(UPPER, &path)?;
-        let dir_layers = if is_dir(&stat) {
-            vec![UPPER]
-        } else {
-            Vec::new()
-        };
-        let (id, attr) = self.remember(
-            path,
-            Found {
-                layer: UPPER,
-                stat,
-                dir_layers,
-            },
-        );
+        let dir_layers = if is_dir(&stat) { vec![UPPER] } else { Vec::new() };
+        let (id, attr) = self.remember(path, Found { layer: UPPER, stat, dir_layers });
         Ok((id, attr, fd))
     }
 
@@ -115,9 +95,8 @@ impl Overlay {
         let fd = make(work, Path::new(&tmp), what, uid, gid, &self.layers)?;
         let dir = matches!(what, New::Dir { .. });
         let placed = if dir {
-            set_opaque_at(work, &tmp).and_then(|()| {
-                rustix::fs::renameat_with(work, tmp.as_str(), upper, path, RenameFlags::EXCHANGE)
-            })
+            set_opaque_at(work, &tmp)
+                .and_then(|()| rustix::fs::renameat_with(work, tmp.as_str(), upper, path, RenameFlags::EXCHANGE))
         } else {
             rustix::fs::renameat(work, tmp.as_str(), upper, path)
         };
@@ -125,11 +104,7 @@ impl Overlay {
             Ok(()) if dir => rustix::fs::unlinkat(work, tmp.as_str(), AtFlags::empty())?,
             Ok(()) => {}
             Err(e) => {
-                let flags = if dir {
-                    AtFlags::REMOVEDIR
-                } else {
-                    AtFlags::empty()
-                };
+                let flags = if dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
                 let _ = rustix::fs::unlinkat(work, tmp.as_str(), flags);
                 return Err(e);
             }
@@ -141,11 +116,7 @@ impl Overlay {
     /// (the server's own ids; the group of a set-group-ID parent directory).
     fn owner_for(&self, who: Caller, dir_path: &Path) -> (Option<Uid>, Option<Gid>) {
         let uid = (who.uid != self.euid).then(|| Uid::from_raw(who.uid));
-        let sgid = || {
-            self.layers
-                .stat(UPPER, dir_path)
-                .is_ok_and(|st| st.st_mode & 0o2000 != 0)
-        };
+        let sgid = || self.layers.stat(UPPER, dir_path).is_ok_and(|st| st.st_mode & 0o2000 != 0);
         let gid = (who.gid != self.egid && !sgid()).then(|| Gid::from_raw(who.gid));
         (uid, gid)
     }
@@ -163,15 +134,10 @@ impl Overlay {
         }
         let need_whiteout = found.layer != UPPER || self.layers.lower_has(&dir_layers, &path);
         if dir {
-            let whiteouts = empty_upper_whiteouts(&self.layers, &path, &found.dir_layers)?
-                .ok_or(Errno::NOTEMPTY)?;
+            let whiteouts = empty_upper_whiteouts(&self.layers, &path, &found.dir_layers)?.ok_or(Errno::NOTEMPTY)?;
             if found.layer == UPPER {
                 for wh in whiteouts {
-                    rustix::fs::unlinkat(
-                        self.layers.root(UPPER),
-                        &path.join(wh),
-                        AtFlags::empty(),
-                    )?;
+                    rustix::fs::unlinkat(self.layers.root(UPPER), &path.join(wh), AtFlags::empty())?;
                 }
             }
         }
@@ -179,11 +145,7 @@ impl Overlay {
             if need_whiteout {
                 self.replace_with_whiteout(&path, dir)?;
             } else {
-                let flags = if dir {
-                    AtFlags::REMOVEDIR
-                } else {
-                    AtFlags::empty()
-                };
+                let flags = if dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
                 rustix::fs::unlinkat(self.layers.root(UPPER), &path, flags)?;
             }
         } else {
@@ -198,17 +160,10 @@ impl Overlay {
     fn replace_with_whiteout(&self, path: &Path, dir: bool) -> R<()> {
         let work = self.layers.work();
         let tmp = self.tmp_name();
-        rustix::fs::mknodat(
-            work,
-            tmp.as_str(),
-            FileType::CharacterDevice,
-            Mode::empty(),
-            0,
-        )?;
+        rustix::fs::mknodat(work, tmp.as_str(), FileType::CharacterDevice, Mode::empty(), 0)?;
         let upper = self.layers.root(UPPER);
         if dir {
-            let r =
-                rustix::fs::renameat_with(work, tmp.as_str(), upper, path, RenameFlags::EXCHANGE);
+            let r = rustix::fs::renameat_with(work, tmp.as_str(), upper, path, RenameFlags::EXCHANGE);
             if let Err(e) = r {
                 let _ = rustix::fs::unlinkat(work, tmp.as_str(), AtFlags::empty());
                 return Err(e);
@@ -230,10 +185,7 @@ impl Overlay {
             self.copy_up(ino)?;
         }
         let from = self.node(ino)?.path;
-        let who = Caller {
-            uid: self.euid,
-            gid: self.egid,
-        };
+        let who = Caller { uid: self.euid, gid: self.egid };
         let (id, attr, _) = self.create_entry(who, newparent, name, New::Link { from })?;
         Ok((id, attr))
     }
@@ -310,9 +262,7 @@ impl Overlay {
         match (is_dir(&src.stat), is_dir(&d.stat)) {
             (true, false) => Err(Errno::NOTDIR),
             (false, true) => Err(Errno::ISDIR),
-            (true, true) => empty_upper_whiteouts(&self.layers, new, &d.dir_layers)?
-                .map(|_| ())
-                .ok_or(Errno::NOTEMPTY),
+            (true, true) => empty_upper_whiteouts(&self.layers, new, &d.dir_layers)?.map(|_| ()).ok_or(Errno::NOTEMPTY),
             (false, false) => Ok(()),
         }
     }
@@ -329,9 +279,7 @@ impl Overlay {
             }
         }
         match self.layers.stat(UPPER, new) {
-            Ok(st) if is_whiteout(&st) && src_dir => {
-                rustix::fs::unlinkat(upper, new, AtFlags::empty())
-            }
+            Ok(st) if is_whiteout(&st) && src_dir => rustix::fs::unlinkat(upper, new, AtFlags::empty()),
             _ => Ok(()),
         }
     }
@@ -373,17 +321,11 @@ fn make(
                 | OFlags::EXCL
                 | OFlags::NOFOLLOW
                 | OFlags::CLOEXEC;
-            fd = Some(rustix::fs::openat(
-                dirfd,
-                path,
-                flags,
-                Mode::from_raw_mode(mode & 0o7777),
-            )?);
+            fd = Some(rustix::fs::openat(dirfd, path, flags, Mode::from_raw_mode(mode & 0o7777))?);
         }
         New::Dir { mode } => rustix::fs::mkdirat(dirfd, path, Mode::from_raw_mode(mode & 0o7777))?,
         New::Symlink { target } => {
-            let target =
-                CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::INVAL)?;
+            let target = CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::INVAL)?;
             rustix::fs::symlinkat(target.as_c_str(), dirfd, path)?
         }
         New::Node { mode, rdev } => rustix::fs::mknodat(
@@ -404,11 +346,7 @@ fn make(
             None => rustix::fs::chownat(dirfd, path, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
         };
         if let Err(e) = r {
-            let flags = if matches!(what, New::Dir { .. }) {
-                AtFlags::REMOVEDIR
-            } else {
-                AtFlags::empty()
-            };
+            let flags = if matches!(what, New::Dir { .. }) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
             let _ = rustix::fs::unlinkat(dirfd, path, flags);
             return Err(e);
         }

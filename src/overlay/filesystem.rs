@@ -40,10 +40,8 @@ pub(crate) struct Overlay {
 impl Overlay {
     pub(crate) fn new(cfg: &OverlayConfig) -> Result<Self, OverlayError> {
         let layers = Layers::new(cfg)?;
-        let root = lookup_root(&layers).map_err(|e| OverlayError::Layer {
-            path: cfg.upper.clone(),
-            source: e.into(),
-        })?;
+        let root =
+            lookup_root(&layers).map_err(|e| OverlayError::Layer { path: cfg.upper.clone(), source: e.into() })?;
         Ok(Overlay {
             layers,
             table: Mutex::new(Table::new(root)),
@@ -137,21 +135,13 @@ impl Overlay {
             )?;
         }
         if let Some(mode) = mode {
-            rustix::fs::chmodat(
-                root,
-                path,
-                Mode::from_raw_mode(mode & 0o7777),
-                AtFlags::empty(),
-            )?;
+            rustix::fs::chmodat(root, path, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty())?;
         }
         if let Some(size) = size {
             self.truncate(&node, size, fh)?;
         }
         if atime.is_some() || mtime.is_some() {
-            let times = Timestamps {
-                last_access: timespec(atime),
-                last_modification: timespec(mtime),
-            };
+            let times = Timestamps { last_access: timespec(atime), last_modification: timespec(mtime) };
             rustix::fs::utimensat(root, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
         }
         let st = self.stat_node(&node)?;
@@ -210,10 +200,7 @@ impl Overlay {
         if node.layer == h.layer {
             return Ok(None);
         }
-        let fd = Arc::new(
-            self.layers
-                .open(node.layer, &node.path, OFlags::RDONLY, 0)?,
-        );
+        let fd = Arc::new(self.layers.open(node.layer, &node.path, OFlags::RDONLY, 0)?);
         *reopened = Some(fd.clone());
         Ok(Some(fd))
     }
@@ -270,22 +257,11 @@ impl Overlay {
 
 fn timespec(t: Option<TimeOrNow>) -> Timespec {
     match t {
-        None => Timespec {
-            tv_sec: 0,
-            tv_nsec: rustix::fs::UTIME_OMIT,
-        },
-        Some(TimeOrNow::Now) => Timespec {
-            tv_sec: 0,
-            tv_nsec: rustix::fs::UTIME_NOW,
-        },
+        None => Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
+        Some(TimeOrNow::Now) => Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
         Some(TimeOrNow::SpecificTime(t)) => {
-            let d = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO);
-            Timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: d.subsec_nanos() as _,
-            }
+            let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+            Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as _ }
         }
     }
 }
@@ -304,17 +280,9 @@ impl Overlay {
         }
         let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
         let node = self.node(ino)?;
-        let dot = |name: &str| Entry {
-            name: name.into(),
-            ino,
-            kind: fuser::FileType::Directory,
-        };
+        let dot = |name: &str| Entry { name: name.into(), ino, kind: fuser::FileType::Directory };
         let mut list = vec![dot("."), dot("..")];
-        list.extend(super::readdir::list(
-            &self.layers,
-            &node.path,
-            &node.dir_layers,
-        )?);
+        list.extend(super::readdir::list(&self.layers, &node.path, &node.dir_layers)?);
         let list = Arc::new(list);
         *cached = Some(list.clone());
         Ok(list)

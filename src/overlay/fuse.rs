@@ -16,17 +16,8 @@ const THREADS: usize = 4;
 
 /// Mounts the overlay on `mountpoint` with mount(2), calls `ready` once the mount is live,
 /// then serves requests until it is unmounted (or its mount namespace dies), and returns.
-pub fn mount_and_serve(
-    cfg: &OverlayConfig,
-    mountpoint: &Path,
-    ready: impl FnOnce(),
-) -> Result<(), OverlayError> {
-    mount_and_serve_with(
-        cfg,
-        mountpoint,
-        MountFlags::NOSUID | MountFlags::NODEV,
-        ready,
-    )
+pub fn mount_and_serve(cfg: &OverlayConfig, mountpoint: &Path, ready: impl FnOnce()) -> Result<(), OverlayError> {
+    mount_and_serve_with(cfg, mountpoint, MountFlags::NOSUID | MountFlags::NODEV, ready)
 }
 
 /// [`mount_and_serve`] with explicit mount flags (the standalone binary passes `-o` flags).
@@ -47,29 +38,15 @@ pub fn mount_and_serve_with(
         rustix::process::geteuid().as_raw(),
         rustix::process::getegid().as_raw(),
     );
-    let data = CString::new(data).map_err(|_| OverlayError::Option {
-        option: "mount data".into(),
-        reason: "contains a NUL byte".into(),
-    })?;
-    let mount_err = |e: rustix::io::Errno| OverlayError::FuseMount {
-        path: mountpoint.to_owned(),
-        source: e.into(),
-    };
-    rustix::mount::mount(
-        "burrow-overlayfs",
-        mountpoint,
-        "fuse.burrow-overlayfs",
-        flags,
-        Some(data.as_c_str()),
-    )
-    .map_err(mount_err)?;
+    let data = CString::new(data)
+        .map_err(|_| OverlayError::Option { option: "mount data".into(), reason: "contains a NUL byte".into() })?;
+    let mount_err = |e: rustix::io::Errno| OverlayError::FuseMount { path: mountpoint.to_owned(), source: e.into() };
+    rustix::mount::mount("burrow-overlayfs", mountpoint, "fuse.burrow-overlayfs", flags, Some(data.as_c_str()))
+        .map_err(mount_err)?;
     let mut config = Config::default();
     config.n_threads = Some(THREADS);
     config.clone_fd = true;
-    let session_err = |source| OverlayError::Session {
-        path: mountpoint.to_owned(),
-        source,
-    };
+    let session_err = |source| OverlayError::Session { path: mountpoint.to_owned(), source };
     let session = match Session::from_fd(fs, dev, SessionACL::All, config) {
         Ok(s) => s,
         Err(e) => {

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 
 use super::dirops::{Caller, New};
@@ -23,10 +23,7 @@ fn e(err: rustix::io::Errno) -> Errno {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-    }
+    Caller { uid: req.uid(), gid: req.gid() }
 }
 
 /// Attributes of a negative entry: node id 0 tells the kernel to cache the absence.
@@ -141,15 +138,7 @@ impl Filesystem for Overlay {
         }
     }
 
-    fn mkdir(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         match self.create_entry(caller(req), parent.0, name, New::Dir { mode }) {
             Ok((_, attr, _)) => reply.entry(&self.ttl, &attr, GEN),
             Err(err) => reply.error(e(err)),
@@ -170,14 +159,7 @@ impl Filesystem for Overlay {
         }
     }
 
-    fn symlink(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        link_name: &OsStr,
-        target: &Path,
-        reply: ReplyEntry,
-    ) {
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         match self.create_entry(caller(req), parent.0, link_name, New::Symlink { target }) {
             Ok((_, attr, _)) => reply.entry(&self.ttl, &attr, GEN),
             Err(err) => reply.error(e(err)),
@@ -201,14 +183,7 @@ impl Filesystem for Overlay {
         }
     }
 
-    fn link(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         match Overlay::link(self, ino.0, newparent.0, newname) {
             Ok((_, attr)) => reply.entry(&self.ttl, &attr, GEN),
             Err(err) => reply.error(e(err)),
@@ -287,14 +262,7 @@ impl Filesystem for Overlay {
         reply.written(done as u32);
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         reply.ok();
     }
 
@@ -312,14 +280,7 @@ impl Filesystem for Overlay {
         reply.ok();
     }
 
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         let h = match self.file(fh.0) {
             Ok(h) => h,
             Err(err) => return reply.error(e(err)),
@@ -327,11 +288,7 @@ impl Filesystem for Overlay {
         let Handle::File(f) = &*h else {
             return reply.ok();
         };
-        let r = if datasync {
-            rustix::fs::fdatasync(&f.fd)
-        } else {
-            rustix::fs::fsync(&f.fd)
-        };
+        let r = if datasync { rustix::fs::fdatasync(&f.fd) } else { rustix::fs::fsync(&f.fd) };
         match r {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(e(err)),
@@ -341,9 +298,7 @@ impl Filesystem for Overlay {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.node(ino.0) {
             Ok(n) if n.is_dir => {
-                let fh = self.handles.insert(Handle::Dir(DirHandle {
-                    entries: std::sync::Mutex::new(None),
-                }));
+                let fh = self.handles.insert(Handle::Dir(DirHandle { entries: std::sync::Mutex::new(None) }));
                 // The kernel invalidates a cached listing itself when it changes the directory.
                 let flags = FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR;
                 reply.opened(FileHandle(fh), flags)
@@ -353,14 +308,7 @@ impl Filesystem for Overlay {
         }
     }
 
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let entries = match self.dir_entries(ino.0, fh.0, offset) {
             Ok(x) => x,
             Err(err) => return reply.error(e(err)),
@@ -373,14 +321,7 @@ impl Filesystem for Overlay {
         reply.ok();
     }
 
-    fn readdirplus(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectoryPlus,
-    ) {
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let entries = match self.dir_entries(ino.0, fh.0, offset) {
             Ok(x) => x,
             Err(err) => return reply.error(e(err)),
@@ -388,19 +329,8 @@ impl Filesystem for Overlay {
         for (i, ent) in entries.iter().enumerate().skip(offset as usize) {
             let next = i as u64 + 1;
             if ent.name == "." || ent.name == ".." {
-                let attr = FileAttr {
-                    ino: INodeNo(ent.ino),
-                    kind: FileType::Directory,
-                    ..negative()
-                };
-                if reply.add(
-                    INodeNo(ent.ino),
-                    next,
-                    &ent.name,
-                    &std::time::Duration::ZERO,
-                    &attr,
-                    GEN,
-                ) {
+                let attr = FileAttr { ino: INodeNo(ent.ino), kind: FileType::Directory, ..negative() };
+                if reply.add(INodeNo(ent.ino), next, &ent.name, &std::time::Duration::ZERO, &attr, GEN) {
                     break;
                 }
                 continue;
@@ -418,26 +348,12 @@ impl Filesystem for Overlay {
         reply.ok();
     }
 
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         self.handles.remove(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         reply.ok();
     }
 
@@ -504,13 +420,7 @@ impl Filesystem for Overlay {
         reply: ReplyCreate,
     ) {
         match self.create_file(caller(req), parent.0, name, mode, flags) {
-            Ok((fh, attr)) => reply.created(
-                &self.ttl,
-                &attr,
-                GEN,
-                FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
+            Ok((fh, attr)) => reply.created(&self.ttl, &attr, GEN, FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -526,12 +436,9 @@ impl Filesystem for Overlay {
         reply: ReplyEmpty,
     ) {
         let r = self.file(fh.0).and_then(|h| match &*h {
-            Handle::File(f) => rustix::fs::fallocate(
-                &f.fd,
-                rustix::fs::FallocateFlags::from_bits_retain(mode as u32),
-                offset,
-                length,
-            ),
+            Handle::File(f) => {
+                rustix::fs::fallocate(&f.fd, rustix::fs::FallocateFlags::from_bits_retain(mode as u32), offset, length)
+            }
             Handle::Dir(_) => Err(rustix::io::Errno::ISDIR),
         });
         match r {
@@ -540,15 +447,7 @@ impl Filesystem for Overlay {
         }
     }
 
-    fn lseek(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: i64,
-        whence: i32,
-        reply: ReplyLseek,
-    ) {
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         let pos = match whence {
             libc::SEEK_DATA => rustix::fs::SeekFrom::Data(offset as u64),
             libc::SEEK_HOLE => rustix::fs::SeekFrom::Hole(offset as u64),

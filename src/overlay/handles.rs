@@ -40,25 +40,15 @@ pub(crate) struct Handles {
 impl Handles {
     pub(crate) fn insert(&self, h: Handle) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Arc::new(h));
+        self.map.write().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::new(h));
         id
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<Arc<Handle>> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.map.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.map.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }

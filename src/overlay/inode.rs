@@ -104,17 +104,7 @@ impl Table {
         if is_dir {
             self.dirs.insert(path.clone(), id);
         }
-        self.nodes.insert(
-            id,
-            Node {
-                path,
-                layer: found.layer,
-                dir_layers: found.dir_layers,
-                is_dir,
-                key,
-                nlookup: 1,
-            },
-        );
+        self.nodes.insert(id, Node { path, layer: found.layer, dir_layers: found.dir_layers, is_dir, key, nlookup: 1 });
         id
     }
 
@@ -151,11 +141,7 @@ impl Table {
     pub(crate) fn rename_paths(&mut self, from: &Path, to: &Path) {
         for (&id, node) in self.nodes.iter_mut() {
             if let Ok(rest) = node.path.strip_prefix(from) {
-                let new = if rest.as_os_str().is_empty() {
-                    to.to_path_buf()
-                } else {
-                    to.join(rest)
-                };
+                let new = if rest.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rest) };
                 if node.is_dir {
                     if self.dirs.get(&node.path) == Some(&id) {
                         self.dirs.remove(&node.path);

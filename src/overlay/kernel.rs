@@ -28,46 +28,24 @@ fn options(cfg: &OverlayConfig) -> Result<CString, OverlayError> {
     if cfg.lowers.is_empty() {
         return Err(OverlayError::NoLower);
     }
-    let lowers = cfg
-        .lowers
-        .iter()
-        .map(|l| escape(l))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(":");
-    let data = format!(
-        "lowerdir={lowers},upperdir={},workdir={},userxattr",
-        escape(&cfg.upper)?,
-        escape(&cfg.work)?
-    );
-    CString::new(data.into_bytes()).map_err(|_| OverlayError::Option {
-        option: "overlay options".into(),
-        reason: "contains a NUL byte".into(),
-    })
+    let lowers = cfg.lowers.iter().map(|l| escape(l)).collect::<Result<Vec<_>, _>>()?.join(":");
+    let data = format!("lowerdir={lowers},upperdir={},workdir={},userxattr", escape(&cfg.upper)?, escape(&cfg.work)?);
+    CString::new(data.into_bytes())
+        .map_err(|_| OverlayError::Option { option: "overlay options".into(), reason: "contains a NUL byte".into() })
 }
 
 /// Mounts kernel overlayfs (`userxattr`) on `target`.
 pub fn mount(cfg: &OverlayConfig, target: &Path) -> Result<(), OverlayError> {
     let data = options(cfg)?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        MountFlags::empty(),
-        Some(data.as_c_str()),
-    )
-    .map_err(|e| OverlayError::KernelMount {
-        path: target.to_owned(),
-        source: e.into(),
-    })
+    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), Some(data.as_c_str()))
+        .map_err(|e| OverlayError::KernelMount { path: target.to_owned(), source: e.into() })
 }
 
 /// Whether a kernel overlay mount of these lowers over an upper on `cfg.upper`'s filesystem
 /// works here: mounts once on a scratch directory inside `cfg.work` and removes it again.
 /// Needs a private mount namespace, like [`mount`].
 pub fn probe(cfg: &OverlayConfig) -> bool {
-    let scratch = cfg
-        .work
-        .join(format!("burrow-probe-{}", std::process::id()));
+    let scratch = cfg.work.join(format!("burrow-probe-{}", std::process::id()));
     let ok = try_probe(cfg, &scratch).unwrap_or(false);
     let _ = std::fs::remove_dir_all(&scratch);
     ok
@@ -81,22 +59,11 @@ fn try_probe(cfg: &OverlayConfig, scratch: &Path) -> std::io::Result<bool> {
     };
     let (upper, work, target) = (dir("u")?, dir("w")?, dir("m")?);
     // The overlay format needs user xattrs on the upper filesystem (opaque directories).
-    if rustix::fs::setxattr(
-        &upper,
-        "user.overlay.probe",
-        b"y",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .is_err()
-    {
+    if rustix::fs::setxattr(&upper, "user.overlay.probe", b"y", rustix::fs::XattrFlags::empty()).is_err() {
         return Ok(false);
     }
     let _ = rustix::fs::removexattr(&upper, "user.overlay.probe");
-    let probe_cfg = OverlayConfig {
-        lowers: cfg.lowers.clone(),
-        upper,
-        work,
-    };
+    let probe_cfg = OverlayConfig { lowers: cfg.lowers.clone(), upper, work };
     if mount(&probe_cfg, &target).is_err() {
         return Ok(false);
     }

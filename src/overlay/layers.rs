@@ -46,15 +46,8 @@ pub(crate) fn child_path(parent: &Path, name: &OsStr) -> PathBuf {
 }
 
 fn open_root(path: &Path) -> Result<OwnedFd, OverlayError> {
-    rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| OverlayError::Layer {
-        path: path.to_owned(),
-        source: e.into(),
-    })
+    rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| OverlayError::Layer { path: path.to_owned(), source: e.into() })
 }
 
 impl Layers {
@@ -67,10 +60,7 @@ impl Layers {
             roots.push(open_root(lower)?);
         }
         let work_root = open_root(&cfg.work)?;
-        let layer_err = |e: Errno| OverlayError::Layer {
-            path: cfg.work.join("work"),
-            source: e.into(),
-        };
+        let layer_err = |e: Errno| OverlayError::Layer { path: cfg.work.join("work"), source: e.into() };
         match rustix::fs::mkdirat(&work_root, "work", Mode::from_raw_mode(0o700)) {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(layer_err(e)),
@@ -83,22 +73,13 @@ impl Layers {
         )
         .map_err(layer_err)?;
         let mut devs = Vec::with_capacity(roots.len());
-        for (fd, path) in roots
-            .iter()
-            .zip(std::iter::once(&cfg.upper).chain(&cfg.lowers))
-        {
-            let st = rustix::fs::fstat(fd).map_err(|e| OverlayError::Layer {
-                path: path.clone(),
-                source: e.into(),
-            })?;
+        for (fd, path) in roots.iter().zip(std::iter::once(&cfg.upper).chain(&cfg.lowers)) {
+            let st = rustix::fs::fstat(fd).map_err(|e| OverlayError::Layer { path: path.clone(), source: e.into() })?;
             devs.push(st.st_dev);
         }
         let work_dev = rustix::fs::fstat(&work).map_err(layer_err)?.st_dev;
         if work_dev != devs[UPPER] {
-            return Err(OverlayError::WorkOtherFs {
-                work: cfg.work.clone(),
-                upper: cfg.upper.clone(),
-            });
+            return Err(OverlayError::WorkOtherFs { work: cfg.work.clone(), upper: cfg.upper.clone() });
         }
         Ok(Layers { roots, devs, work })
     }
@@ -134,13 +115,7 @@ impl Layers {
         rustix::fs::statat(&self.roots[layer], at(path), AtFlags::SYMLINK_NOFOLLOW)
     }
 
-    pub(crate) fn open(
-        &self,
-        layer: usize,
-        path: &Path,
-        flags: OFlags,
-        mode: u32,
-    ) -> Result<OwnedFd, Errno> {
+    pub(crate) fn open(&self, layer: usize, path: &Path, flags: OFlags, mode: u32) -> Result<OwnedFd, Errno> {
         rustix::fs::openat(
             &self.roots[layer],
             at(path),
@@ -166,13 +141,7 @@ impl Layers {
     /// Creates a whiteout (a 0/0 character device, which unprivileged users may create since
     /// Linux 5.8) in the upper layer.
     pub(crate) fn make_whiteout(&self, path: &Path) -> Result<(), Errno> {
-        rustix::fs::mknodat(
-            &self.roots[UPPER],
-            path,
-            FileType::CharacterDevice,
-            Mode::empty(),
-            0,
-        )
+        rustix::fs::mknodat(&self.roots[UPPER], path, FileType::CharacterDevice, Mode::empty(), 0)
     }
 
     /// Whether `name` is visible in any layer below `above` among `layers` (the directory's

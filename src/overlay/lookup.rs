@@ -10,11 +10,7 @@ use super::layers::{is_dir, is_whiteout, Layers};
 /// Looks `path` up through `dir_layers` (the parent directory's layers, top first), the way
 /// kernel overlayfs does: the first whiteout hides everything below, a non-directory hides
 /// everything below, directories merge down to the first opaque one.
-pub(crate) fn lookup_merged(
-    layers: &Layers,
-    dir_layers: &[usize],
-    path: &Path,
-) -> Result<Option<Found>, Errno> {
+pub(crate) fn lookup_merged(layers: &Layers, dir_layers: &[usize], path: &Path) -> Result<Option<Found>, Errno> {
     let mut found: Option<Found> = None;
     for (i, &layer) in dir_layers.iter().enumerate() {
         let st = match layers.stat(layer, path) {
@@ -26,20 +22,8 @@ pub(crate) fn lookup_merged(
             break;
         }
         match &mut found {
-            None if !is_dir(&st) => {
-                return Ok(Some(Found {
-                    layer,
-                    stat: st,
-                    dir_layers: Vec::new(),
-                }))
-            }
-            None => {
-                found = Some(Found {
-                    layer,
-                    stat: st,
-                    dir_layers: vec![layer],
-                })
-            }
+            None if !is_dir(&st) => return Ok(Some(Found { layer, stat: st, dir_layers: Vec::new() })),
+            None => found = Some(Found { layer, stat: st, dir_layers: vec![layer] }),
             Some(_) if !is_dir(&st) => break,
             Some(f) => f.dir_layers.push(layer),
         }
@@ -61,9 +45,5 @@ pub(crate) fn lookup_root(layers: &Layers) -> Result<Found, Errno> {
         }
     }
     let stat = layers.stat(0, Path::new(""))?;
-    Ok(Found {
-        layer: 0,
-        stat,
-        dir_layers,
-    })
+    Ok(Found { layer: 0, stat, dir_layers })
 }

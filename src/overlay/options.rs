@@ -53,45 +53,39 @@ const IGNORED: &[&str] = &[
 ];
 
 fn bad(option: &str, reason: &str) -> OverlayError {
-    OverlayError::Option {
-        option: option.to_owned(),
-        reason: reason.to_owned(),
-    }
+    OverlayError::Option { option: option.to_owned(), reason: reason.to_owned() }
 }
 
 /// Whether an id mapping `A:B:N[:A2:B2:N2...]` maps every id to itself.
 fn identity_mapping(value: &str) -> bool {
     let nums: Vec<&str> = value.split([':', ',']).collect();
-    nums.len() % 3 == 0
-        && nums
-            .chunks(3)
-            .all(|c| c[0] == c[1] && c[2].parse::<u64>().is_ok())
+    nums.len() % 3 == 0 && nums.chunks(3).all(|c| c[0] == c[1] && c[2].parse::<u64>().is_ok())
 }
 
 /// Parses the comma-separated `-o` lists (in order; a later value wins).
 pub fn parse(lists: &[String]) -> Result<MountOptions, OverlayError> {
     let (mut lowers, mut upper, mut work) = (None, None, None);
     let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
-    for opt in lists
-        .iter()
-        .flat_map(|l| l.split(','))
-        .filter(|o| !o.is_empty())
-    {
+    for opt in lists.iter().flat_map(|l| l.split(',')).filter(|o| !o.is_empty()) {
         let (key, value) = opt.split_once('=').unwrap_or((opt, ""));
         match key {
-            "lowerdir" => {
-                lowers = Some(value.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
-            }
+            "lowerdir" => lowers = Some(value.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()),
             "upperdir" => upper = Some(PathBuf::from(value)),
             "workdir" => work = Some(PathBuf::from(value)),
             "uidmapping" | "gidmapping" if identity_mapping(value) => {}
-            "uidmapping" | "gidmapping" => {
-                return Err(bad(opt, "id mapping is not supported; run burrow-overlayfs inside a user namespace with the mapping you need"))
-            }
+            "uidmapping" | "gidmapping" => return Err(bad(
+                opt,
+                "id mapping is not supported; run burrow-overlayfs inside a user namespace with the mapping you need",
+            )),
             "squash_to_root" | "squash_to_uid" | "squash_to_gid" => {
                 return Err(bad(opt, "ownership squashing is not supported"))
             }
-            "ro" => return Err(bad(opt, "a read-only overlay is not supported; mount the lower directory read-only instead")),
+            "ro" => {
+                return Err(bad(
+                    opt,
+                    "a read-only overlay is not supported; mount the lower directory read-only instead",
+                ))
+            }
             "nodev" => flags |= MountFlags::NODEV,
             "nosuid" => flags |= MountFlags::NOSUID,
             "noexec" => flags |= MountFlags::NOEXEC,
@@ -103,17 +97,9 @@ pub fn parse(lists: &[String]) -> Result<MountOptions, OverlayError> {
     if lowers.is_empty() {
         return Err(OverlayError::NoLower);
     }
-    let upper =
-        upper.ok_or_else(|| bad("upperdir", "missing (a read-only overlay is not supported)"))?;
+    let upper = upper.ok_or_else(|| bad("upperdir", "missing (a read-only overlay is not supported)"))?;
     let work = work.ok_or_else(|| bad("workdir", "missing"))?;
-    Ok(MountOptions {
-        config: OverlayConfig {
-            lowers,
-            upper,
-            work,
-        },
-        flags,
-    })
+    Ok(MountOptions { config: OverlayConfig { lowers, upper, work }, flags })
 }
 
 #[cfg(test)]
@@ -123,10 +109,7 @@ mod tests {
     #[test]
     fn parses_podman_style_options() {
         let o = parse(&["lowerdir=/a:/b,upperdir=/u,workdir=/w,fsync=0,nodev".into()]).unwrap();
-        assert_eq!(
-            o.config.lowers,
-            vec![PathBuf::from("/a"), PathBuf::from("/b")]
-        );
+        assert_eq!(o.config.lowers, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(o.config.upper, PathBuf::from("/u"));
         assert_eq!(o.config.work, PathBuf::from("/w"));
     }

@@ -35,11 +35,7 @@ fn kind_of(t: rustix::fs::FileType) -> Option<FileType> {
 }
 
 /// Lists the merged directory at `path`, merged from `dir_layers`.
-pub(crate) fn list(
-    layers: &Layers,
-    path: &Path,
-    dir_layers: &[usize],
-) -> Result<Vec<Entry>, Errno> {
+pub(crate) fn list(layers: &Layers, path: &Path, dir_layers: &[usize]) -> Result<Vec<Entry>, Errno> {
     let mut out = Vec::new();
     let merge = dir_layers.len() > 1;
     let mut seen: HashSet<OsString> = HashSet::new();
@@ -65,11 +61,7 @@ pub(crate) fn list(
                 }
                 Some(k) => k,
             };
-            out.push(Entry {
-                name: name.to_owned(),
-                ino: layers.report_ino_raw(layer, ent.ino()),
-                kind,
-            });
+            out.push(Entry { name: name.to_owned(), ino: layers.report_ino_raw(layer, ent.ino()), kind });
         }
     }
     Ok(out)

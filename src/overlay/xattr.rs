@@ -44,9 +44,7 @@ fn filter_private(raw: &[u8]) -> Vec<u8> {
 /// The names of the xattrs of the file at `path` (a `/proc/self/fd/N/...` path, not followed
 /// at the end), private ones removed, NUL-separated.
 pub(crate) fn list(path: &Path) -> Result<Vec<u8>, Errno> {
-    Ok(filter_private(&read_grow(|b| {
-        rustix::fs::llistxattr(path, b)
-    })?))
+    Ok(filter_private(&read_grow(|b| rustix::fs::llistxattr(path, b))?))
 }
 
 pub(crate) fn get(path: &Path, name: &OsStr) -> Result<Vec<u8>, Errno> {
@@ -60,12 +58,7 @@ pub(crate) fn set(path: &Path, name: &OsStr, value: &[u8], flags: i32) -> Result
     if is_private(name) {
         return Err(Errno::OPNOTSUPP);
     }
-    rustix::fs::lsetxattr(
-        path,
-        name,
-        value,
-        XattrFlags::from_bits_retain(flags as u32),
-    )
+    rustix::fs::lsetxattr(path, name, value, XattrFlags::from_bits_retain(flags as u32))
 }
 
 pub(crate) fn remove(path: &Path, name: &OsStr) -> Result<(), Errno> {

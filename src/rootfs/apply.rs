@@ -144,6 +144,12 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
             // Without a network namespace of our own the kernel refuses a new sysfs instance.
             bind_at(root, &host(Path::new("/sys")), dst, Kind::Dir, true, "bind /sys")
         }
+        Op::Cgroup2 { dst } => {
+            // Hosts without cgroup2 (or refusing it in a user namespace) simply show none.
+            let ro = safe | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+            let _ = fs_mount(root, dst, "cgroup2", ro, "");
+            Ok(())
+        }
         Op::Device { name } => {
             let src = host(&Path::new("/dev").join(name));
             if !src.exists() {

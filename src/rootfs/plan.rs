@@ -31,6 +31,10 @@ pub enum Op {
         dst: PathBuf,
         own_netns: bool,
     },
+    /// The container's own cgroup tree (its cgroup namespace root), read-only, so programs see their limits.
+    Cgroup2 {
+        dst: PathBuf,
+    },
     /// Bind one device node of the host's /dev.
     Device {
         name: &'static str,
@@ -86,6 +90,7 @@ pub fn plan(input: &Input) -> Vec<Op> {
     let mut ops = vec![Op::Root(input.root.clone())];
     ops.push(Op::Proc { dst: "/proc".into() });
     ops.push(Op::Sysfs { dst: "/sys".into(), own_netns: input.own_netns });
+    ops.push(Op::Cgroup2 { dst: "/sys/fs/cgroup".into() });
     ops.push(Op::Tmpfs { dst: "/dev".into(), mode: 0o755 });
     ops.extend(DEVICES.iter().map(|name| Op::Device { name }));
     ops.push(Op::Devpts { tty_gid: input.tty_gid });
