@@ -35,6 +35,14 @@ pub enum NetworkMode {
     Host,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum OverlayDriver {
+    #[default]
+    Auto,
+    Kernel,
+    Fuse,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LimitsMode {
     #[default]
@@ -47,9 +55,18 @@ pub struct RunArgs {
     /// Directory to use as the container's root filesystem (default: the host's own `/`, read-only).
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
-    /// Make the --rootfs directory writable in place instead of read-only.
-    #[arg(long)]
+    /// Make the --rootfs directory writable in place instead of copy-on-write.
+    #[arg(long, conflicts_with_all = ["read_only", "upper"])]
     pub rootfs_rw: bool,
+    /// A read-only root filesystem, without a copy-on-write layer.
+    #[arg(long, conflicts_with = "upper")]
+    pub read_only: bool,
+    /// Keep the copy-on-write layer in DIR (DIR/upper and DIR/work) and reuse it on the next run.
+    #[arg(long, value_name = "DIR")]
+    pub upper: Option<PathBuf>,
+    /// Copy-on-write driver: kernel overlayfs, burrow's FUSE overlay, or auto (kernel where it mounts).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub overlay_driver: Option<OverlayDriver>,
     /// User namespace mapping.
     #[arg(long, value_enum, default_value = "auto")]
     pub userns: Option<UsernsMode>,

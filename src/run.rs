@@ -17,6 +17,8 @@ pub enum RunError {
     Launch(#[from] LaunchError),
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -54,7 +56,17 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
     if let Some(n) = ids.notice() {
         say(n);
     }
-    let spec = spec::build(args, caller, ids)?;
+    let mut spec = spec::build(args, caller, ids)?;
+    let id = state::new_id();
+    // The host-root default is layered by init on a tmpfs of its own: no state directory.
+    let state = match (&spec.overlay, &spec.host_layout) {
+        (Some(_), None) => Some(state::StateDir::create(&id)?),
+        _ => None,
+    };
+    if let (Some(ov), Some(dir)) = (spec.overlay.as_mut(), state.as_ref()) {
+        ov.paths = Some(overlay_paths(dir.path(), ov.keep.as_deref())?);
+        spec.state_dir = Some(dir.path().to_path_buf());
+    }
     let cgroup = cgroup::preflight(&args.cgroup_request())?;
     cgroup.warnings().iter().for_each(|w| say(format!("burrow: warning: {w}")));
     if spec.verbose {
@@ -62,7 +74,7 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
         say(format!("burrow: gid_map {:?}", spec.ids.gid_map));
         say(format!("burrow: cgroup manager: {}", cgroup.manager_name()));
     }
-    let stages = HostStages { cgroup: &cgroup, name: state::new_id() };
+    let stages = HostStages { cgroup: &cgroup, name: id };
     let outcome = parent::run(&spec, &stages, &mut say)?;
     if let Some(stats) = &outcome.stats {
         if args.stats {
@@ -73,5 +85,23 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
             std::fs::write(path, json + "\n").map_err(|source| RunError::StatsJson { path: path.clone(), source })?;
         }
     }
+    drop(state);
     Ok(outcome.code)
+}
+
+/// The overlay's directories: the mount point in the state directory; the layer there too (ephemeral) or in
+/// the `--upper` directory (kept).
+fn overlay_paths(state: &std::path::Path, keep: Option<&std::path::Path>) -> Result<spec::OverlayPaths, RunError> {
+    let base = keep.map(|k| k.to_path_buf()).unwrap_or_else(|| state.join("layer"));
+    let paths = spec::OverlayPaths {
+        mountpoint: state.join("root"),
+        upper: base.join("upper"),
+        work: base.join("work"),
+        tmpfs: keep.is_none().then(|| base.clone()),
+    };
+    let made = if keep.is_none() { vec![&paths.mountpoint, &base] } else { vec![&paths.mountpoint] };
+    for dir in made {
+        std::fs::create_dir_all(dir).map_err(|source| state::StateError::Io { path: dir.clone(), source })?;
+    }
+    Ok(paths)
 }

@@ -1,7 +1,7 @@
 //! The validated, fully resolved description of one run. Built from the command line before anything is
 //! created, so that every input error is reported first, with exit status 125.
 
-use crate::cli::{NetworkMode, RunArgs};
+use crate::cli::{NetworkMode, OverlayDriver, RunArgs};
 use crate::idmap::{Caller, IdPlan, MapLine};
 use crate::rootfs::plan::{clean_container_path, Root, Volume};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,12 @@ pub enum SpecError {
     Unmapped { kind: &'static str, id: u32, why: String },
     #[error("cannot find the current directory: {0}")]
     Cwd(std::io::Error),
+    #[error("--overlay-driver fuse cannot layer the host's own / (its server would see its own mount): give --rootfs, or use the kernel driver")]
+    FuseHostRoot,
+    #[error("cannot read the host's / for its copy-on-write layout: {0}")]
+    HostLayout(std::io::Error),
+    #[error("--upper {path}: {source}")]
+    Upper { path: PathBuf, source: std::io::Error },
 }
 
 /// Everything a run needs, validated.
@@ -54,9 +60,36 @@ pub struct RunSpec {
     pub hostname: String,
     /// uid and gid of the payload inside the container.
     pub user: (u32, u32),
+    /// This container's runtime state directory, when it needs one (created by `run`).
+    pub state_dir: Option<PathBuf>,
+    /// The copy-on-write layer over `root` (None: `root` as it is, read-only or writable in place).
+    pub overlay: Option<OverlaySpec>,
+    /// The host-root default with a copy-on-write layer: how each top-level directory is layered.
+    pub host_layout: Option<crate::rootfs::host::HostLayout>,
     pub own_netns: bool,
     pub init: bool,
     pub verbose: bool,
+}
+
+/// The copy-on-write layer: the driver asked for and where its directories are.
+#[derive(Clone, Debug)]
+pub struct OverlaySpec {
+    pub driver: OverlayDriver,
+    /// `--upper DIR`: kept across runs. None: an ephemeral layer in the state directory.
+    pub keep: Option<PathBuf>,
+    /// Set by `run` once the state directory exists.
+    pub paths: Option<OverlayPaths>,
+}
+
+#[derive(Clone, Debug)]
+pub struct OverlayPaths {
+    pub mountpoint: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// An ephemeral layer lives on a tmpfs mounted here in P1's mount namespace (upper and work inside it): it
+    /// vanishes with the namespace, even when every process is killed, and as a filesystem of its own it never
+    /// overlaps a lower layer (kernel overlayfs refuses an upper inside its lower, e.g. the host's `/`).
+    pub tmpfs: Option<PathBuf>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -75,7 +108,7 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
     };
     let etc = match &root {
         Root::Dir { path, .. } => path.join("etc"),
-        Root::Host => PathBuf::from("/etc"),
+        Root::Host | Root::HostLayered(_) => PathBuf::from("/etc"),
     };
     let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>()?;
     let tmpfs = args
@@ -85,7 +118,7 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
         .collect::<Result<Vec<_>, _>>()?;
     let cwd = std::env::current_dir().map_err(SpecError::Cwd)?;
     let host_binds = match root {
-        Root::Host => host_binds(&cwd),
+        Root::Host | Root::HostLayered(_) => host_binds(&cwd),
         Root::Dir { .. } => vec![],
     };
     let (uid, gid) = match &args.user {
@@ -110,6 +143,25 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
         return Err(SpecError::Hostname(hostname));
     }
     let command = if args.command.is_empty() { vec!["/bin/sh".to_string()] } else { args.command.clone() };
+    let overlay = if args.read_only || args.rootfs_rw {
+        None
+    } else {
+        let keep = match &args.upper {
+            Some(dir) => Some(prepare_upper(dir)?),
+            None => None,
+        };
+        Some(OverlaySpec { driver: args.overlay_driver.unwrap_or_default(), keep, paths: None })
+    };
+    if let (Root::Host, Some(OverlaySpec { driver: OverlayDriver::Fuse, .. })) = (&root, &overlay) {
+        return Err(SpecError::FuseHostRoot);
+    }
+    let host_layout = match (&root, &overlay) {
+        (Root::Host, Some(ov)) => {
+            let strict = ov.driver == OverlayDriver::Kernel;
+            Some(crate::rootfs::host::read_layout(ov.keep.as_deref(), strict).map_err(SpecError::HostLayout)?)
+        }
+        _ => None,
+    };
     Ok(RunSpec {
         caller,
         ids,
@@ -122,6 +174,9 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
         workdir,
         hostname,
         user: (uid, gid),
+        state_dir: None,
+        overlay,
+        host_layout,
         own_netns: args.network.unwrap_or_default() == NetworkMode::None,
         init: !args.no_init,
         verbose: args.verbose,
@@ -143,6 +198,15 @@ fn host_binds(cwd: &Path) -> Vec<PathBuf> {
         binds.push(cwd.to_path_buf());
     }
     binds
+}
+
+/// Creates `DIR/upper` and `DIR/work` for `--upper DIR` (kept across runs).
+fn prepare_upper(dir: &Path) -> Result<PathBuf, SpecError> {
+    let err = |source| SpecError::Upper { path: dir.to_path_buf(), source };
+    for sub in ["upper", "work"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(err)?;
+    }
+    dir.canonicalize().map_err(err)
 }
 
 pub fn parse_volume(text: &str) -> Result<Volume, SpecError> {

@@ -180,7 +180,7 @@ fn read_only_and_read_write_binds() {
     let (ro, rw) = (tempdir(), tempdir());
     let o = output(run_in(
         r.path(),
-        &["-v", &format!("{}:/ro:ro", ro.path().display()), "-v", &format!("{}:/rw", rw.path().display())],
+        &["--read-only", "-v", &format!("{}:/ro:ro", ro.path().display()), "-v", &format!("{}:/rw", rw.path().display())],
         &["sh", "-c", "touch /ro/x 2>/dev/null && echo ro-writable; echo hello > /rw/y; touch /rootfs-file 2>/dev/null || echo root-ro"],
     ));
     assert_eq!(expect(&o, 0), "root-ro\n");
@@ -289,14 +289,22 @@ fn sigkill_of_burrow_leaves_nothing_behind() {
 }
 
 #[test]
-fn the_host_root_default_is_read_only_with_home_and_cwd_writable() {
+fn the_host_root_default_is_copy_on_write_with_home_and_cwd_writable() {
     let _ = require_subids!();
     let cwd = tempdir();
+    let marker = format!("/usr/burrow-cow-{}", std::process::id());
+    let script = format!(
+        "pwd; touch {marker} && echo usr-cow; touch ./here && echo cwd-rw; test -d /proc/1 && echo proc; hostname"
+    );
     let mut c = burrow();
-    c.current_dir(cwd.path()).args(["run", "--", "sh", "-c", "pwd; touch /usr/burrow-x 2>/dev/null || echo usr-ro; touch ./here && echo cwd-rw; test -d /proc/1 && echo proc; hostname"]);
+    c.current_dir(cwd.path()).args(["run", "--", "sh", "-c", &script]);
     let out = expect(&output(c), 0);
-    assert_eq!(out, format!("{}\nusr-ro\ncwd-rw\nproc\nburrow\n", cwd.path().canonicalize().unwrap().display()));
+    assert_eq!(out, format!("{}\nusr-cow\ncwd-rw\nproc\nburrow\n", cwd.path().canonicalize().unwrap().display()));
     assert!(cwd.path().join("here").exists());
+    assert!(!std::path::Path::new(&marker).exists(), "a write to /usr reached the host");
+    let mut c = burrow();
+    c.current_dir(cwd.path()).args(["run", "--read-only", "--", "sh", "-c", "touch /usr/x 2>/dev/null || echo usr-ro"]);
+    assert_eq!(expect(&output(c), 0), "usr-ro\n");
 }
 
 #[test]

@@ -65,6 +65,14 @@ impl Channel {
         self.expect("Unshared", |m| *m == Msg::Unshared).map(drop)
     }
 
+    /// Waits for `RootReady`; returns the driver and the notice for the user.
+    pub fn wait_for_root_ready(&self) -> Result<(String, Option<String>), ChannelError> {
+        match self.expect("RootReady", |m| matches!(m, Msg::RootReady { .. }))? {
+            Msg::RootReady { driver, notice } => Ok((driver, notice)),
+            _ => unreachable!("expect() checked the variant"),
+        }
+    }
+
     pub fn wait_for_init_pid(&self) -> Result<i32, ChannelError> {
         match self.expect("InitPid", |m| matches!(m, Msg::InitPid { .. }))? {
             Msg::InitPid { pid } => Ok(pid),

@@ -4,9 +4,10 @@
 
 use super::channel::Channel;
 use super::msg::Msg;
-use super::{child_exit, init, report, signals, Step, StepError};
+use super::{child_exit, init, layers, report, signals, Step, StepError};
 use crate::spec::RunSpec;
 use crate::sys::{fork, Forked};
+use nix::mount::MsFlags;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
@@ -55,14 +56,35 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
         Ok(_) | Err(_) => return Ok(125), // P0 gave up and reports why itself
     };
     // The cgroup namespace comes after P0 placed us in the container's cgroup, so that it becomes its root.
-    t!(unshare(CloneFlags::CLONE_NEWCGROUP | CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(cgroup, pid)"));
-    let init_pid = match t!(fork().step("init", "fork the container's init")) {
-        Forked::Child => init::main(spec, chan, mapped),
-        Forked::Parent(pid) => pid,
+    t!(unshare(CloneFlags::CLONE_NEWCGROUP).step("namespaces", "unshare(cgroup)"));
+    // Nothing mounted from here on may propagate anywhere.
+    t!(nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .step("mounts", "make / private"));
+    let layer = t!(layers::mount(spec, &chan));
+    layers::report(&layer, &chan);
+    // The FUSE server above stays outside the container's PID namespace, which starts with init.
+    t!(unshare(CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(pid)"));
+    let init_pid = match fork() {
+        Ok(Forked::Child) => init::main(spec, chan, mapped, layer.mountpoint.as_deref()),
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => {
+            layers::cleanup(spec, &layer);
+            return Err((
+                chan,
+                StepError { stage: "init", what: "fork the container's init".into(), source: e, hint: String::new() },
+            ));
+        }
     };
     let _ = chan.send(&Msg::InitPid { pid: init_pid.as_raw() });
-    drop(chan); // from here on only init and the payload hold the channel: its EOF means exec happened
-    Ok(wait_for_init(init_pid, p0))
+    let code = wait_for_init(init_pid, p0, layer.server, &chan);
+    layers::cleanup(spec, &layer);
+    if getppid() != p0 {
+        // burrow itself is gone: nobody else will remove the state directory.
+        if let Some(dir) = &spec.state_dir {
+            crate::state::remove_tree(dir);
+        }
+    }
+    Ok(code)
 }
 
 fn chan_err(e: super::channel::ChannelError) -> StepError {
@@ -74,16 +96,26 @@ fn chan_err(e: super::channel::ChannelError) -> StepError {
     }
 }
 
-/// Waits for init; kills the container when P0 is gone. Returns init's status as an exit code.
-fn wait_for_init(init_pid: Pid, p0: Pid) -> i32 {
+/// Waits for init; kills the container when P0 is gone or the FUSE server died. Returns init's status as an
+/// exit code.
+fn wait_for_init(init_pid: Pid, p0: Pid, server: Option<Pid>, chan: &Channel) -> i32 {
     let Ok(sfd) = signals::signalfd() else {
         return wait_blocking(init_pid);
     };
+    let mut server = server;
     let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
     loop {
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
         while let Ok(Some(info)) = sfd.read_signal() {
             if info.ssi_signo == Signal::SIGTERM as u32 && getppid() != p0 {
+                let _ = kill(init_pid, Signal::SIGKILL);
+            }
+        }
+        if let Some(pid) = server {
+            if !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(nix::sys::wait::WaitStatus::StillAlive)) {
+                server = None;
+                let message = format!("the FUSE overlay server (pid {pid}) died; the container was stopped");
+                report(chan, "overlay", message, libc::ENOTCONN);
                 let _ = kill(init_pid, Signal::SIGKILL);
             }
         }

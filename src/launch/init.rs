@@ -19,8 +19,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped) -> ! {
-    if let Err(e) = setup(spec, mapped) {
+pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> ! {
+    if let Err(e) = setup(spec, mapped, layer) {
         child_exit(report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)));
     }
     if !spec.init {
@@ -35,10 +35,10 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped) -> ! {
     child_exit(reap(payload))
 }
 
-fn setup(spec: &RunSpec, mapped: Mapped) -> Result<(), StepError> {
+fn setup(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -> Result<(), StepError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step("init", "prctl(PR_SET_PDEATHSIG)")?;
     unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
-    let ops = plan::plan(&plan_input(spec, mapped));
+    let ops = plan::plan(&plan_input(spec, mapped, layer));
     apply::enter(&ops).map_err(|e| StepError { stage: "mounts", what: e.what, source: e.source, hint: e.hint })?;
     nix::unistd::sethostname(&spec.hostname).step("uts", format!("sethostname {}", spec.hostname))?;
     if spec.own_netns {
@@ -47,11 +47,18 @@ fn setup(spec: &RunSpec, mapped: Mapped) -> Result<(), StepError> {
     nix::unistd::chdir(&spec.workdir).step("workdir", format!("workdir {}", spec.workdir.display()))
 }
 
-fn plan_input(spec: &RunSpec, mapped: Mapped) -> plan::Input {
+fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -> plan::Input {
     // devpts may name the tty group only when that gid exists in the namespace.
     let tty_mapped = spec.ids.gid_map.iter().any(|l| l.inside <= 5 && 5 - l.inside < l.count);
+    // With a copy-on-write layer the root is its (writable) mount; the host-root default is layered by init
+    // itself, directory by directory.
+    let root = match (layer, &spec.host_layout) {
+        (Some(m), _) => plan::Root::Dir { path: m.to_path_buf(), writable: true },
+        (None, Some(layout)) => plan::Root::HostLayered(layout.clone()),
+        (None, None) => spec.root.clone(),
+    };
     plan::Input {
-        root: spec.root.clone(),
+        root,
         volumes: spec.volumes.clone(),
         tmpfs: spec.tmpfs.clone(),
         own_netns: spec.own_netns,

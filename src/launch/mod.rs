@@ -5,6 +5,7 @@ pub mod channel;
 pub mod child;
 pub mod exec;
 pub mod init;
+pub mod layers;
 pub mod msg;
 pub mod parent;
 pub mod signals;

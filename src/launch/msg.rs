@@ -10,6 +10,8 @@ pub enum Msg {
     Go,
     /// P0 → P1: as `Go`, but a single-ID map was written (setgroups is denied inside).
     GoSingle,
+    /// P1 → P0: the root filesystem's copy-on-write layer is mounted by `driver` (kernel, fuse or none).
+    RootReady { driver: String, notice: Option<String> },
     /// P1 → P0: the container's init runs with this host PID.
     InitPid { pid: i32 },
     /// Any stage → P0: setup failed; P0 prints it once and exits 125.

@@ -89,6 +89,13 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
         Some(attached)
     };
     ours.send(if single { &Msg::GoSingle } else { &Msg::Go })?;
+    let (driver, root_notice) = failure_or(ours.wait_for_root_ready())?;
+    if let Some(n) = root_notice {
+        notice(n);
+    }
+    if spec.verbose {
+        notice(format!("burrow: copy-on-write driver: {driver}"));
+    }
     let init = Pid::from_raw(failure_or(ours.wait_for_init_pid())?);
     let code = supervise(&ours, p1, init, cgroup.as_ref())?;
     guard.0 = None;

@@ -97,6 +97,7 @@ fn mount_root(root: &Root) -> Result<OwnedFd, MountError> {
     match root {
         Root::Dir { path, writable } => bind(&host(path), NEW, !writable, &format!("bind rootfs {}", path.display()))?,
         Root::Host => bind(Path::new(OLD), NEW, true, "bind the host's / read-only")?,
+        Root::HostLayered(layout) => super::layered::mount_layout(layout, Path::new(OLD), Path::new(NEW))?,
     }
     let fd = rustix::fs::open(NEW, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
         .map_err(|e| err("open the new root")(e.into()))?;

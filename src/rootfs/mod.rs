@@ -2,5 +2,7 @@
 //! the container's mount namespace ([`apply`]).
 
 pub mod apply;
+pub mod host;
+mod layered;
 pub mod plan;
 pub mod resolve;

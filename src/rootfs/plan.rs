@@ -12,6 +12,8 @@ pub enum Root {
     Dir { path: PathBuf, writable: bool },
     /// The host's own `/`, recursively read-only (the built-in default sandbox).
     Host,
+    /// The host's own `/`, copy-on-write directory by directory (see [`super::host`]).
+    HostLayered(super::host::HostLayout),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

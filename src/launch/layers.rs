@@ -1,0 +1,153 @@
+//! P1's root-filesystem stage: the copy-on-write layer over the container's root, mounted in P1's mount
+//! namespace (so init's namespace, copied from it, sees it) before the container's PID namespace exists.
+//!
+//! The kernel driver is a single mount(2). The FUSE driver is a server process, P1's child, outside the
+//! container's PID namespace (the container cannot see or signal it); it dies with P1 and P1 watches it: if it
+//! dies first, the container is killed and the failure reported (programs would only see ENOTCONN).
+
+use super::channel::Channel;
+use super::msg::Msg;
+use super::{Step, StepError};
+use crate::cli::OverlayDriver;
+use crate::overlay::{self, OverlayConfig};
+use crate::rootfs::plan::Root;
+use crate::spec::{OverlayPaths, RunSpec};
+use crate::sys::{fork, Forked};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+
+/// What P1 mounted.
+#[derive(Debug, Default)]
+pub struct Layer {
+    /// Where the writable root is, when a copy-on-write layer was mounted.
+    pub mountpoint: Option<std::path::PathBuf>,
+    /// The FUSE server, when that driver serves it.
+    pub server: Option<Pid>,
+    /// "kernel", "fuse" or "none", and a notice for the user, reported to P0.
+    pub driver: &'static str,
+    pub notice: Option<String>,
+}
+
+fn config(spec: &RunSpec, paths: &OverlayPaths) -> OverlayConfig {
+    let lower = match &spec.root {
+        Root::Dir { path, .. } => path.clone(),
+        Root::Host | Root::HostLayered(_) => "/".into(),
+    };
+    OverlayConfig { lowers: vec![lower], upper: paths.upper.clone(), work: paths.work.clone() }
+}
+
+fn overlay_err(e: overlay::OverlayError) -> StepError {
+    let errno = match &e {
+        overlay::OverlayError::KernelMount { source, .. } | overlay::OverlayError::FuseMount { source, .. } => {
+            source.raw_os_error()
+        }
+        _ => None,
+    };
+    StepError {
+        stage: "overlay",
+        what: e.to_string(),
+        source: std::io::Error::from_raw_os_error(errno.unwrap_or(libc::EIO)),
+        hint: String::new(),
+    }
+}
+
+/// Mounts the copy-on-write layer the spec asks for (nothing when it asks for none).
+pub fn mount(spec: &RunSpec, chan: &Channel) -> Result<Layer, StepError> {
+    if spec.host_layout.is_some() {
+        // The host-root default: init layers it directory by directory (rootfs::host).
+        return Ok(Layer { driver: "kernel", ..Layer::default() });
+    }
+    let Some((ov, Some(paths))) = spec.overlay.as_ref().map(|o| (o, o.paths.as_ref())) else {
+        return Ok(Layer { driver: "none", ..Layer::default() });
+    };
+    if let Some(tmpfs) = &paths.tmpfs {
+        let flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV;
+        nix::mount::mount(Some("tmpfs"), tmpfs, Some("tmpfs"), flags, Some("mode=0700"))
+            .step("overlay", format!("mount the layer's tmpfs on {}", tmpfs.display()))?;
+        for dir in [&paths.upper, &paths.work] {
+            std::fs::create_dir(dir).step("overlay", format!("mkdir {}", dir.display()))?;
+        }
+    }
+    let cfg = config(spec, paths);
+    let kernel = || overlay::kernel::mount(&cfg, &paths.mountpoint).map_err(overlay_err);
+    let mounted = |driver, server| Layer { mountpoint: Some(paths.mountpoint.clone()), server, driver, notice: None };
+    match ov.driver {
+        OverlayDriver::Kernel => kernel().map(|()| mounted("kernel", None)),
+        OverlayDriver::Fuse => serve_fuse(&cfg, paths, chan).map(|pid| mounted("fuse", Some(pid))),
+        OverlayDriver::Auto => match kernel() {
+            Ok(()) => Ok(mounted("kernel", None)),
+            Err(_) => serve_fuse(&cfg, paths, chan).map(|pid| mounted("fuse", Some(pid))),
+        },
+    }
+}
+
+/// Starts the FUSE server and returns once its mount is live.
+fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Result<Pid, StepError> {
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).step("overlay", "pipe")?;
+    match fork().step("overlay", "fork the FUSE overlay server")? {
+        Forked::Child => {
+            drop(ready_r);
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let mut ready_w = Some(ready_w);
+            let served = overlay::fuse::mount_and_serve(cfg, &paths.mountpoint, || {
+                if let Some(w) = ready_w.take() {
+                    let _ = nix::unistd::write(&w, b"1");
+                }
+            });
+            let code = match served {
+                Ok(()) => 0,
+                Err(e) => super::report(chan, "overlay", e.to_string(), libc::EIO),
+            };
+            super::child_exit(code)
+        }
+        Forked::Parent(pid) => {
+            drop(ready_w);
+            if wait_ready(&ready_r) {
+                Ok(pid)
+            } else {
+                let _ = nix::sys::wait::waitpid(pid, None);
+                // The server reported its own error to P0; this one only stops P1.
+                Err(StepError {
+                    stage: "overlay",
+                    what: "the FUSE overlay server failed to mount".into(),
+                    source: std::io::Error::from_raw_os_error(libc::EIO),
+                    hint: String::new(),
+                })
+            }
+        }
+    }
+}
+
+fn wait_ready(r: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(r, &mut byte) {
+            Ok(1) => return true,
+            Err(nix::Error::EINTR) => continue,
+            _ => return false,
+        }
+    }
+}
+
+/// Tells P0 which driver serves the root.
+pub fn report(layer: &Layer, chan: &Channel) {
+    let _ = chan.send(&Msg::RootReady { driver: layer.driver.into(), notice: layer.notice.clone() });
+}
+
+/// After the container ended: stop the server and drop the mount.
+pub fn cleanup(spec: &RunSpec, layer: &Layer) {
+    if let Some(pid) = layer.server {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+    let Some(paths) = spec.overlay.as_ref().and_then(|o| o.paths.as_ref()) else { return };
+    if layer.mountpoint.is_some() {
+        let _ = nix::mount::umount2(&paths.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+    }
+    // An ephemeral layer's tmpfs would go with this mount namespace anyway; unmounting it now lets P1 remove the
+    // state directory when burrow is gone.
+    if let Some(tmpfs) = &paths.tmpfs {
+        let _ = nix::mount::umount2(tmpfs, nix::mount::MntFlags::MNT_DETACH);
+    }
+}

@@ -1,0 +1,86 @@
+//! Mounts a [`HostLayout`]: a tmpfs root holding one kernel overlay per top-level directory of the host.
+
+use super::apply::MountError;
+use super::host::HostLayout;
+use crate::overlay::{self, OverlayConfig};
+use nix::mount::{mount, MsFlags};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn fail(what: String) -> impl FnOnce(io::Error) -> MountError {
+    move |source| MountError { what, source, hint: String::new() }
+}
+
+/// Builds the layered host root at `new`, with the host's tree at `old`. The ephemeral layers live on a tmpfs
+/// at `/layers` of the current (scratch) root, which goes away with the container's mount namespace.
+pub fn mount_layout(layout: &HostLayout, old: &Path, new: &Path) -> Result<(), MountError> {
+    let host = |p: &Path| old.join(p.strip_prefix("/").unwrap_or(p));
+    let nix_fail = |what: String| move |e: nix::Error| MountError { what, source: e.into(), hint: String::new() };
+    mount(Some("tmpfs"), new, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+        .map_err(nix_fail("mount the root tmpfs".into()))?;
+    let base = match &layout.keep {
+        Some(dir) => host(dir),
+        None => {
+            let scratch = Path::new("/layers");
+            std::fs::create_dir(scratch).map_err(fail("mkdir /layers".into()))?;
+            mount(Some("tmpfs"), scratch, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700"))
+                .map_err(nix_fail("mount the layers' tmpfs".into()))?;
+            scratch.to_path_buf()
+        }
+    };
+    let inside = |p: &Path| new.join(p.strip_prefix("/").unwrap_or(p));
+    for dir in &layout.empty {
+        std::fs::create_dir(inside(dir)).map_err(fail(format!("mkdir {}", dir.display())))?;
+    }
+    for (link, target) in &layout.links {
+        std::os::unix::fs::symlink(target, inside(link)).map_err(fail(format!("symlink {}", link.display())))?;
+    }
+    for path in &layout.readonly {
+        read_only(&host(path), &inside(path), path)?;
+    }
+    for dir in &layout.layered {
+        let target = inside(dir);
+        std::fs::create_dir(&target).map_err(fail(format!("mkdir {}", dir.display())))?;
+        let name = dir.strip_prefix("/").unwrap_or(dir);
+        let (upper, work) = (base.join("upper").join(name), base.join("work").join(name));
+        for d in [&upper, &work] {
+            std::fs::create_dir_all(d).map_err(fail(format!("mkdir {}", d.display())))?;
+        }
+        // The overlay's root takes the upper directory's mode: keep the host directory's (e.g. /root 0700).
+        if let Ok(meta) = std::fs::metadata(host(dir)) {
+            let _ = std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(meta.permissions().mode()));
+        }
+        let cfg = OverlayConfig { lowers: vec![host(dir)], upper, work };
+        match overlay::kernel::mount(&cfg, &target) {
+            Ok(()) => {}
+            Err(e) if layout.strict => {
+                return Err(MountError {
+                    what: e.to_string(),
+                    source: io::Error::from_raw_os_error(libc::EINVAL),
+                    hint: String::new(),
+                })
+            }
+            // auto: what cannot be layered stays visible, read-only.
+            Err(_) => read_only(&host(dir), &target, dir)?,
+        }
+    }
+    Ok(())
+}
+
+fn read_only(src: &Path, dst: &Path, name: &Path) -> Result<(), MountError> {
+    if src.is_dir() {
+        let _ = std::fs::create_dir(dst);
+    } else {
+        std::fs::write(dst, b"").map_err(fail(format!("create {}", name.display())))?;
+    }
+    let what = format!("bind {} read-only", name.display());
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(|e| MountError {
+        what: what.clone(),
+        source: e.into(),
+        hint: String::new(),
+    })?;
+    let c = std::ffi::CString::new(dst.as_os_str().as_encoded_bytes())
+        .map_err(|_| fail(what.clone())(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_RDONLY).map_err(fail(what))
+}
