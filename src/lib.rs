@@ -1,1 +1,4 @@
 //! burrow: a rootless container runner.
+
+pub mod net;
+pub mod sys;
