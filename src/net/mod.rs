@@ -120,6 +120,8 @@ pub enum NetError {
         socket: PathBuf,
         desc: String,
     },
+    #[error("--publish {spec} with slirp4netns needs --allow-host-loopback: libslirp drops a published UDP port's replies while host loopback is closed; use --network pasta or allow host loopback")]
+    SlirpUdpNeedsHostLoopback { spec: PortSpec },
     #[error("cannot set the queue length of {dev} in the container: {source}")]
     TxQueue {
         dev: &'static str,
@@ -174,7 +176,18 @@ fn pasta_backend() -> Option<Backend> {
     find_in_path(pasta::NAME).map(|bin| Backend::Pasta { bin })
 }
 
-fn choose(mode: Mode, notices: &mut Vec<String>) -> Result<Backend, NetError> {
+/// libslirp sends a UDP reply to the host-side peer it shows as 10.0.2.2, and
+/// `--disable-host-loopback` drops exactly that (podman issue #4586): published UDP needs host
+/// loopback open with slirp4netns.
+fn slirp_udp_blocked(req: &Request) -> Option<PortSpec> {
+    if req.allow_host_loopback {
+        return None;
+    }
+    req.publish.iter().find(|p| p.proto == Proto::Udp).copied()
+}
+
+fn choose(req: &Request, notices: &mut Vec<String>) -> Result<Backend, NetError> {
+    let mode = req.mode;
     let missing = |helper, package| NetError::NotInstalled {
         mode,
         helper,
@@ -185,6 +198,13 @@ fn choose(mode: Mode, notices: &mut Vec<String>) -> Result<Backend, NetError> {
         Mode::Host => Backend::Host,
         Mode::Slirp4netns => slirp_backend().ok_or(missing("slirp4netns", "slirp4netns"))?,
         Mode::Pasta => pasta_backend().ok_or(missing("pasta", "passt"))?,
+        // Published UDP without host loopback works only with pasta: prefer it then.
+        Mode::Auto if slirp_udp_blocked(req).is_some() => {
+            match pasta_backend().or_else(slirp_backend) {
+                Some(b) => b,
+                None => Backend::None,
+            }
+        }
         Mode::Auto => match slirp_backend().or_else(pasta_backend) {
             Some(b) => b,
             None => {
@@ -200,9 +220,19 @@ fn choose(mode: Mode, notices: &mut Vec<String>) -> Result<Backend, NetError> {
 /// Before fork: picks the backend, validates, checks host ports are free. Returns notices to print.
 pub fn preflight(req: &Request) -> Result<Plan, NetError> {
     let mut notices = Vec::new();
-    let backend = choose(req.mode, &mut notices)?;
+    let backend = choose(req, &mut notices)?;
+    if let (Backend::Slirp4netns { .. }, Some(spec)) = (&backend, slirp_udp_blocked(req)) {
+        return Err(NetError::SlirpUdpNeedsHostLoopback { spec });
+    }
     if !req.publish.is_empty() {
         match backend {
+            Backend::None if req.mode == Mode::Auto => {
+                return Err(NetError::NotInstalled {
+                    mode: Mode::Auto,
+                    helper: "slirp4netns or pasta",
+                    package: "slirp4netns",
+                })
+            }
             Backend::None => return Err(NetError::PublishNeedsBackend { mode: "none" }),
             Backend::Host => return Err(NetError::PublishNeedsBackend { mode: "host" }),
             _ => publish::check_host_ports(&req.publish)?,
