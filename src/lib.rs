@@ -9,6 +9,7 @@ pub mod cli;
 pub mod doctor;
 pub mod idmap;
 pub mod launch;
+pub mod net;
 pub mod overlay;
 pub mod rootfs;
 pub mod run;

@@ -2,6 +2,8 @@
 //!
 //! Every block states why it is sound. Callers get safe functions with `std::io::Result`.
 
+pub mod net;
+
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 

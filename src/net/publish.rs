@@ -1,0 +1,283 @@
+//! `-p/--publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]`: parsing, and the check that the host
+//! ports are free, done before anything is created so that a busy port fails fast and cleanly.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::str::FromStr;
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// One published port. `host_ip` defaults to 0.0.0.0 (all IPv4 addresses), as in podman.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortSpec {
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: Proto,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PublishError {
+    #[error("invalid --publish `{spec}`: {why} (expected [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp], e.g. 127.0.0.1:8080:80/tcp)")]
+    Malformed { spec: String, why: String },
+    #[error("cannot publish {spec}: host port {addr} ({proto}) is already in use; pick another host port or stop what listens there")]
+    Busy {
+        spec: PortSpec,
+        addr: SocketAddr,
+        proto: &'static str,
+    },
+    #[error("cannot publish {spec}: binding {addr} ({proto}) on the host failed: {errno}")]
+    Bind {
+        spec: PortSpec,
+        addr: SocketAddr,
+        proto: &'static str,
+        errno: String,
+    },
+    #[error("--publish {spec} is given twice (same host address, port and protocol)")]
+    Duplicate { spec: PortSpec },
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host_ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:")?,
+            IpAddr::V6(ip) => write!(f, "[{ip}]:")?,
+        }
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host_port,
+            self.container_port,
+            self.proto.as_str()
+        )
+    }
+}
+
+impl PortSpec {
+    pub fn host_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host_ip, self.host_port)
+    }
+
+    /// True when the host side binds every address (no HOSTIP given, or 0.0.0.0).
+    pub fn host_ip_is_any(&self) -> bool {
+        self.host_ip.is_unspecified()
+    }
+}
+
+fn malformed(spec: &str, why: impl Into<String>) -> PublishError {
+    PublishError::Malformed {
+        spec: spec.to_string(),
+        why: why.into(),
+    }
+}
+
+fn parse_port(spec: &str, what: &str, s: &str) -> Result<u16, PublishError> {
+    if s.contains('-') {
+        return Err(malformed(
+            spec,
+            format!("{what} `{s}`: port ranges are not supported"),
+        ));
+    }
+    match s.parse::<u16>() {
+        Ok(0) => Err(malformed(spec, format!("{what} must be 1-65535, not 0"))),
+        Ok(p) => Ok(p),
+        Err(_) => Err(malformed(
+            spec,
+            format!("{what} `{s}` is not a port number 1-65535"),
+        )),
+    }
+}
+
+/// Splits `[HOSTIP:]HOSTPORT:CONTAINERPORT` into (ip, host port, container port) strings.
+fn split_addr(spec: &str, body: &str) -> Result<(Option<String>, String, String), PublishError> {
+    if let Some(rest) = body.strip_prefix('[') {
+        let (ip, ports) = rest
+            .split_once("]:")
+            .ok_or_else(|| malformed(spec, "missing `]:` after a bracketed IPv6 address"))?;
+        let (h, c) = ports
+            .split_once(':')
+            .ok_or_else(|| malformed(spec, "missing CONTAINERPORT"))?;
+        return Ok((Some(ip.to_string()), h.to_string(), c.to_string()));
+    }
+    let parts: Vec<&str> = body.split(':').collect();
+    match parts.as_slice() {
+        [h, c] => Ok((None, h.to_string(), c.to_string())),
+        [ip, h, c] => Ok((Some(ip.to_string()), h.to_string(), c.to_string())),
+        [_] => Err(malformed(
+            spec,
+            "both HOSTPORT and CONTAINERPORT are required",
+        )),
+        _ => Err(malformed(
+            spec,
+            "too many `:` (write IPv6 addresses as [ADDR])",
+        )),
+    }
+}
+
+impl FromStr for PortSpec {
+    type Err = PublishError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (body, proto) = match spec.rsplit_once('/') {
+            Some((b, "tcp")) => (b, Proto::Tcp),
+            Some((b, "udp")) => (b, Proto::Udp),
+            Some((_, p)) => {
+                return Err(malformed(
+                    spec,
+                    format!("unknown protocol `{p}` (tcp or udp)"),
+                ))
+            }
+            None => (spec, Proto::Tcp),
+        };
+        let (ip, host, container) = split_addr(spec, body)?;
+        let host_ip = match ip.as_deref() {
+            None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Some(s) => s
+                .parse::<IpAddr>()
+                .map_err(|_| malformed(spec, format!("`{s}` is not an IP address")))?,
+        };
+        if host_ip.is_ipv6() {
+            // Both backends run IPv4-only here (slirp4netns without --enable-ipv6, pasta -4).
+            return Err(malformed(spec, "IPv6 host addresses are not supported yet"));
+        }
+        Ok(PortSpec {
+            host_ip,
+            host_port: parse_port(spec, "HOSTPORT", &host)?,
+            container_port: parse_port(spec, "CONTAINERPORT", &container)?,
+            proto,
+        })
+    }
+}
+
+/// Checks that no spec is repeated and that every host port can be bound right now.
+/// The sockets are closed again at once: the backend binds them itself a few ms later.
+pub fn check_host_ports(specs: &[PortSpec]) -> Result<(), PublishError> {
+    for (i, spec) in specs.iter().enumerate() {
+        let clash = specs[..i].iter().any(|o| {
+            o.proto == spec.proto
+                && o.host_port == spec.host_port
+                && (o.host_ip == spec.host_ip || o.host_ip_is_any() || spec.host_ip_is_any())
+        });
+        if clash {
+            return Err(PublishError::Duplicate { spec: *spec });
+        }
+        check_one(spec)?;
+    }
+    Ok(())
+}
+
+fn check_one(spec: &PortSpec) -> Result<(), PublishError> {
+    let addr = spec.host_addr();
+    // std sets SO_REUSEADDR on TCP listeners, so a port in TIME_WAIT counts as free (the backend
+    // binds with SO_REUSEADDR too); only a live listener makes this fail.
+    let res = match spec.proto {
+        Proto::Tcp => TcpListener::bind(addr).map(drop),
+        Proto::Udp => UdpSocket::bind(addr).map(drop),
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(PublishError::Busy {
+            spec: *spec,
+            addr,
+            proto: spec.proto.as_str(),
+        }),
+        Err(e) => Err(PublishError::Bind {
+            spec: *spec,
+            addr,
+            proto: spec.proto.as_str(),
+            errno: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<PortSpec, PublishError> {
+        s.parse()
+    }
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let a = p("8080:80").unwrap();
+        assert_eq!(a.host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(
+            (a.host_port, a.container_port, a.proto),
+            (8080, 80, Proto::Tcp)
+        );
+        let b = p("127.0.0.1:5353:53/udp").unwrap();
+        assert_eq!(b.host_ip.to_string(), "127.0.0.1");
+        assert_eq!(
+            (b.host_port, b.container_port, b.proto),
+            (5353, 53, Proto::Udp)
+        );
+        assert_eq!(b.to_string(), "127.0.0.1:5353:53/udp");
+        assert_eq!(p("1:2/tcp").unwrap().proto, Proto::Tcp);
+    }
+
+    #[test]
+    fn rejects_malformed_specs() {
+        for bad in [
+            "",
+            "80",
+            "a:80",
+            "80:b",
+            "0:80",
+            "80:0",
+            "70000:80",
+            "80:80/sctp",
+            "1.2.3:80:80",
+            "1-5:1-5",
+            "1:2:3:4",
+            "[::1]:80:80",
+            "[::1:80:80",
+        ] {
+            let e = p(bad).unwrap_err();
+            assert!(matches!(e, PublishError::Malformed { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("expected [HOSTIP:]HOSTPORT"), "{e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_host_ports_are_rejected() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let specs = [
+            p(&format!("127.0.0.1:{port}:80")).unwrap(),
+            p(&format!("{port}:81")).unwrap(),
+        ];
+        let e = check_host_ports(&specs).unwrap_err();
+        assert!(matches!(e, PublishError::Duplicate { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_listening_port_is_busy() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let spec = p(&format!("127.0.0.1:{port}:80")).unwrap();
+        let e = check_host_ports(&[spec]).unwrap_err();
+        assert!(matches!(e, PublishError::Busy { .. }), "{e}");
+        drop(l);
+        check_host_ports(&[spec]).unwrap();
+    }
+}

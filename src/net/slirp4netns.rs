@@ -1,0 +1,215 @@
+//! slirp4netns: started with `--ready-fd` (waited on while watching the process), `--exit-fd`
+//! (the write end stays in burrow, so slirp4netns exits when burrow dies, even by SIGKILL) and
+//! `--api-socket`, over which published ports are added with `add_hostfwd`.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+
+use super::helper::{self, Helper};
+use super::publish::PortSpec;
+use super::{dns, NetError, MTU, TAP_NAME};
+
+pub const NAME: &str = "slirp4netns";
+
+/// Optional hardening flags the installed slirp4netns understands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    pub sandbox: bool,
+    pub seccomp: bool,
+}
+
+/// One `slirp4netns --version` run (about 1 ms): `--enable-sandbox` and `--enable-seccomp` exist
+/// since 0.4.0; seccomp also needs the build to link libseccomp, which `--version` lists.
+pub fn detect(bin: &Path) -> Features {
+    let Ok(out) = Command::new(bin).arg("--version").output() else {
+        return Features::default();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_version(&text)
+}
+
+pub fn parse_version(text: &str) -> Features {
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("slirp4netns version "))
+        .map(|v| {
+            v.trim()
+                .split('.')
+                .map(|n| {
+                    n.trim_matches(|c: char| !c.is_ascii_digit())
+                        .parse::<u32>()
+                        .unwrap_or(0)
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let at_least_0_4 = matches!(version.as_slice(), [major, ..] if *major >= 1)
+        || matches!(version.as_slice(), [0, minor, ..] if *minor >= 4);
+    Features {
+        sandbox: at_least_0_4,
+        seccomp: at_least_0_4 && text.lines().any(|l| l.starts_with("libseccomp:")),
+    }
+}
+
+/// The longest path a unix socket address holds (sun_path minus the NUL).
+const SUN_PATH_MAX: usize = 107;
+
+pub struct Start<'a> {
+    pub bin: &'a Path,
+    pub features: Features,
+    pub allow_host_loopback: bool,
+    pub publish: &'a [PortSpec],
+}
+
+pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetError> {
+    let sock = state_dir.join("slirp4netns.sock");
+    let log = state_dir.join("slirp4netns.log");
+    if sock.as_os_str().len() > SUN_PATH_MAX {
+        return Err(NetError::SocketPathTooLong { path: sock });
+    }
+    let _ = std::fs::remove_file(&sock);
+    let pipe = |what| {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| NetError::Spawn {
+            helper: NAME,
+            source: std::io::Error::other(format!("{what} pipe: {e}")),
+        })
+    };
+    let (ready_r, ready_w) = pipe("ready")?;
+    let (exit_r, exit_w) = pipe("exit")?;
+    let (out, err) = helper::log_file(NAME, &log)?;
+
+    let mut cmd = Command::new(s.bin);
+    cmd.args(["--configure", &format!("--mtu={MTU}")]);
+    if !s.allow_host_loopback {
+        cmd.arg("--disable-host-loopback");
+    }
+    if s.features.sandbox {
+        cmd.arg("--enable-sandbox");
+    }
+    if s.features.seccomp {
+        cmd.arg("--enable-seccomp");
+    }
+    cmd.arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
+        .arg(format!("--exit-fd={}", exit_r.as_raw_fd()))
+        .arg("--api-socket")
+        .arg(&sock)
+        .arg(pid.to_string())
+        .arg(TAP_NAME)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let child = crate::sys::net::spawn_with_fds(
+        &mut cmd,
+        &[ready_w.as_raw_fd(), exit_r.as_raw_fd()],
+        false,
+    )
+    .map_err(|source| NetError::Spawn {
+        helper: NAME,
+        source,
+    })?;
+    // Only slirp4netns may hold these ends: the ready pipe then reports EOF if it dies, and the
+    // exit pipe's only write end is the one kept in the Helper.
+    drop((ready_w, exit_r));
+    let mut h = Helper {
+        name: NAME,
+        child,
+        keep: vec![exit_w],
+        files: vec![sock.clone(), log.clone()],
+    };
+    helper::wait_ready(&mut h, &ready_r, &log)?;
+    for spec in s.publish {
+        add_hostfwd(&sock, spec)?;
+    }
+    Ok(h)
+}
+
+fn hostfwd_request(spec: &PortSpec) -> String {
+    serde_json::json!({
+        "execute": "add_hostfwd",
+        "arguments": {
+            "proto": spec.proto.as_str(),
+            "host_addr": spec.host_ip.to_string(),
+            "host_port": spec.host_port,
+            "guest_addr": dns::CONTAINER_ADDR.to_string(),
+            "guest_port": spec.container_port,
+        }
+    })
+    .to_string()
+}
+
+/// One request per connection, as slirp4netns' API expects; the answer is `{"return": {...}}`
+/// or `{"error": {"desc": ...}}`.
+fn add_hostfwd(sock: &PathBuf, spec: &PortSpec) -> Result<(), NetError> {
+    let fail = |desc: String| NetError::Hostfwd {
+        spec: *spec,
+        socket: sock.clone(),
+        desc,
+    };
+    let mut s = UnixStream::connect(sock).map_err(|e| fail(e.to_string()))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    s.write_all(hostfwd_request(spec).as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .map_err(|e| fail(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&answer)
+        .map_err(|e| fail(format!("unreadable answer `{answer}`: {e}")))?;
+    if let Some(err) = v.get("error") {
+        let desc = err
+            .get("desc")
+            .and_then(|d| d.as_str())
+            .unwrap_or("unknown error");
+        return Err(fail(desc.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_detection() {
+        let f = parse_version(
+            "slirp4netns version 1.2.0\ncommit: x\nlibslirp: 4.7.0\nlibseccomp: 2.5.4\n",
+        );
+        assert_eq!(
+            f,
+            Features {
+                sandbox: true,
+                seccomp: true
+            }
+        );
+        let f = parse_version("slirp4netns version 1.1.8\nlibslirp: 4.3.1\n");
+        assert_eq!(
+            f,
+            Features {
+                sandbox: true,
+                seccomp: false
+            }
+        );
+        assert_eq!(
+            parse_version("slirp4netns version 0.3.0\n"),
+            Features::default()
+        );
+        assert_eq!(parse_version(""), Features::default());
+    }
+
+    #[test]
+    fn hostfwd_json() {
+        let spec: PortSpec = "127.0.0.1:8080:80/udp".parse().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&hostfwd_request(&spec)).unwrap();
+        assert_eq!(v["execute"], "add_hostfwd");
+        assert_eq!(v["arguments"]["proto"], "udp");
+        assert_eq!(v["arguments"]["host_port"], 8080);
+        assert_eq!(v["arguments"]["guest_port"], 80);
+        assert_eq!(v["arguments"]["host_addr"], "127.0.0.1");
+    }
+}
