@@ -26,15 +26,6 @@ pub struct DoctorArgs {
     pub quiet: bool,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum NetworkMode {
-    /// Own network namespace with only `lo`.
-    #[default]
-    None,
-    /// Share the host's network namespace.
-    Host,
-}
-
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum OverlayDriver {
     #[default]
@@ -73,9 +64,18 @@ pub struct RunArgs {
     /// Run the command as this user inside: UID[:GID] or NAME[:GROUP] from the container's /etc/passwd.
     #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
     pub user: Option<String>,
-    /// Network: none (own namespace, loopback only) or host.
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: Option<NetworkMode>,
+    /// Network: auto (slirp4netns, else pasta, else none), slirp4netns, pasta, none (loopback only) or host.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub network: Option<crate::net::Mode>,
+    /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable).
+    #[arg(long = "publish", short = 'p', value_name = "SPEC")]
+    pub publish: Vec<crate::net::PortSpec>,
+    /// Let the container reach the host's loopback services as host.burrow.internal.
+    #[arg(long)]
+    pub allow_host_loopback: bool,
+    /// DNS server for the container's /etc/resolv.conf (repeatable; default: the backend's forwarder).
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
     /// The container's hostname.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -153,6 +153,18 @@ impl RunArgs {
             },
             best_effort: self.limits == Some(LimitsMode::BestEffort),
             want_stats: self.stats || self.stats_json.is_some(),
+        }
+    }
+}
+
+impl RunArgs {
+    /// The network part of the request.
+    pub fn net_request(&self) -> crate::net::Request {
+        crate::net::Request {
+            mode: self.network.unwrap_or_default(),
+            publish: self.publish.clone(),
+            allow_host_loopback: self.allow_host_loopback,
+            dns: self.dns.clone(),
         }
     }
 }

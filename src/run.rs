@@ -4,6 +4,7 @@ use crate::cgroup;
 use crate::cli::RunArgs;
 use crate::idmap::{self, Caller, UsernsMode};
 use crate::launch::parent::{self, HostStages, LaunchError};
+use crate::net;
 use crate::spec::{self, SpecError};
 use crate::state;
 
@@ -19,6 +20,8 @@ pub enum RunError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]
     State(#[from] state::StateError),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -56,16 +59,18 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
     if let Some(n) = ids.notice() {
         say(n);
     }
-    let mut spec = spec::build(args, caller, ids)?;
+    let net = net::preflight(&args.net_request())?;
+    net.notices().iter().for_each(|n| say(n.clone()));
+    let mut spec = spec::build(args, caller, ids, net)?;
     let id = state::new_id();
-    // The host-root default is layered by init on a tmpfs of its own: no state directory.
-    let state = match (&spec.overlay, &spec.host_layout) {
-        (Some(_), None) => Some(state::StateDir::create(&id)?),
-        _ => None,
-    };
-    if let (Some(ov), Some(dir)) = (spec.overlay.as_mut(), state.as_ref()) {
-        ov.paths = Some(overlay_paths(dir.path(), ov.keep.as_deref())?);
+    // The host-root default is layered by init on a tmpfs of its own; a network helper needs a socket.
+    let needs_state = (spec.overlay.is_some() && spec.host_layout.is_none()) || spec.net.needs_state_dir();
+    let state = if needs_state { Some(state::StateDir::create(&id)?) } else { None };
+    if let Some(dir) = &state {
         spec.state_dir = Some(dir.path().to_path_buf());
+    }
+    if let (Some(ov), Some(dir), None) = (spec.overlay.as_mut(), state.as_ref(), &spec.host_layout) {
+        ov.paths = Some(overlay_paths(dir.path(), ov.keep.as_deref())?);
     }
     let cgroup = cgroup::preflight(&args.cgroup_request())?;
     cgroup.warnings().iter().for_each(|w| say(format!("burrow: warning: {w}")));
@@ -73,6 +78,7 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
         say(format!("burrow: uid_map {:?}", spec.ids.uid_map));
         say(format!("burrow: gid_map {:?}", spec.ids.gid_map));
         say(format!("burrow: cgroup manager: {}", cgroup.manager_name()));
+        say(format!("burrow: network: {}", spec.net.backend_name()));
     }
     let stages = HostStages { cgroup: &cgroup, name: id };
     let outcome = parent::run(&spec, &stages, &mut say)?;

@@ -1,7 +1,7 @@
 //! The validated, fully resolved description of one run. Built from the command line before anything is
 //! created, so that every input error is reported first, with exit status 125.
 
-use crate::cli::{NetworkMode, OverlayDriver, RunArgs};
+use crate::cli::{OverlayDriver, RunArgs};
 use crate::idmap::{Caller, IdPlan, MapLine};
 use crate::rootfs::plan::{clean_container_path, Root, Volume};
 use std::path::{Path, PathBuf};
@@ -67,6 +67,8 @@ pub struct RunSpec {
     /// The host-root default with a copy-on-write layer: how each top-level directory is layered.
     pub host_layout: Option<crate::rootfs::host::HostLayout>,
     pub own_netns: bool,
+    /// The network stage's plan (backend, /etc files, what init must set inside).
+    pub net: crate::net::Plan,
     pub init: bool,
     pub verbose: bool,
 }
@@ -95,7 +97,7 @@ pub struct OverlayPaths {
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Builds the spec; `ids` was planned from the caller and `--userns` already.
-pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, SpecError> {
+pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan) -> Result<RunSpec, SpecError> {
     let root = match &args.rootfs {
         Some(p) => {
             let path = p.canonicalize().map_err(|source| SpecError::Rootfs { path: p.clone(), source })?;
@@ -177,7 +179,8 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan) -> Result<RunSpec, Spe
         state_dir: None,
         overlay,
         host_layout,
-        own_netns: args.network.unwrap_or_default() == NetworkMode::None,
+        own_netns: net.unshare_netns(),
+        net,
         init: !args.no_init,
         verbose: args.verbose,
     })

@@ -325,7 +325,11 @@ fn interfaces(proc_net_dev: &str) -> Vec<String> {
 fn network_none_has_only_loopback_up_and_host_shares_the_hosts() {
     let _ = require_subids!();
     let r = Rootfs::new();
-    let o = output(run_in(r.path(), &[], &["sh", "-c", "cat /sys/class/net/lo/flags; cat /proc/net/dev"]));
+    let o = output(run_in(
+        r.path(),
+        &["--network", "none"],
+        &["sh", "-c", "cat /sys/class/net/lo/flags; cat /proc/net/dev"],
+    ));
     let out = expect(&o, 0);
     let (flags, dev) = out.split_once('\n').unwrap();
     assert_eq!(interfaces(dev), ["lo"], "{out}");

@@ -26,8 +26,7 @@ fn skip_unless(ok: bool, what: &str) -> bool {
 }
 
 fn installed(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
 fn backend_missing(mode: Mode) -> bool {
@@ -37,18 +36,10 @@ fn backend_missing(mode: Mode) -> bool {
         _ => return false,
     };
     skip_unless(installed(bin), &format!("{bin} is not installed"))
+        || skip_unless(installed("nsenter") && installed("unshare"), "util-linux nsenter/unshare missing")
         || skip_unless(
-            installed("nsenter") && installed("unshare"),
-            "util-linux nsenter/unshare missing",
-        )
-        || skip_unless(
-            std::fs::metadata("/dev/net/tun").is_ok_and(|_| {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/net/tun")
-                    .is_ok()
-            }),
+            std::fs::metadata("/dev/net/tun")
+                .is_ok_and(|_| std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun").is_ok()),
             "/dev/net/tun is not usable by this user",
         )
 }
@@ -60,16 +51,11 @@ struct Target {
 
 impl Target {
     fn new() -> Target {
-        let child = Command::new("unshare")
-            .args(["-Urn", "sleep", "120"])
-            .spawn()
-            .expect("spawn unshare -Urn");
+        let child = Command::new("unshare").args(["-Urn", "sleep", "120"]).spawn().expect("spawn unshare -Urn");
         let t = Target { child };
         // Ready once unshare has written the maps and exec'd sleep.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_to_string(format!("/proc/{}/comm", t.pid())).unwrap_or_default()
-            != "sleep\n"
-        {
+        while std::fs::read_to_string(format!("/proc/{}/comm", t.pid())).unwrap_or_default() != "sleep\n" {
             assert!(Instant::now() < deadline, "unshare -Urn did not start");
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -83,13 +69,7 @@ impl Target {
 
     fn ns_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
-        c.args([
-            "--preserve-credentials",
-            "-U",
-            "-n",
-            "-t",
-            &self.pid().to_string(),
-        ]);
+        c.args(["--preserve-credentials", "-U", "-n", "-t", &self.pid().to_string()]);
         c.args(args);
         c
     }
@@ -124,26 +104,17 @@ impl Success for std::process::Output {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn req(mode: Mode) -> Request {
-    Request {
-        mode,
-        ..Request::default()
-    }
+    Request { mode, ..Request::default() }
 }
 
 /// A TCP connect from inside the namespace: true when it connects within 3 s.
 fn connects_from_inside(t: &Target, host: &str, port: u16) -> bool {
     let script = format!("exec 3<>/dev/tcp/{host}/{port}");
-    t.ns(&["timeout", "3", "bash", "-c", &script])
-        .status
-        .success()
+    t.ns(&["timeout", "3", "bash", "-c", &script]).status.success()
 }
 
 /// Accepts connections on the host's loopback for as long as the test runs.
@@ -160,12 +131,7 @@ fn host_server() -> u16 {
 
 fn proc_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -184,13 +150,8 @@ fn wait_dead(pid: u32) -> bool {
 fn attached(plan: &net::Plan, t: &Target, dir: &Path) -> net::Attached {
     let a = net::attach(plan, t.pid(), dir).unwrap_or_else(|e| panic!("attach: {e}"));
     // attach returns only once the interface is configured: no waiting here.
-    let addr = t
-        .ns(&["ip", "-4", "-o", "addr", "show", "dev", "tap0"])
-        .success_or_panic();
-    assert!(
-        addr.contains("10.0.2.100/24"),
-        "tap0 not configured at return: {addr}"
-    );
+    let addr = t.ns(&["ip", "-4", "-o", "addr", "show", "dev", "tap0"]).success_or_panic();
+    assert!(addr.contains("10.0.2.100/24"), "tap0 not configured at return: {addr}");
     a
 }
 
@@ -201,16 +162,10 @@ pub fn host_loopback_closed_by_default(mode: Mode) {
     let plan = net::preflight(&req(mode)).unwrap();
     assert_eq!(plan.backend_name(), mode.to_string());
     let _a = attached(&plan, &t, dir.path());
-    assert!(
-        !connects_from_inside(&t, "127.0.0.1", port),
-        "ns loopback reached the host"
-    );
+    assert!(!connects_from_inside(&t, "127.0.0.1", port), "ns loopback reached the host");
     if mode == Mode::Slirp4netns {
         // pasta routes 10.0.2.2 to the outside world when not mapped: only slirp handles it itself.
-        assert!(
-            !connects_from_inside(&t, "10.0.2.2", port),
-            "10.0.2.2 reached host loopback"
-        );
+        assert!(!connects_from_inside(&t, "10.0.2.2", port), "10.0.2.2 reached host loopback");
     }
     assert!(!plan.hosts("box").contains("host.burrow.internal"));
 }
@@ -219,17 +174,10 @@ pub fn host_loopback_allowed(mode: Mode) {
     let port = host_server();
     let dir = tempfile::tempdir().unwrap();
     let t = Target::new();
-    let plan = net::preflight(&Request {
-        allow_host_loopback: true,
-        ..req(mode)
-    })
-    .unwrap();
+    let plan = net::preflight(&Request { allow_host_loopback: true, ..req(mode) }).unwrap();
     let _a = attached(&plan, &t, dir.path());
     assert!(plan.hosts("box").contains("10.0.2.2\thost.burrow.internal"));
-    assert!(
-        connects_from_inside(&t, "10.0.2.2", port),
-        "host.burrow.internal unreachable"
-    );
+    assert!(connects_from_inside(&t, "10.0.2.2", port), "host.burrow.internal unreachable");
 }
 
 const SERVERS: &str = r#"
@@ -245,32 +193,20 @@ print("udp-got", d.decode(), flush=True)
 
 pub fn published_ports_reach_the_container(mode: Mode) {
     let (tp, up) = (free_port(), free_port());
-    let publish: Vec<PortSpec> = vec![
-        format!("127.0.0.1:{tp}:8080").parse().unwrap(),
-        format!("127.0.0.1:{up}:5353/udp").parse().unwrap(),
-    ];
+    let publish: Vec<PortSpec> =
+        vec![format!("127.0.0.1:{tp}:8080").parse().unwrap(), format!("127.0.0.1:{up}:5353/udp").parse().unwrap()];
     let dir = tempfile::tempdir().unwrap();
     let t = Target::new();
-    let mut r = Request {
-        publish,
-        ..req(mode)
-    };
+    let mut r = Request { publish, ..req(mode) };
     if mode == Mode::Slirp4netns {
         // libslirp drops UDP replies while host loopback is closed: preflight must say so.
         let e = net::preflight(&r).unwrap_err();
-        assert!(
-            matches!(e, NetError::SlirpUdpNeedsHostLoopback { .. }),
-            "{e}"
-        );
+        assert!(matches!(e, NetError::SlirpUdpNeedsHostLoopback { .. }), "{e}");
         r.allow_host_loopback = true;
     }
     let plan = net::preflight(&r).unwrap();
     let _a = attached(&plan, &t, dir.path());
-    let mut server = t
-        .ns_cmd(&["python3", "-c", SERVERS])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = t.ns_cmd(&["python3", "-c", SERVERS]).stdout(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(server.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -283,8 +219,7 @@ pub fn published_ports_reach_the_container(mode: Mode) {
     assert_eq!(got, "hello-tcp");
 
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    u.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    u.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     let mut buf = [0u8; 100];
     let mut answer = None;
     // UDP may be dropped while the forward settles: resend a few times.
@@ -300,11 +235,7 @@ pub fn published_ports_reach_the_container(mode: Mode) {
     out.read_line(&mut got).unwrap();
     let _ = server.kill();
     let _ = server.wait();
-    assert_eq!(
-        got.trim(),
-        "udp-got ping",
-        "the published UDP port did not deliver"
-    );
+    assert_eq!(got.trim(), "udp-got ping", "the published UDP port did not deliver");
     if mode == Mode::Pasta && answer.is_none() {
         // Known: the pasta build in Debian 12 (2023-03-09) loses the reply of a UDP flow spliced
         // from the host's loopback. Reported, not asserted (newer pasta must pass).
@@ -318,47 +249,26 @@ pub fn resolv_conf_cases(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let host = dir.path().join("resolv.conf");
     let upstream = dir.path().join("upstream.conf");
-    let paths = ResolverPaths {
-        host: host.clone(),
-        upstream: upstream.clone(),
-    };
-    let plan = net::preflight(&req(mode))
-        .unwrap()
-        .with_resolver_paths(paths.clone());
+    let paths = ResolverPaths { host: host.clone(), upstream: upstream.clone() };
+    let plan = net::preflight(&req(mode)).unwrap().with_resolver_paths(paths.clone());
 
     std::fs::write(&host, "nameserver 192.0.2.53\nsearch example.test\n").unwrap();
     let r = plan.resolv_conf();
-    assert!(
-        r.contains("nameserver 10.0.2.3\n") && !r.contains("192.0.2.53"),
-        "{r}"
-    );
+    assert!(r.contains("nameserver 10.0.2.3\n") && !r.contains("192.0.2.53"), "{r}");
     assert!(r.contains("search example.test\n"), "{r}");
 
     std::fs::write(&host, "nameserver 127.0.0.53\noptions edns0 trust-ad\n").unwrap();
-    std::fs::write(
-        &upstream,
-        "nameserver 198.51.100.1\nnameserver 198.51.100.2\nsearch up.test\n",
-    )
-    .unwrap();
+    std::fs::write(&upstream, "nameserver 198.51.100.1\nnameserver 198.51.100.2\nsearch up.test\n").unwrap();
     let r = plan.resolv_conf();
-    assert!(
-        r.contains("nameserver 198.51.100.1\nnameserver 198.51.100.2\n"),
-        "{r}"
-    );
+    assert!(r.contains("nameserver 198.51.100.1\nnameserver 198.51.100.2\n"), "{r}");
     assert!(!r.contains("127.0.0.53") && !r.contains("10.0.2.3"), "{r}");
     assert!(r.contains("search up.test"), "{r}");
 
-    let plan = net::preflight(&Request {
-        dns: vec!["203.0.113.9".parse().unwrap()],
-        ..req(mode)
-    })
-    .unwrap()
-    .with_resolver_paths(paths);
+    let plan = net::preflight(&Request { dns: vec!["203.0.113.9".parse().unwrap()], ..req(mode) })
+        .unwrap()
+        .with_resolver_paths(paths);
     let r = plan.resolv_conf();
-    assert!(
-        r.contains("nameserver 203.0.113.9\n") && !r.contains("198.51"),
-        "{r}"
-    );
+    assert!(r.contains("nameserver 203.0.113.9\n") && !r.contains("198.51"), "{r}");
 }
 
 pub fn no_process_after_drop(mode: Mode) {
@@ -373,22 +283,13 @@ pub fn no_process_after_drop(mode: Mode) {
     let pid = a.backend_pid().expect("a backend pid");
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     if mode == Mode::Slirp4netns {
-        for flag in [
-            "--disable-host-loopback",
-            "--mtu=65520",
-            "--enable-sandbox",
-            "--enable-seccomp",
-        ] {
+        for flag in ["--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp"] {
             assert!(cmdline.contains(flag), "{flag} missing in {cmdline:?}");
         }
     }
     drop(a);
     assert!(!proc_alive(pid), "{mode} (pid {pid}) still runs after drop");
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "files left in the state dir: {left:?}");
 }
 
@@ -398,24 +299,14 @@ pub fn hold_attached(mode: Mode) {
     let t = Target::new();
     let plan = net::preflight(&req(mode)).unwrap();
     let a = net::attach(&plan, t.pid(), dir.path()).unwrap();
-    println!(
-        "HOLDING backend={} target={}",
-        a.backend_pid().unwrap(),
-        t.pid()
-    );
+    println!("HOLDING backend={} target={}", a.backend_pid().unwrap(), t.pid());
     std::io::stdout().flush().unwrap();
     std::thread::sleep(Duration::from_secs(60));
 }
 
 pub fn no_process_after_sigkill(mode: Mode, helper_test: &str) {
     let mut holder = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            helper_test,
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", helper_test, "--include-ignored", "--nocapture", "--test-threads=1"])
         .env("BURROW_NET_HOLD", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -425,44 +316,26 @@ pub fn no_process_after_sigkill(mode: Mode, helper_test: &str) {
     let mut line = String::new();
     while !line.contains("HOLDING") {
         line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "holder exited before attaching"
-        );
+        assert!(out.read_line(&mut line).unwrap() > 0, "holder exited before attaching");
     }
     let field = |k: &str| -> u32 {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
+        line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap()
     };
     let (backend, target) = (field("backend="), field("target="));
     assert!(proc_alive(backend));
     holder.kill().unwrap(); // SIGKILL: no destructor runs in the holder
     holder.wait().unwrap();
     let gone = wait_dead(backend);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(target as i32),
-        nix::sys::signal::SIGKILL,
-    );
-    assert!(
-        gone,
-        "{mode} (pid {backend}) survived SIGKILL of the process holding it"
-    );
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(target as i32), nix::sys::signal::SIGKILL);
+    assert!(gone, "{mode} (pid {backend}) survived SIGKILL of the process holding it");
 }
 
 pub fn bad_publish_fails_in_preflight(mode: Mode) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    let e = net::preflight(&Request {
-        publish: vec![format!("127.0.0.1:{port}:80").parse().unwrap()],
-        ..req(mode)
-    })
-    .unwrap_err();
-    assert!(
-        matches!(e, NetError::Publish(net::PublishError::Busy { .. })),
-        "{e}"
-    );
+    let e = net::preflight(&Request { publish: vec![format!("127.0.0.1:{port}:80").parse().unwrap()], ..req(mode) })
+        .unwrap_err();
+    assert!(matches!(e, NetError::Publish(net::PublishError::Busy { .. })), "{e}");
     assert!(e.to_string().contains("already in use"), "{e}");
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
     let uport = u.local_addr().unwrap().port();
@@ -543,16 +416,9 @@ fn mode_none_has_only_lo() {
     let a = net::attach(&plan, t.pid(), dir.path()).unwrap();
     assert_eq!(a.backend_pid(), None);
     let links = t.ns(&["ip", "-o", "link", "show"]).success_or_panic();
-    let names: Vec<&str> = links
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(str::trim)
-        .collect();
+    let names: Vec<&str> = links.lines().filter_map(|l| l.split(':').nth(1)).map(str::trim).collect();
     assert_eq!(names, vec!["lo"], "{links}");
-    assert!(plan
-        .resolv_conf()
-        .lines()
-        .all(|l| !l.starts_with("nameserver")));
+    assert!(plan.resolv_conf().lines().all(|l| !l.starts_with("nameserver")));
 }
 
 #[test]

@@ -43,6 +43,12 @@ fn setup(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -> Res
     nix::unistd::sethostname(&spec.hostname).step("uts", format!("sethostname {}", spec.hostname))?;
     if spec.own_netns {
         loopback_up()?;
+        spec.net.configure_inside().map_err(|e| StepError {
+            stage: "network",
+            what: e.to_string(),
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+            hint: String::new(),
+        })?;
     }
     nix::unistd::chdir(&spec.workdir).step("workdir", format!("workdir {}", spec.workdir.display()))
 }
@@ -64,8 +70,9 @@ fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -
         own_netns: spec.own_netns,
         tty_gid: (tty_mapped && mapped.setgroups_allowed).then_some(5),
         hostname: spec.hostname.clone(),
+        hosts: spec.net.hosts(&spec.hostname),
         host_binds: spec.host_binds.clone(),
-        etc_files: vec![],
+        etc_files: vec![("/etc/resolv.conf".into(), spec.net.resolv_conf())],
     }
 }
 

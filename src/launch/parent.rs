@@ -26,6 +26,8 @@ pub enum LaunchError {
     Sys(&'static str, nix::Error),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
 }
 
 /// What P0 prepared before the fork for the stages it runs on P1's behalf.
@@ -88,6 +90,10 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
         attached.warnings().iter().for_each(|w| notice(format!("burrow: warning: {w}")));
         Some(attached)
     };
+    let network = match &spec.state_dir {
+        Some(dir) if spec.net.needs_state_dir() => Some(crate::net::attach(&spec.net, p1.as_raw(), dir)?),
+        _ => None,
+    };
     ours.send(if single { &Msg::GoSingle } else { &Msg::Go })?;
     let (driver, root_notice) = failure_or(ours.wait_for_root_ready())?;
     if let Some(n) = root_notice {
@@ -101,6 +107,7 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     guard.0 = None;
     let stats = cgroup.as_ref().map(|c| c.stats());
     drop(cgroup);
+    drop(network);
     match drain_failure(&ours) {
         Some(e) => Err(e),
         None => Ok(Outcome { code, stats }),

@@ -54,11 +54,7 @@ impl Drop for Helper {
 
 /// Opens (truncating) the helper's log file, used for its stdout and stderr.
 pub fn log_file(name: &'static str, path: &Path) -> Result<(Stdio, Stdio), NetError> {
-    let io = |source| NetError::StateFile {
-        helper: name,
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| NetError::StateFile { helper: name, path: path.to_path_buf(), source };
     let f = File::create(path).map_err(io)?;
     let f2 = f.try_clone().map_err(io)?;
     Ok((Stdio::from(f), Stdio::from(f2)))
@@ -67,10 +63,7 @@ pub fn log_file(name: &'static str, path: &Path) -> Result<(Stdio, Stdio), NetEr
 /// The last lines of a helper's log, without pasta's syslog noise, for error messages.
 pub fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("Failed to send"))
-        .collect();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("Failed to send")).collect();
     let tail = lines[lines.len().saturating_sub(5)..].join("; ");
     if tail.is_empty() {
         String::new()
@@ -82,31 +75,18 @@ pub fn log_tail(path: &Path) -> String {
 /// Waits until `ready` has data (the helper's ready signal), the helper exits, or the timeout.
 /// Both are watched at once (a pidfd next to the ready fd), so a dying helper is reported at once.
 pub fn wait_ready(helper: &mut Helper, ready: &OwnedFd, log: &Path) -> Result<(), NetError> {
-    let pid = rustix::process::Pid::from_raw(helper.pid() as i32)
-        .ok_or(NetError::Internal("helper pid is 0"))?;
-    let pidfd =
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(|e| {
-            NetError::Spawn {
-                helper: helper.name,
-                source: e.into(),
-            }
-        })?;
+    let pid = rustix::process::Pid::from_raw(helper.pid() as i32).ok_or(NetError::Internal("helper pid is 0"))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| NetError::Spawn { helper: helper.name, source: e.into() })?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             helper.stop();
-            return Err(NetError::Timeout {
-                helper: helper.name,
-                secs: READY_TIMEOUT.as_secs(),
-                log: log_tail(log),
-            });
+            return Err(NetError::Timeout { helper: helper.name, secs: READY_TIMEOUT.as_secs(), log: log_tail(log) });
         }
         let ms = u16::try_from(left.as_millis().min(10_000)).unwrap_or(10_000);
-        let mut fds = [
-            PollFd::new(ready.as_fd(), PollFlags::POLLIN),
-            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
             Err(nix::errno::Errno::EINTR) | Ok(0) => continue,
             Err(e) => return Err(NetError::Internal(e.desc())),
@@ -115,20 +95,13 @@ pub fn wait_ready(helper: &mut Helper, ready: &OwnedFd, log: &Path) -> Result<()
         let ready_ev = fds[0].revents().unwrap_or(PollFlags::empty());
         if ready_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
             let mut buf = [0u8; 32];
-            let n = File::from(
-                ready
-                    .try_clone()
-                    .map_err(|e| NetError::Internal(e_kind(&e)))?,
-            )
-            .read(&mut buf)
-            .unwrap_or(0);
+            let n =
+                File::from(ready.try_clone().map_err(|e| NetError::Internal(e_kind(&e)))?).read(&mut buf).unwrap_or(0);
             if n > 0 {
                 return Ok(());
             }
         }
-        if ready_ev.intersects(PollFlags::POLLHUP)
-            || fds[1].revents().is_some_and(|r| !r.is_empty())
-        {
+        if ready_ev.intersects(PollFlags::POLLHUP) || fds[1].revents().is_some_and(|r| !r.is_empty()) {
             return Err(died(helper, log));
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod dns;
 mod helper;
+mod netlink;
 pub mod pasta;
 pub mod publish;
 pub mod slirp4netns;
@@ -77,56 +78,29 @@ pub enum NetError {
     #[error("unknown network mode `{0}` (auto, none, host, slirp4netns or pasta)")]
     UnknownMode(String),
     #[error("--network {mode}: `{helper}` is not installed (in $PATH); install the package `{package}` or pick another --network")]
-    NotInstalled {
-        mode: Mode,
-        helper: &'static str,
-        package: &'static str,
-    },
-    #[error("--publish needs a network namespace with a backend (--network slirp4netns or pasta), not --network {mode}")]
+    NotInstalled { mode: Mode, helper: &'static str, package: &'static str },
+    #[error(
+        "--publish needs a network namespace with a backend (--network slirp4netns or pasta), not --network {mode}"
+    )]
     PublishNeedsBackend { mode: &'static str },
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error("cannot start {helper}: {source}")]
-    Spawn {
-        helper: &'static str,
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot create {path} for {helper}: {source}; check that the state directory is writable"
-    )]
-    StateFile {
-        helper: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { helper: &'static str, source: std::io::Error },
+    #[error("cannot create {path} for {helper}: {source}; check that the state directory is writable")]
+    StateFile { helper: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{helper} (pid {pid}) exited before the network was ready ({status}){log}")]
-    Died {
-        helper: &'static str,
-        pid: u32,
-        status: String,
-        log: String,
-    },
+    Died { helper: &'static str, pid: u32, status: String, log: String },
     #[error("{helper} did not configure the network within {secs} s and was killed{log}")]
-    Timeout {
-        helper: &'static str,
-        secs: u64,
-        log: String,
-    },
+    Timeout { helper: &'static str, secs: u64, log: String },
     #[error("slirp4netns API socket path {path} is longer than a unix socket allows (107 bytes); use a shorter state directory")]
     SocketPathTooLong { path: PathBuf },
     #[error("cannot publish {spec} through the slirp4netns API ({socket}): {desc}")]
-    Hostfwd {
-        spec: PortSpec,
-        socket: PathBuf,
-        desc: String,
-    },
+    Hostfwd { spec: PortSpec, socket: PathBuf, desc: String },
     #[error("--publish {spec} with slirp4netns needs --allow-host-loopback: libslirp drops a published UDP port's replies while host loopback is closed; use --network pasta or allow host loopback")]
     SlirpUdpNeedsHostLoopback { spec: PortSpec },
     #[error("cannot set the queue length of {dev} in the container: {source}")]
-    TxQueue {
-        dev: &'static str,
-        source: std::io::Error,
-    },
+    TxQueue { dev: &'static str, source: std::io::Error },
     #[error("internal error in the network setup: {0}")]
     Internal(&'static str),
 }
@@ -135,13 +109,8 @@ pub enum NetError {
 enum Backend {
     None,
     Host,
-    Slirp4netns {
-        bin: PathBuf,
-        features: slirp4netns::Features,
-    },
-    Pasta {
-        bin: PathBuf,
-    },
+    Slirp4netns { bin: PathBuf, features: slirp4netns::Features },
+    Pasta { bin: PathBuf },
 }
 
 /// The validated network setup, ready to attach.
@@ -188,23 +157,17 @@ fn slirp_udp_blocked(req: &Request) -> Option<PortSpec> {
 
 fn choose(req: &Request, notices: &mut Vec<String>) -> Result<Backend, NetError> {
     let mode = req.mode;
-    let missing = |helper, package| NetError::NotInstalled {
-        mode,
-        helper,
-        package,
-    };
+    let missing = |helper, package| NetError::NotInstalled { mode, helper, package };
     Ok(match mode {
         Mode::None => Backend::None,
         Mode::Host => Backend::Host,
         Mode::Slirp4netns => slirp_backend().ok_or(missing("slirp4netns", "slirp4netns"))?,
         Mode::Pasta => pasta_backend().ok_or(missing("pasta", "passt"))?,
         // Published UDP without host loopback works only with pasta: prefer it then.
-        Mode::Auto if slirp_udp_blocked(req).is_some() => {
-            match pasta_backend().or_else(slirp_backend) {
-                Some(b) => b,
-                None => Backend::None,
-            }
-        }
+        Mode::Auto if slirp_udp_blocked(req).is_some() => match pasta_backend().or_else(slirp_backend) {
+            Some(b) => b,
+            None => Backend::None,
+        },
         Mode::Auto => match slirp_backend().or_else(pasta_backend) {
             Some(b) => b,
             None => {
@@ -257,6 +220,11 @@ impl Plan {
         !matches!(self.backend, Backend::Host)
     }
 
+    /// Whether [`attach`] starts a helper (and so needs a state directory for its sockets).
+    pub fn needs_state_dir(&self) -> bool {
+        self.has_tap()
+    }
+
     pub fn notices(&self) -> &[String] {
         &self.notices
     }
@@ -271,10 +239,7 @@ impl Plan {
     }
 
     fn has_tap(&self) -> bool {
-        matches!(
-            self.backend,
-            Backend::Slirp4netns { .. } | Backend::Pasta { .. }
-        )
+        matches!(self.backend, Backend::Slirp4netns { .. } | Backend::Pasta { .. })
     }
 
     /// Reads the host's resolver files from other paths (tests).
@@ -305,12 +270,8 @@ impl Plan {
     /// device's queue length. Needs CAP_NET_ADMIN in the namespace's owning user namespace.
     pub fn configure_inside(&self) -> Result<(), NetError> {
         if let Backend::Pasta { .. } = self.backend {
-            crate::sys::net::set_txqueuelen(TAP_NAME, PASTA_TXQUEUELEN).map_err(|source| {
-                NetError::TxQueue {
-                    dev: TAP_NAME,
-                    source,
-                }
-            })?;
+            netlink::set_txqueuelen(TAP_NAME, PASTA_TXQUEUELEN as u32)
+                .map_err(|source| NetError::TxQueue { dev: TAP_NAME, source })?;
         }
         Ok(())
     }
@@ -348,11 +309,7 @@ pub fn attach(plan: &Plan, pid: i32, state_dir: &Path) -> Result<Attached, NetEr
             state_dir,
         )?),
         Backend::Pasta { bin } => Some(pasta::start(
-            &pasta::Start {
-                bin,
-                allow_host_loopback: plan.allow_host_loopback,
-                publish: &plan.publish,
-            },
+            &pasta::Start { bin, allow_host_loopback: plan.allow_host_loopback, publish: &plan.publish },
             pid,
             state_dir,
         )?),
@@ -375,31 +332,16 @@ mod tests {
     #[test]
     fn publish_needs_a_backend() {
         for mode in [Mode::None, Mode::Host] {
-            let req = Request {
-                mode,
-                publish: vec!["127.0.0.1:1:1".parse().unwrap()],
-                ..Request::default()
-            };
-            assert!(matches!(
-                preflight(&req),
-                Err(NetError::PublishNeedsBackend { .. })
-            ));
+            let req = Request { mode, publish: vec!["127.0.0.1:1:1".parse().unwrap()], ..Request::default() };
+            assert!(matches!(preflight(&req), Err(NetError::PublishNeedsBackend { .. })));
         }
     }
 
     #[test]
     fn host_mode_keeps_the_host_netns() {
-        let plan = preflight(&Request {
-            mode: Mode::Host,
-            ..Request::default()
-        })
-        .unwrap();
+        let plan = preflight(&Request { mode: Mode::Host, ..Request::default() }).unwrap();
         assert!(!plan.unshare_netns());
-        let plan = preflight(&Request {
-            mode: Mode::None,
-            ..Request::default()
-        })
-        .unwrap();
+        let plan = preflight(&Request { mode: Mode::None, ..Request::default() }).unwrap();
         assert!(plan.unshare_netns());
         assert!(!plan.hosts("c").contains(dns::HOST_NAME));
     }

@@ -35,17 +35,10 @@ fn forward_spec(p: &PortSpec) -> String {
 
 /// The full argument list, without the target pid.
 pub fn args(s: &Start<'_>, pidfile: &Path) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--foreground",
-        "--quiet",
-        "--config-net",
-        "--ipv4-only",
-        "--ns-ifname",
-        TAP_NAME,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut a: Vec<String> = ["--foreground", "--quiet", "--config-net", "--ipv4-only", "--ns-ifname", TAP_NAME]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     a.extend([
         format!("--mtu={MTU}"),
         format!("--address={}", dns::CONTAINER_ADDR),
@@ -55,12 +48,7 @@ pub fn args(s: &Start<'_>, pidfile: &Path) -> Vec<String> {
     ]);
     for proto in [Proto::Tcp, Proto::Udp] {
         let flag = if proto == Proto::Tcp { "-t" } else { "-u" };
-        let specs: Vec<String> = s
-            .publish
-            .iter()
-            .filter(|p| p.proto == proto)
-            .map(forward_spec)
-            .collect();
+        let specs: Vec<String> = s.publish.iter().filter(|p| p.proto == proto).map(forward_spec).collect();
         if specs.is_empty() {
             a.extend([flag.to_string(), "none".to_string()]);
         }
@@ -86,19 +74,10 @@ pub fn args(s: &Start<'_>, pidfile: &Path) -> Vec<String> {
 /// Creates the pid-file FIFO and opens our read end first (non-blocking), so that pasta's own
 /// open for writing does not block and nothing else can take the FIFO.
 fn ready_fifo(path: &Path) -> Result<OwnedFd, NetError> {
-    let io = |e: nix::errno::Errno| NetError::StateFile {
-        helper: NAME,
-        path: path.to_path_buf(),
-        source: e.into(),
-    };
+    let io = |e: nix::errno::Errno| NetError::StateFile { helper: NAME, path: path.to_path_buf(), source: e.into() };
     let _ = std::fs::remove_file(path);
     nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR).map_err(io)?;
-    nix::fcntl::open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io)
+    nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()).map_err(io)
 }
 
 pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetError> {
@@ -107,22 +86,10 @@ pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetErr
     let ready = ready_fifo(&fifo)?;
     let (out, err) = helper::log_file(NAME, &log)?;
     let mut cmd = Command::new(s.bin);
-    cmd.args(args(s, &fifo))
-        .arg(pid.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    let child =
-        crate::sys::net::spawn_with_fds(&mut cmd, &[], true).map_err(|source| NetError::Spawn {
-            helper: NAME,
-            source,
-        })?;
-    let mut h = Helper {
-        name: NAME,
-        child,
-        keep: Vec::new(),
-        files: vec![fifo, log.clone()],
-    };
+    cmd.args(args(s, &fifo)).arg(pid.to_string()).stdin(std::process::Stdio::null()).stdout(out).stderr(err);
+    let child = crate::sys::net::spawn_with_fds(&mut cmd, &[], true)
+        .map_err(|source| NetError::Spawn { helper: NAME, source })?;
+    let mut h = Helper { name: NAME, child, keep: Vec::new(), files: vec![fifo, log.clone()] };
     helper::wait_ready(&mut h, &ready, &log)?;
     Ok(h)
 }
@@ -133,30 +100,16 @@ mod tests {
 
     #[test]
     fn arguments_close_host_loopback_by_default() {
-        let publish: Vec<PortSpec> = vec![
-            "127.0.0.1:8080:80".parse().unwrap(),
-            "53:53/udp".parse().unwrap(),
-        ];
-        let s = Start {
-            bin: Path::new("pasta"),
-            allow_host_loopback: false,
-            publish: &publish,
-        };
+        let publish: Vec<PortSpec> = vec!["127.0.0.1:8080:80".parse().unwrap(), "53:53/udp".parse().unwrap()];
+        let s = Start { bin: Path::new("pasta"), allow_host_loopback: false, publish: &publish };
         let a = args(&s, Path::new("/s/pasta.pid")).join(" ");
         assert!(a.contains("-t 127.0.0.1/8080:80"), "{a}");
         assert!(a.contains("-u 53:53"), "{a}");
         assert!(a.contains("--no-map-gw -T none -U none"), "{a}");
         assert!(a.contains("--mtu=65520"), "{a}");
-        let s = Start {
-            bin: Path::new("pasta"),
-            allow_host_loopback: true,
-            publish: &[],
-        };
+        let s = Start { bin: Path::new("pasta"), allow_host_loopback: true, publish: &[] };
         let a = args(&s, Path::new("/s/pasta.pid")).join(" ");
-        assert!(
-            a.contains("-t none") && a.contains("-u none") && a.contains("-T auto"),
-            "{a}"
-        );
+        assert!(a.contains("-t none") && a.contains("-u none") && a.contains("-T auto"), "{a}");
         assert!(!a.contains("--no-map-gw"), "{a}");
     }
 }

@@ -37,18 +37,9 @@ pub enum PublishError {
     #[error("invalid --publish `{spec}`: {why} (expected [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp], e.g. 127.0.0.1:8080:80/tcp)")]
     Malformed { spec: String, why: String },
     #[error("cannot publish {spec}: host port {addr} ({proto}) is already in use; pick another host port or stop what listens there")]
-    Busy {
-        spec: PortSpec,
-        addr: SocketAddr,
-        proto: &'static str,
-    },
+    Busy { spec: PortSpec, addr: SocketAddr, proto: &'static str },
     #[error("cannot publish {spec}: binding {addr} ({proto}) on the host failed: {errno}")]
-    Bind {
-        spec: PortSpec,
-        addr: SocketAddr,
-        proto: &'static str,
-        errno: String,
-    },
+    Bind { spec: PortSpec, addr: SocketAddr, proto: &'static str, errno: String },
     #[error("--publish {spec} is given twice (same host address, port and protocol)")]
     Duplicate { spec: PortSpec },
 }
@@ -59,13 +50,7 @@ impl fmt::Display for PortSpec {
             IpAddr::V4(ip) => write!(f, "{ip}:")?,
             IpAddr::V6(ip) => write!(f, "[{ip}]:")?,
         }
-        write!(
-            f,
-            "{}:{}/{}",
-            self.host_port,
-            self.container_port,
-            self.proto.as_str()
-        )
+        write!(f, "{}:{}/{}", self.host_port, self.container_port, self.proto.as_str())
     }
 }
 
@@ -81,52 +66,34 @@ impl PortSpec {
 }
 
 fn malformed(spec: &str, why: impl Into<String>) -> PublishError {
-    PublishError::Malformed {
-        spec: spec.to_string(),
-        why: why.into(),
-    }
+    PublishError::Malformed { spec: spec.to_string(), why: why.into() }
 }
 
 fn parse_port(spec: &str, what: &str, s: &str) -> Result<u16, PublishError> {
     if s.contains('-') {
-        return Err(malformed(
-            spec,
-            format!("{what} `{s}`: port ranges are not supported"),
-        ));
+        return Err(malformed(spec, format!("{what} `{s}`: port ranges are not supported")));
     }
     match s.parse::<u16>() {
         Ok(0) => Err(malformed(spec, format!("{what} must be 1-65535, not 0"))),
         Ok(p) => Ok(p),
-        Err(_) => Err(malformed(
-            spec,
-            format!("{what} `{s}` is not a port number 1-65535"),
-        )),
+        Err(_) => Err(malformed(spec, format!("{what} `{s}` is not a port number 1-65535"))),
     }
 }
 
 /// Splits `[HOSTIP:]HOSTPORT:CONTAINERPORT` into (ip, host port, container port) strings.
 fn split_addr(spec: &str, body: &str) -> Result<(Option<String>, String, String), PublishError> {
     if let Some(rest) = body.strip_prefix('[') {
-        let (ip, ports) = rest
-            .split_once("]:")
-            .ok_or_else(|| malformed(spec, "missing `]:` after a bracketed IPv6 address"))?;
-        let (h, c) = ports
-            .split_once(':')
-            .ok_or_else(|| malformed(spec, "missing CONTAINERPORT"))?;
+        let (ip, ports) =
+            rest.split_once("]:").ok_or_else(|| malformed(spec, "missing `]:` after a bracketed IPv6 address"))?;
+        let (h, c) = ports.split_once(':').ok_or_else(|| malformed(spec, "missing CONTAINERPORT"))?;
         return Ok((Some(ip.to_string()), h.to_string(), c.to_string()));
     }
     let parts: Vec<&str> = body.split(':').collect();
     match parts.as_slice() {
         [h, c] => Ok((None, h.to_string(), c.to_string())),
         [ip, h, c] => Ok((Some(ip.to_string()), h.to_string(), c.to_string())),
-        [_] => Err(malformed(
-            spec,
-            "both HOSTPORT and CONTAINERPORT are required",
-        )),
-        _ => Err(malformed(
-            spec,
-            "too many `:` (write IPv6 addresses as [ADDR])",
-        )),
+        [_] => Err(malformed(spec, "both HOSTPORT and CONTAINERPORT are required")),
+        _ => Err(malformed(spec, "too many `:` (write IPv6 addresses as [ADDR])")),
     }
 }
 
@@ -137,20 +104,13 @@ impl FromStr for PortSpec {
         let (body, proto) = match spec.rsplit_once('/') {
             Some((b, "tcp")) => (b, Proto::Tcp),
             Some((b, "udp")) => (b, Proto::Udp),
-            Some((_, p)) => {
-                return Err(malformed(
-                    spec,
-                    format!("unknown protocol `{p}` (tcp or udp)"),
-                ))
-            }
+            Some((_, p)) => return Err(malformed(spec, format!("unknown protocol `{p}` (tcp or udp)"))),
             None => (spec, Proto::Tcp),
         };
         let (ip, host, container) = split_addr(spec, body)?;
         let host_ip = match ip.as_deref() {
             None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            Some(s) => s
-                .parse::<IpAddr>()
-                .map_err(|_| malformed(spec, format!("`{s}` is not an IP address")))?,
+            Some(s) => s.parse::<IpAddr>().map_err(|_| malformed(spec, format!("`{s}` is not an IP address")))?,
         };
         if host_ip.is_ipv6() {
             // Both backends run IPv4-only here (slirp4netns without --enable-ipv6, pasta -4).
@@ -192,17 +152,10 @@ fn check_one(spec: &PortSpec) -> Result<(), PublishError> {
     };
     match res {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(PublishError::Busy {
-            spec: *spec,
-            addr,
-            proto: spec.proto.as_str(),
-        }),
-        Err(e) => Err(PublishError::Bind {
-            spec: *spec,
-            addr,
-            proto: spec.proto.as_str(),
-            errno: e.to_string(),
-        }),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            Err(PublishError::Busy { spec: *spec, addr, proto: spec.proto.as_str() })
+        }
+        Err(e) => Err(PublishError::Bind { spec: *spec, addr, proto: spec.proto.as_str(), errno: e.to_string() }),
     }
 }
 
@@ -218,16 +171,10 @@ mod tests {
     fn parses_the_documented_forms() {
         let a = p("8080:80").unwrap();
         assert_eq!(a.host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        assert_eq!(
-            (a.host_port, a.container_port, a.proto),
-            (8080, 80, Proto::Tcp)
-        );
+        assert_eq!((a.host_port, a.container_port, a.proto), (8080, 80, Proto::Tcp));
         let b = p("127.0.0.1:5353:53/udp").unwrap();
         assert_eq!(b.host_ip.to_string(), "127.0.0.1");
-        assert_eq!(
-            (b.host_port, b.container_port, b.proto),
-            (5353, 53, Proto::Udp)
-        );
+        assert_eq!((b.host_port, b.container_port, b.proto), (5353, 53, Proto::Udp));
         assert_eq!(b.to_string(), "127.0.0.1:5353:53/udp");
         assert_eq!(p("1:2/tcp").unwrap().proto, Proto::Tcp);
     }
@@ -257,15 +204,8 @@ mod tests {
 
     #[test]
     fn duplicate_host_ports_are_rejected() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let specs = [
-            p(&format!("127.0.0.1:{port}:80")).unwrap(),
-            p(&format!("{port}:81")).unwrap(),
-        ];
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let specs = [p(&format!("127.0.0.1:{port}:80")).unwrap(), p(&format!("{port}:81")).unwrap()];
         let e = check_host_ports(&specs).unwrap_err();
         assert!(matches!(e, PublishError::Duplicate { .. }), "{e}");
     }

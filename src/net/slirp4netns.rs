@@ -41,20 +41,13 @@ pub fn parse_version(text: &str) -> Features {
         .map(|v| {
             v.trim()
                 .split('.')
-                .map(|n| {
-                    n.trim_matches(|c: char| !c.is_ascii_digit())
-                        .parse::<u32>()
-                        .unwrap_or(0)
-                })
+                .map(|n| n.trim_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().unwrap_or(0))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
     let at_least_0_4 = matches!(version.as_slice(), [major, ..] if *major >= 1)
         || matches!(version.as_slice(), [0, minor, ..] if *minor >= 4);
-    Features {
-        sandbox: at_least_0_4,
-        seccomp: at_least_0_4 && text.lines().any(|l| l.starts_with("libseccomp:")),
-    }
+    Features { sandbox: at_least_0_4, seccomp: at_least_0_4 && text.lines().any(|l| l.starts_with("libseccomp:")) }
 }
 
 /// The longest path a unix socket address holds (sun_path minus the NUL).
@@ -75,10 +68,8 @@ pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetErr
     }
     let _ = std::fs::remove_file(&sock);
     let pipe = |what| {
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| NetError::Spawn {
-            helper: NAME,
-            source: std::io::Error::other(format!("{what} pipe: {e}")),
-        })
+        nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| NetError::Spawn { helper: NAME, source: std::io::Error::other(format!("{what} pipe: {e}")) })
     };
     let (ready_r, ready_w) = pipe("ready")?;
     let (exit_r, exit_w) = pipe("exit")?;
@@ -104,24 +95,12 @@ pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetErr
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err);
-    let child = crate::sys::net::spawn_with_fds(
-        &mut cmd,
-        &[ready_w.as_raw_fd(), exit_r.as_raw_fd()],
-        false,
-    )
-    .map_err(|source| NetError::Spawn {
-        helper: NAME,
-        source,
-    })?;
+    let child = crate::sys::net::spawn_with_fds(&mut cmd, &[ready_w.as_raw_fd(), exit_r.as_raw_fd()], false)
+        .map_err(|source| NetError::Spawn { helper: NAME, source })?;
     // Only slirp4netns may hold these ends: the ready pipe then reports EOF if it dies, and the
     // exit pipe's only write end is the one kept in the Helper.
     drop((ready_w, exit_r));
-    let mut h = Helper {
-        name: NAME,
-        child,
-        keep: vec![exit_w],
-        files: vec![sock.clone(), log.clone()],
-    };
+    let mut h = Helper { name: NAME, child, keep: vec![exit_w], files: vec![sock.clone(), log.clone()] };
     helper::wait_ready(&mut h, &ready_r, &log)?;
     for spec in s.publish {
         add_hostfwd(&sock, spec)?;
@@ -146,26 +125,17 @@ fn hostfwd_request(spec: &PortSpec) -> String {
 /// One request per connection, as slirp4netns' API expects; the answer is `{"return": {...}}`
 /// or `{"error": {"desc": ...}}`.
 fn add_hostfwd(sock: &PathBuf, spec: &PortSpec) -> Result<(), NetError> {
-    let fail = |desc: String| NetError::Hostfwd {
-        spec: *spec,
-        socket: sock.clone(),
-        desc,
-    };
+    let fail = |desc: String| NetError::Hostfwd { spec: *spec, socket: sock.clone(), desc };
     let mut s = UnixStream::connect(sock).map_err(|e| fail(e.to_string()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    s.write_all(hostfwd_request(spec).as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
+    s.write_all(hostfwd_request(spec).as_bytes()).map_err(|e| fail(e.to_string()))?;
     let _ = s.shutdown(std::net::Shutdown::Write);
     let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .map_err(|e| fail(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(&answer)
-        .map_err(|e| fail(format!("unreadable answer `{answer}`: {e}")))?;
+    s.read_to_string(&mut answer).map_err(|e| fail(e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&answer).map_err(|e| fail(format!("unreadable answer `{answer}`: {e}")))?;
     if let Some(err) = v.get("error") {
-        let desc = err
-            .get("desc")
-            .and_then(|d| d.as_str())
-            .unwrap_or("unknown error");
+        let desc = err.get("desc").and_then(|d| d.as_str()).unwrap_or("unknown error");
         return Err(fail(desc.to_string()));
     }
     Ok(())
@@ -177,28 +147,11 @@ mod tests {
 
     #[test]
     fn version_detection() {
-        let f = parse_version(
-            "slirp4netns version 1.2.0\ncommit: x\nlibslirp: 4.7.0\nlibseccomp: 2.5.4\n",
-        );
-        assert_eq!(
-            f,
-            Features {
-                sandbox: true,
-                seccomp: true
-            }
-        );
+        let f = parse_version("slirp4netns version 1.2.0\ncommit: x\nlibslirp: 4.7.0\nlibseccomp: 2.5.4\n");
+        assert_eq!(f, Features { sandbox: true, seccomp: true });
         let f = parse_version("slirp4netns version 1.1.8\nlibslirp: 4.3.1\n");
-        assert_eq!(
-            f,
-            Features {
-                sandbox: true,
-                seccomp: false
-            }
-        );
-        assert_eq!(
-            parse_version("slirp4netns version 0.3.0\n"),
-            Features::default()
-        );
+        assert_eq!(f, Features { sandbox: true, seccomp: false });
+        assert_eq!(parse_version("slirp4netns version 0.3.0\n"), Features::default());
         assert_eq!(parse_version(""), Features::default());
     }
 

@@ -79,6 +79,8 @@ pub struct Input {
     /// gid of the `tty` group inside, when it is mapped (devpts `gid=` option).
     pub tty_gid: Option<u32>,
     pub hostname: String,
+    /// /etc/hosts content (from the network stage: it knows the container's address).
+    pub hosts: String,
     /// Host paths bound read-write at the same place in the host-root default ($HOME, the working directory).
     pub host_binds: Vec<PathBuf>,
     /// Extra /etc files (e.g. resolv.conf from the network stage).
@@ -118,16 +120,11 @@ pub fn plan(input: &Input) -> Vec<Op> {
         ops.push(Op::Tmpfs { dst: dst.clone(), mode: 0o1777 });
     }
     ops.push(Op::File { dst: "/etc/hostname".into(), content: format!("{}\n", input.hostname) });
-    ops.push(Op::File { dst: "/etc/hosts".into(), content: hosts(&input.hostname) });
+    ops.push(Op::File { dst: "/etc/hosts".into(), content: input.hosts.clone() });
     for (dst, content) in &input.etc_files {
         ops.push(Op::File { dst: dst.clone(), content: content.clone() });
     }
     ops
-}
-
-/// /etc/hosts for a container without a network stage of its own.
-pub fn hosts(hostname: &str) -> String {
-    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
 }
 
 /// Normalises a container path lexically: absolute, no `.`/`..`/empty components (`..` stops at `/`).
@@ -161,6 +158,7 @@ mod tests {
             own_netns: true,
             tty_gid: Some(5),
             hostname: "box".into(),
+            hosts: "127.0.1.1\tbox\n".into(),
             host_binds: vec![],
             etc_files: vec![],
         }
