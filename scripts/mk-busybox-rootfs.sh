@@ -6,7 +6,7 @@
 # DIR gets /bin/busybox, one relative symlink per applet at the path busybox itself lists
 # (`busybox --list-full`: bin/sh, usr/bin/awk, sbin/ip...), /etc/passwd and /etc/group with root and
 # nobody, empty /etc/hosts /etc/hostname /etc/resolv.conf (so runtimes can bind over them even when the
-# rootfs is mounted read-only), and empty /proc /dev /sys /tmp /run /root /home mount points.
+# rootfs is mounted read-only), /etc/mtab -> /proc/mounts, and empty mount points /proc /dev /sys /tmp /run.
 # Idempotent: running it again on the same DIR refreshes busybox and the links and keeps other files.
 # Run it as the user who should own the tree (tests: the unprivileged test user). Prints DIR on success.
 set -eu
@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --busybox) [ $# -ge 2 ] || { echo "mk-busybox-rootfs: --busybox needs a path" >&2; exit 2; }
                BB=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     -*) echo "mk-busybox-rootfs: unknown option $1" >&2; exit 2 ;;
     *) break ;;
@@ -61,5 +61,7 @@ if [ ! -s etc/group ]; then
 fi
 for f in etc/hosts etc/hostname etc/resolv.conf; do [ -e "$f" ] || : > "$f"; done
 chmod 0644 etc/passwd etc/group etc/hosts etc/hostname etc/resolv.conf
+# the usual link; without it some runtimes (runc, crun) create it in the rootfs on their first run
+[ -e etc/mtab ] || [ -L etc/mtab ] || ln -s /proc/mounts etc/mtab
 
 pwd
