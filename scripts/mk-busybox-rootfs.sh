@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --busybox) [ $# -ge 2 ] || { echo "mk-busybox-rootfs: --busybox needs a path" >&2; exit 2; }
                BB=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     -*) echo "mk-busybox-rootfs: unknown option $1" >&2; exit 2 ;;
     *) break ;;
