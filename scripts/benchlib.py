@@ -158,13 +158,21 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.1f}"
 
 
-def format_table(results: list[Result], baseline: str | None = None, title: str = "") -> str:
-    """Median, p90, min, first run (ms), run count and ratio of each median to the baseline's median."""
+def format_table(results: list[Result], baseline: str | None = None, title: str = "",
+                 subtract: str | None = None) -> str:
+    """Median, p90, min, first run (ms), run count and ratio of each median to the baseline's median.
+
+    With `subtract`, a "net" column shows each median minus that case's median: name a case that runs the
+    bare harness (e.g. the wrapper around /bin/true) to see the cost of the tool alone.
+    """
     base = _find(results, baseline) if baseline else None
     base_med = median(base.samples_s) if base and base.ok else None
+    sub = _find(results, subtract) if subtract else None
+    sub_med = median(sub.samples_s) if sub and sub.ok else None
     width = max([len(r.case.name) for r in results] + [4])
     lines = [title] if title else []
-    hdr = f"{'case':<{width}}  {'median':>7} {'p90':>7} {'min':>7} {'first':>7} {'runs':>4}  "
+    hdr = f"{'case':<{width}}  {'median':>7} {'p90':>7} {'min':>7} {'first':>7} {'runs':>4} "
+    hdr += f"{'net':>6}  " if sub_med is not None else " "
     lines.append(hdr + (f"ratio to {baseline}" if baseline else ""))
     for r in results:
         if not r.ok:
@@ -172,12 +180,14 @@ def format_table(results: list[Result], baseline: str | None = None, title: str 
             continue
         med = median(r.samples_s)
         ratio = f"{med / base_med:.2f}" if base_med else "-"
+        net = f"{(med - sub_med) * 1000:>6.1f} " if sub_med is not None else ""
         fails = f"  ({r.failures} failed runs)" if r.failures else ""
         note = f"  {r.case.note}" if r.case.note else ""
         lines.append(f"{r.case.name:<{width}}  {_ms(med):>7} {_ms(percentile(r.samples_s, 90)):>7} "
-                     f"{_ms(min(r.samples_s)):>7} {_ms(r.first_s):>7} {len(r.samples_s):>4}  {ratio:>5}"
+                     f"{_ms(min(r.samples_s)):>7} {_ms(r.first_s):>7} {len(r.samples_s):>4} {net} {ratio:>5}"
                      f"{fails}{note}")
-    lines.append("times in ms (wall-clock of the whole command); first = the untimed probe run")
+    lines.append("times in ms (wall-clock of the whole command); first = the untimed probe run"
+                 + (f"; net = median - median of {subtract}" if sub_med is not None else ""))
     return "\n".join(lines)
 
 
@@ -205,7 +215,8 @@ def check_target(results: list[Result], expr: str) -> tuple[bool | None, str]:
     a_name, op, b_name, lim = parsed
     a, b = _find(results, a_name), _find(results, b_name)
     if not (a and a.ok and b and b.ok):
-        return None, f"target {expr}: not measured ({a_name if not (a and a.ok) else b_name} skipped)"
+        missing = a_name if not (a and a.ok) else b_name
+        return None, f"target {expr}: not measured ({missing} was skipped or not run)"
     ma, mb = median(a.samples_s), median(b.samples_s)
     if op == "/":
         ratio = ma / mb
@@ -220,6 +231,9 @@ def check_target(results: list[Result], expr: str) -> tuple[bool | None, str]:
 
 
 def _parse_target(expr: str, names: set[str]) -> tuple[str, str, str, float] | None:
+    """Split "A/B<=X" or "A-B<=X". Names may contain '-': write the operator with spaces around it
+    ("burrow-mem - burrow<=10"), or this prefers the split whose both sides are known case names, then one
+    with a known side, then the last '/' or the first '-'."""
     left, sep, lim = expr.partition("<=")
     if not sep:
         return None
@@ -228,13 +242,23 @@ def _parse_target(expr: str, names: set[str]) -> tuple[str, str, str, float] | N
     except ValueError:
         return None
     left = left.strip()
-    for i, ch in enumerate(left):
-        if ch in "/-" and left[:i].strip() in names and left[i + 1:].strip() in names:
-            return left[:i].strip(), ch, left[i + 1:].strip(), limit
-    return None
+    for op in (" / ", " - "):   # an operator with spaces around it is unambiguous
+        if op in left:
+            a, _, b = left.rpartition(op)
+            return a.strip(), op.strip(), b.strip(), limit
+    splits = [(left[:i].strip(), ch, left[i + 1:].strip()) for i, ch in enumerate(left) if ch in "/-"]
+    splits = [s for s in splits if s[0] and s[2]]
+    if not splits:
+        return None
+    slashes = [s for s in splits if s[1] == "/"]
+    fallback = slashes[-1] if slashes else splits[0]
+    best = max(splits, key=lambda s: (s[0] in names) + (s[2] in names), default=fallback)
+    a, op, b = best if (best[0] in names or best[2] in names) else fallback
+    return a, op, b, limit
 
 
 def to_json(results: list[Result], baseline: str | None = None) -> dict:
+    """Every sample and statistic, for plots or for comparing runs."""
     base = _find(results, baseline) if baseline else None
     base_med = median(base.samples_s) if base and base.ok else None
     out = {"baseline": baseline, "cases": []}
@@ -261,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--case", nargs=2, action="append", metavar=("NAME", "COMMAND"), default=[],
                     help="a case: its name and its command line (split with shlex, no shell)")
     ap.add_argument("--baseline", help="case whose median the ratios divide by")
+    ap.add_argument("--subtract", help="case whose median the 'net' column subtracts (the bare harness)")
     ap.add_argument("--target", action="append", default=[], help="A/B<=RATIO or A-B<=MS; repeatable")
     ap.add_argument("--title", default="", help="line printed above the table")
     ap.add_argument("--json", metavar="FILE", help="also write all samples and statistics as JSON")
@@ -272,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     prefix = shlex.split(args.prefix)
     cases = [Case(name, prefix + shlex.split(cmd)) for name, cmd in args.case]
     results = run_interleaved(cases, runs=args.runs, warmup=args.warmup, seed=args.seed, timeout=args.timeout)
-    print(format_table(results, baseline=args.baseline, title=args.title))
+    print(format_table(results, baseline=args.baseline, title=args.title, subtract=args.subtract))
     for t in args.target:
         print(check_target(results, t)[1])
     if args.json:
