@@ -179,6 +179,7 @@ done < "$CASES"
 if [ -n "$CG2" ] && [ "$CG2" != /sys/fs/cgroup ] && [ -e "$CG2/cgroup.controllers" ]; then
   # hybrid layout: mask cgroup2's controller list for crun inside a private mount namespace (host untouched)
   : > "$T/empty-controllers"
+  # shellcheck disable=SC2016 # $1 $2 $@ belong to the inner sh
   unshare -m --propagation private sh -c \
     'mount --bind "$1" "$2/cgroup.controllers" && shift 2 && exec "$@"' sh "$T/empty-controllers" "$CG2" "$@"
 else
