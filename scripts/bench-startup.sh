@@ -168,7 +168,7 @@ else
   echo "note: no delegated cgroup $CGDIR (run scripts/ci-setup.sh): scope rows will likely be skipped"
 fi
 
-set -- python3 "$HERE/benchlib.py" -n "$RUNS" --prefix "$AS_USER" --baseline burrow --subtract host-true \
+set -- python3 "$HERE/benchlib.py" -n "$RUNS" --timeout 20 --prefix "$AS_USER" --baseline burrow,bwrap --subtract host-true \
   --target "burrow / bwrap <= 1.0" --target "burrow-mem - burrow <= 10"
 [ -z "$JSON" ] || set -- "$@" --json "$JSON"
 [ -z "$SEED" ] || set -- "$@" --seed "$SEED"

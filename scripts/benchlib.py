@@ -158,13 +158,14 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.1f}"
 
 
-def format_table(results: list[Result], baseline: str | None = None, title: str = "",
+def format_table(results: list[Result], baseline: str | list[str] | None = None, title: str = "",
                  subtract: str | None = None) -> str:
     """Median, p90, min, first run (ms), run count and ratio of each median to the baseline's median.
 
     With `subtract`, a "net" column shows each median minus that case's median: name a case that runs the
     bare harness (e.g. the wrapper around /bin/true) to see the cost of the tool alone.
     """
+    baseline = pick_baseline(results, baseline)
     base = _find(results, baseline) if baseline else None
     base_med = median(base.samples_s) if base and base.ok else None
     sub = _find(results, subtract) if subtract else None
@@ -193,6 +194,19 @@ def format_table(results: list[Result], baseline: str | None = None, title: str 
 
 def _find(results: list[Result], name: str | None) -> Result | None:
     return next((r for r in results if r.case.name == name), None)
+
+
+def pick_baseline(results: list[Result], names: str | list[str] | None) -> str | None:
+    """The first of `names` (a list or "a,b") that was measured: ratios stay readable when the preferred
+    baseline (e.g. a binary still being written) was skipped."""
+    if not names:
+        return None
+    wanted = names.split(",") if isinstance(names, str) else names
+    for n in wanted:
+        r = _find(results, n.strip())
+        if r and r.ok:
+            return n.strip()
+    return wanted[0].strip()
 
 
 def bootstrap_ratio_ci(a: list[float], b: list[float], rounds: int = 2000, seed: int = 1) -> tuple[float, float]:
@@ -257,8 +271,9 @@ def _parse_target(expr: str, names: set[str]) -> tuple[str, str, str, float] | N
     return a, op, b, limit
 
 
-def to_json(results: list[Result], baseline: str | None = None) -> dict:
+def to_json(results: list[Result], baseline: str | list[str] | None = None) -> dict:
     """Every sample and statistic, for plots or for comparing runs."""
+    baseline = pick_baseline(results, baseline)
     base = _find(results, baseline) if baseline else None
     base_med = median(base.samples_s) if base and base.ok else None
     out = {"baseline": baseline, "cases": []}
@@ -284,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", default="", help="words put before every case command (e.g. setpriv ... env)")
     ap.add_argument("--case", nargs=2, action="append", metavar=("NAME", "COMMAND"), default=[],
                     help="a case: its name and its command line (split with shlex, no shell)")
-    ap.add_argument("--baseline", help="case whose median the ratios divide by")
+    ap.add_argument("--baseline", help="case whose median the ratios divide by; 'a,b': the first measured")
     ap.add_argument("--subtract", help="case whose median the 'net' column subtracts (the bare harness)")
     ap.add_argument("--target", action="append", default=[], help="A/B<=RATIO or A-B<=MS; repeatable")
     ap.add_argument("--title", default="", help="line printed above the table")
