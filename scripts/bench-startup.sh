@@ -141,6 +141,7 @@ case_ floor "unshare -Urmpf --mount-proc=$R/proc chroot $R /bin/true"
 case_ floor-subids "unshare --map-auto -r -mpf --mount-proc=$R/proc chroot $R /bin/true"
 if [ -z "$BURROW_NOTE" ]; then
   case_ burrow "$BURROW_BIN run --network none --rootfs $R -- /bin/true"
+  case_ burrow-single "$BURROW_BIN run --network none --userns=single --rootfs $R -- /bin/true"
 fi
 case_ bwrap "bwrap --unshare-all --bind $R / --proc /proc --dev /dev /bin/true"
 case_ crun "crun --root $T/crun-state run --bundle $T/crun-bundle bench-{i}"
