@@ -67,9 +67,14 @@ ENVP="$ENVP XDG_RUNTIME_DIR=$RT DBUS_SESSION_BUS_ADDRESS=unix:path=$RT/bus"
 AS_USER="setpriv --reuid=$UIDN --regid=$GIDN --init-groups --reset-env env $ENVP"
 
 cleanup() {
-  # podman's rootless pause process, started by our own runs in our private runtime dir
-  pp=$(cat "$T/podman-xdg/libpod/tmp/pause.pid" 2>/dev/null || true)
-  if [ -n "$pp" ] && [ "$(stat -c %u "/proc/$pp" 2>/dev/null)" = "$UIDN" ]; then kill "$pp" 2>/dev/null || true; fi
+  # podman's rootless pause process (and anything else podman left) started by our own runs: they are the
+  # user's processes whose environment names our private runtime dir. The pid file alone is not enough: a
+  # pause process that was replaced during the run leaves a stale one.
+  for p in $(pgrep -u "$UIDN" 2>/dev/null || true); do
+    if grep -qsxz "XDG_RUNTIME_DIR=$T/podman/xdg" "/proc/$p/environ"; then
+      kill "$p" 2>/dev/null || true
+    fi
+  done
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -123,7 +128,6 @@ chmod 0700 "$P/xdg"
 printf '[storage]\ndriver = "vfs"\ngraphroot = "%s/root"\nrunroot = "%s/run"\n' "$P" "$P" > "$P/storage.conf"
 printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' > "$P/containers.conf"
 chown -R "$UIDN:$GIDN" "$P"
-ln -s "$P/xdg" "$T/podman-xdg"
 PODMAN="XDG_RUNTIME_DIR=$P/xdg CONTAINERS_CONF=$P/containers.conf CONTAINERS_STORAGE_CONF=$P/storage.conf"
 PODMAN="$PODMAN podman --runtime runc run --rm --network none"
 
