@@ -101,8 +101,15 @@ def time_once(case: Case, i: int, errfile, timeout: float = DEFAULT_TIMEOUT_S) -
         return time.perf_counter() - t0, 124, f"timed out after {timeout:.0f} s"
     dt = time.perf_counter() - t0
     errfile.seek(0)
-    tail = errfile.read().decode(errors="replace").strip().splitlines()
-    return dt, rc, " | ".join(tail[-2:])
+    return dt, rc, summarize_stderr(errfile.read().decode(errors="replace"))
+
+
+def summarize_stderr(text: str) -> str:
+    """One line for a failure: the first line that says "error", else the last non-empty line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    return next((ln for ln in lines if "error" in ln.lower()), lines[-1])[:300]
 
 
 def probe(case: Case, errfile, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[str | None, float]:
