@@ -163,6 +163,13 @@ echo "bench-startup: $(uname -r), $(nproc) CPUs, user $USER_NAME, rootfs $R, $RU
 echo "versions: $(bwrap --version 2>/dev/null | head -n1); $(crun --version 2>/dev/null | head -n1);" \
   "$(runc --version 2>/dev/null | head -n1); $(podman --version 2>/dev/null); ch-run $(env USER=root ch-run --version 2>&1 | head -n1)"
 [ -z "$BURROW_NOTE" ] || echo "note: burrow rows skipped: $BURROW_NOTE"
+if [ -z "$BURROW_NOTE" ]; then
+  # issue 2's target counts only with the subid ranges mapped through newuidmap, not the single-ID fallback
+  map=$($AS_USER "$BURROW_BIN" run --network none --rootfs "$R" -- /bin/cat /proc/self/uid_map 2>&1 || true)
+  echo "burrow uid_map: $(echo "$map" | tr -s ' \n' ' ')"
+  [ "$(echo "$map" | grep -c .)" -ge 2 ] ||
+    echo "note: burrow did not map a subid range (single-ID fallback?): the burrow/bwrap target does not count"
+fi
 [ -s "$T/crun-bundle/config.json" ] || echo "note: crun spec --rootless failed: $(cat "$T/crun-spec.err")"
 
 # join the delegated directory: the user's systemd manager can then move our children into its scopes
