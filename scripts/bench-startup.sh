@@ -52,6 +52,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $RUNS in ''|*[!0-9]*|0) die "-n wants a positive number, not '$RUNS'" ;; esac
+ALL="host-true floor floor-subids burrow burrow-single bwrap crun ch-run podman burrow-mem systemd-scope podman-mem"
+for n in $(echo "$ONLY" | tr ',' ' '); do
+  case " $ALL " in *" $n "*) ;; *) die "--only: no case named '$n' (cases: $ALL)" ;; esac
+done
+
 [ "$(id -u)" = 0 ] || die "run as root: it sets the stage, then runs every tool as $USER_NAME"
 id -u "$USER_NAME" >/dev/null 2>&1 || die "user $USER_NAME does not exist (scripts/ci-setup.sh creates it)"
 
