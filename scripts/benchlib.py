@@ -10,6 +10,8 @@ What it does, the same way for every benchmark:
   * checks targets such as "burrow/bwrap<=1.0" (ratio of medians, with a bootstrap 95% interval) or
     "burrow-mem-burrow<=10" (difference of medians in ms).
 
+Self-test: python3 -m doctest scripts/benchlib.py
+
 As a library (the file name has no dash so that it imports):
     sys.path.insert(0, os.path.dirname(__file__)); import benchlib
     cases = [benchlib.Case("bwrap", ["bwrap", ...]), benchlib.Case("burrow", [...])]
@@ -68,7 +70,13 @@ class Result:
 
 
 def percentile(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation between closest ranks (numpy's default method)."""
+    """Percentile with linear interpolation between closest ranks (numpy's default method).
+
+    >>> percentile([4, 1, 3, 2], 50)
+    2.5
+    >>> round(percentile(list(range(1, 11)), 90), 6)
+    9.1
+    """
     if not values:
         raise ValueError("percentile of no values")
     s = sorted(values)
@@ -105,7 +113,11 @@ def time_once(case: Case, i: int, errfile, timeout: float = DEFAULT_TIMEOUT_S) -
 
 
 def summarize_stderr(text: str) -> str:
-    """One line for a failure: the first line that says "error", else the last non-empty line."""
+    r"""One line for a failure: the first line that says "error", else the last non-empty line.
+
+    >>> summarize_stderr("warning: x\nError: no such file\n\nUsage: ...\n")
+    'Error: no such file'
+    """
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return ""
@@ -117,7 +129,17 @@ def probe(case: Case, errfile, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[str 
     dt, rc, err = time_once(case, 0, errfile, timeout)
     if rc == 0:
         return None, dt
-    return f"exit {rc}: {err or 'no message'}", dt
+    return f"{describe_status(rc)}: {err or 'no message'}", dt
+
+
+def describe_status(rc: int) -> str:
+    """subprocess reports death by signal N as -N."""
+    return f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
+
+
+def _say(log, msg: str) -> None:
+    if log is not None:
+        print(msg, file=log)
 
 
 def run_interleaved(cases: list[Case], runs: int = 30, warmup: int = 1, seed: int | None = None,
@@ -136,7 +158,7 @@ def run_interleaved(cases: list[Case], runs: int = 30, warmup: int = 1, seed: in
             r.first_s = dt
             if reason:
                 r.skipped = reason
-                print(f"skip {r.case.name}: {reason}", file=log)
+                _say(log, f"skip {r.case.name}: {reason}")
         live = [r for r in results if r.skipped is None]
         total = warmup + runs
         for rnd in range(1, total + 1):
@@ -149,8 +171,8 @@ def run_interleaved(cases: list[Case], runs: int = 30, warmup: int = 1, seed: in
                 if rc != 0:
                     r.failures += 1
                     if r.failures >= max_failures:
-                        r.skipped = f"failed {r.failures} times, last: exit {rc}: {err or 'no message'}"
-                        print(f"drop {r.case.name}: {r.skipped}", file=log)
+                        r.skipped = f"failed {r.failures} times, last: {describe_status(rc)}: {err or 'no message'}"
+                        _say(log, f"drop {r.case.name}: {r.skipped}")
                     continue
                 if rnd > warmup:
                     r.samples_s.append(dt)
@@ -254,7 +276,17 @@ def check_target(results: list[Result], expr: str) -> tuple[bool | None, str]:
 def _parse_target(expr: str, names: set[str]) -> tuple[str, str, str, float] | None:
     """Split "A/B<=X" or "A-B<=X". Names may contain '-': write the operator with spaces around it
     ("burrow-mem - burrow<=10"), or this prefers the split whose both sides are known case names, then one
-    with a known side, then the last '/' or the first '-'."""
+    with a known side, then the last '/' or the first '-'.
+
+    >>> _parse_target("burrow-mem - burrow <= 10", set())
+    ('burrow-mem', '-', 'burrow', 10.0)
+    >>> _parse_target("burrow-mem-burrow<=10ms", {"burrow", "burrow-mem"})
+    ('burrow-mem', '-', 'burrow', 10.0)
+    >>> _parse_target("burrow/bwrap<=1.0", set())
+    ('burrow', '/', 'bwrap', 1.0)
+    >>> _parse_target("burrow<bwrap", set()) is None
+    True
+    """
     left, sep, lim = expr.partition("<=")
     if not sep:
         return None
