@@ -127,7 +127,9 @@ EOF
   then :; else echo "note: could not adjust the crun spec: the crun row will fail"; fi
 fi
 
-# podman: private runtime dir (its pause process is then ours), throw-away vfs storage, no journald
+# podman: private runtime dir (its pause process is then ours), throw-away vfs storage, no journald, and no
+# session bus: podman would ask the user's systemd for a podman-pause-*.scope once per pause process, which
+# fails here ("resources") and leaves a failed unit behind; no other podman step uses the bus with cgroupfs
 P=$T/podman
 mkdir -p "$P/xdg" "$P/root" "$P/run"
 chmod 0700 "$P/xdg"
@@ -135,6 +137,7 @@ printf '[storage]\ndriver = "vfs"\ngraphroot = "%s/root"\nrunroot = "%s/run"\n' 
 printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' > "$P/containers.conf"
 chown -R "$UIDN:$GIDN" "$P"
 PODMAN="XDG_RUNTIME_DIR=$P/xdg CONTAINERS_CONF=$P/containers.conf CONTAINERS_STORAGE_CONF=$P/storage.conf"
+PODMAN="$PODMAN DBUS_SESSION_BUS_ADDRESS=unix:path=$P/xdg/no-bus"
 PODMAN="$PODMAN podman --runtime runc run --rm --network none"
 
 # ---- the cases -------------------------------------------------------------------------------------------
