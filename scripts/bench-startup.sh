@@ -12,6 +12,7 @@
 #   --only LIST    only the named cases (see docs/benchmarks.md for the names)
 #   --no-cgroup    leave out the cgroup rows (burrow-mem, systemd-scope, podman-mem)
 #   --json FILE    also write every sample and statistic as JSON
+#   --seed S       seed of the per-round shuffle (default: random)
 #
 # Runs as root only to set the stage; every tool runs as USER through the same `setpriv ... env ...` prefix,
 # so that the wrapper's cost is identical for all rows. Root's part:
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
     --no-cgroup) CGROUP_ROWS=0; shift ;;
     --json) [ $# -ge 2 ] || die "--json needs a file"; JSON=$2; shift 2 ;;
     --seed) [ $# -ge 2 ] || die "--seed needs a number"; SEED=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
