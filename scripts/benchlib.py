@@ -188,12 +188,20 @@ def _ms(x: float | None) -> str:
 
 
 def format_table(results: list[Result], baseline: str | list[str] | None = None, title: str = "",
-                 subtract: str | None = None) -> str:
+                 subtract: str | None = None, unit: str = "ms") -> str:
     """Median, p90, min, first run (ms), run count and ratio of each median to the baseline's median.
 
     With `subtract`, a "net" column shows each median minus that case's median: name a case that runs the
     bare harness (e.g. the wrapper around /bin/true) to see the cost of the tool alone.
+    With another `unit` (e.g. "MB/s" for a throughput a benchmark put into `samples_s` itself), values are
+    printed as they are instead of seconds shown as ms; min and p90 are then simply the lowest value and the
+    90th percentile.
     """
+    scale = 1000.0 if unit == "ms" else 1.0
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x * scale:.1f}"
+
     baseline = pick_baseline(results, baseline)
     base = _find(results, baseline) if baseline else None
     base_med = median(base.samples_s) if base and base.ok else None
@@ -210,14 +218,15 @@ def format_table(results: list[Result], baseline: str | list[str] | None = None,
             continue
         med = median(r.samples_s)
         ratio = f"{med / base_med:.2f}" if base_med else "-"
-        net = f"{(med - sub_med) * 1000:>6.1f} " if sub_med is not None else ""
+        net = f"{(med - sub_med) * scale:>6.1f} " if sub_med is not None else ""
         fails = f"  ({r.failures} failed runs)" if r.failures else ""
         note = f"  {r.case.note}" if r.case.note else ""
-        lines.append(f"{r.case.name:<{width}}  {_ms(med):>7} {_ms(percentile(r.samples_s, 90)):>7} "
-                     f"{_ms(min(r.samples_s)):>7} {_ms(r.first_s):>7} {len(r.samples_s):>4} {net} {ratio:>5}"
+        lines.append(f"{r.case.name:<{width}}  {fmt(med):>7} {fmt(percentile(r.samples_s, 90)):>7} "
+                     f"{fmt(min(r.samples_s)):>7} {fmt(r.first_s):>7} {len(r.samples_s):>4} {net} {ratio:>5}"
                      f"{fails}{note}")
-    lines.append("times in ms (wall-clock of the whole command); first = the untimed probe run"
-                 + (f"; net = median - median of {subtract}" if sub_med is not None else ""))
+    legend = ("times in ms (wall-clock of the whole command); first = the untimed probe run" if unit == "ms"
+              else f"values in {unit}")
+    lines.append(legend + (f"; net = median - median of {subtract}" if sub_med is not None else ""))
     return "\n".join(lines)
 
 
