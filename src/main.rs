@@ -4,10 +4,15 @@ use clap::Parser;
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 125 } else { 0 };
+        // Help and version go to stdout whole; a usage error is one line (clap's first), exit 125.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            std::process::exit(code);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            eprintln!("burrow: {}", text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "));
+            std::process::exit(125);
         }
     };
     let code = match cli.command {

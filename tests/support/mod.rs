@@ -203,3 +203,22 @@ pub fn path_str(p: &Path) -> String {
 pub fn join(p: &Path, s: &str) -> PathBuf {
     p.join(s)
 }
+
+/// A child that is killed and reaped if the test panics before it ends (a leftover burrow would keep the
+/// test runner's output pipe open and hang it).
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    /// Hands the child over (for `wait_output`), disarming the guard.
+    pub fn take(mut self) -> Child {
+        let placeholder = Command::new("true").spawn().expect("spawn true");
+        std::mem::replace(&mut self.0, placeholder)
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
