@@ -14,6 +14,9 @@ GIDN=$(id -g "$U")
 HOMED=$(getent passwd "$U" | cut -d: -f6)
 RT=/run/user/$UIDN
 
+# as scripts/ci-setup.sh does on the host: the VM has no udev rules to make them 0666 as distributions do
+chmod 0666 /dev/fuse /dev/net/tun || fail "cannot chmod /dev/fuse /dev/net/tun"
+
 # lingering makes logind keep the manager; starting user@UID.service waits until it is up
 mkdir -p /var/lib/systemd/linger && touch "/var/lib/systemd/linger/$U"
 systemctl start "user@$UIDN.service" || fail "user@$UIDN.service did not start: $(systemctl status "user@$UIDN.service" 2>&1 | tail -n 5 | tr '\n' ' ')"
