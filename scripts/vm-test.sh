@@ -115,7 +115,7 @@ build_kernel_cache() {
   # apt drops privileges to _apt for downloads: let it write there
   chown _apt "$tmp" 2>/dev/null || true
   (cd "$tmp" && apt-get download -q "linux-image-$KVER" >/dev/null 2>"$tmp/apt.err") ||
-    { rm -rf "$tmp"; die "apt-get download linux-image-$KVER failed"; }
+    { e=$(tail -n 1 "$tmp/apt.err"); rm -rf "$tmp"; die "apt-get download linux-image-$KVER failed: $e"; }
   dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/x" || { rm -rf "$tmp"; die "cannot unpack linux-image-$KVER"; }
   MODROOT=$tmp/x/lib/modules/$KVER
   KO_INDEX=$tmp/ko.list
