@@ -209,7 +209,7 @@ console_tail() { tail -n "${1:-15}" "$RUN/console.log" 2>/dev/null | sed 's/^/vm
 rc_seen=""
 while kill -0 "$QPID" 2>/dev/null; do
   t=$(elapsed "$T0")
-  if [ -z "$rc_seen" ] && [ -f "$SHARE/rc" ]; then rc_seen=${t%.*}; fi
+  if [ -z "$rc_seen" ] && [ -f "$SHARE/rc" ]; then rc_seen=${t%.*};; fi
   if [ -n "$rc_seen" ] && [ $((${t%.*} - rc_seen)) -gt 30 ]; then
     log "the VM did not power off 30 s after the script ended: stopping QEMU"
     kill "$QPID" 2>/dev/null || true
@@ -233,6 +233,7 @@ if [ ! -f "$SHARE/rc" ]; then
   die "the VM stopped (qemu status $qrc) before the script finished (see the console lines above)"
 fi
 rc=$(cat "$SHARE/rc")
-log "script exit status $rc; VM uptime at script start $(cat "$SHARE/boot-to-script" 2>/dev/null || echo ?) s," \
-  "user manager ready at $(cat "$SHARE/user-manager-ready" 2>/dev/null || echo ?) s; QEMU ran $TOTAL s"
+v() { cat "$SHARE/$1" 2>/dev/null || echo ?; }
+log "script exit status $rc; VM uptime: switch_root $(v root-ready) s, script start $(v boot-to-script) s," \
+  "user manager ready $(v user-manager-ready) s, script end $(v script-end) s; QEMU ran $TOTAL s"
 exit "$rc"

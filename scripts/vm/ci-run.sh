@@ -33,4 +33,6 @@ setpriv --reuid="$UIDN" --regid="$GIDN" --init-groups --reset-env env HOME="$HOM
   systemd-run --user --wait --pipe --quiet --collect --unit=burrow-vm-test \
     --setenv=XDG_RUNTIME_DIR="$RT" --setenv=DBUS_SESSION_BUS_ADDRESS="unix:path=$RT/bus" \
     /bin/sh "$S/run.sh" </dev/null >>"$S/output" 2>&1
-finish $?
+rc=$?
+echo "$(up)" > "$S/script-end"
+finish $rc
