@@ -209,7 +209,7 @@ console_tail() { tail -n "${1:-15}" "$RUN/console.log" 2>/dev/null | sed 's/^/vm
 rc_seen=""
 while kill -0 "$QPID" 2>/dev/null; do
   t=$(elapsed "$T0")
-  if [ -z "$rc_seen" ] && [ -f "$SHARE/rc" ]; then rc_seen=${t%.*};; fi
+  if [ -z "$rc_seen" ] && [ -f "$SHARE/rc" ]; then rc_seen=${t%.*}; fi
   if [ -n "$rc_seen" ] && [ $((${t%.*} - rc_seen)) -gt 30 ]; then
     log "the VM did not power off 30 s after the script ended: stopping QEMU"
     kill "$QPID" 2>/dev/null || true
