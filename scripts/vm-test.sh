@@ -46,7 +46,7 @@ cleanup() {
   if [ -n "$RUN" ]; then
     if [ "${VM_TEST_KEEP_RUN:-0}" = 1 ]; then log "run directory kept: $RUN"; else rm -rf "$RUN"; fi
   fi
-  exit $rc
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -95,6 +95,7 @@ pick_kernel() {
 }
 
 # append module $1 and, first, its dependencies to $ORDER, copying the .ko files into $2
+# shellcheck disable=SC3043   # dash (Debian's /bin/sh) and busybox ash have local
 add_module() {
   local f d      # recursive: dash's local keeps each level's file
   case " $ORDER " in *" $1 "*) return 0 ;; esac
@@ -125,7 +126,7 @@ build_kernel_cache() {
   cp "$tmp/x/boot/vmlinuz-$KVER" "$new/vmlinuz"
   ORDER=""
   for m in $(grep -v '^#' "$VMDIR/modules.list"); do add_module "$m" "$new/mods"; done
-  echo $ORDER | tr ' ' '\n' > "$new/mods/order"
+  echo "$ORDER" | tr ' ' '\n' > "$new/mods/order"
   echo "$KKEY" > "$new/key"
   rm -rf "$CACHE/kernel-$KVER" "$tmp"
   mv "$new" "$CACHE/kernel-$KVER"
@@ -181,7 +182,8 @@ mkfs.ext4 -q -F -O ^has_journal -E lazy_itable_init=1,lazy_journal_init=1 "$RUN/
   echo "export TMPDIR=/scratch/tmp"
   env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' | sort -u | while read -r n; do
     case "$n" in BURROW*|LIMITS*) ;; *) case " ${VM_TEST_ENV:-} " in *" $n "*) ;; *) continue ;; esac ;; esac
-    eval "v=\${$n}"
+    eval "v=\${$n}"   # n is a validated variable name
+    # shellcheck disable=SC2154
     echo "export $n=$(shq "$v")"
   done
   echo "cd $(shq "$PWD") 2>/dev/null || cd \"\$HOME\" || cd /"

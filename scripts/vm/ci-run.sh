@@ -7,7 +7,7 @@ up() { cut -d' ' -f1 /proc/uptime; }
 finish() { echo "$1" > "$S/rc.tmp" && mv "$S/rc.tmp" "$S/rc"; sync; exit 0; }
 fail() { echo "vm-test(guest): $*" | tee -a "$S/output" >&2; finish 125; }
 
-echo "$(up)" > "$S/boot-to-script"
+up > "$S/boot-to-script"
 U=$(cat "$S/user") || fail "no user name in the run share"
 UIDN=$(id -u "$U") || fail "test user $U does not exist (run scripts/ci-setup.sh on the host)"
 GIDN=$(id -g "$U")
@@ -25,7 +25,7 @@ until [ -S "$RT/bus" ]; do
   i=$((i + 1)); [ $i -lt 300 ] || fail "no session bus at $RT/bus after 30 s (is dbus-user-session installed?)"
   sleep 0.1
 done
-echo "$(up)" > "$S/user-manager-ready"
+up > "$S/user-manager-ready"
 
 # systemd-run expands $ and % in command lines: everything variable lives in run.sh, none on this line
 setpriv --reuid="$UIDN" --regid="$GIDN" --init-groups --reset-env env HOME="$HOMED" USER="$U" LOGNAME="$U" \
@@ -34,5 +34,5 @@ setpriv --reuid="$UIDN" --regid="$GIDN" --init-groups --reset-env env HOME="$HOM
     --setenv=XDG_RUNTIME_DIR="$RT" --setenv=DBUS_SESSION_BUS_ADDRESS="unix:path=$RT/bus" \
     /bin/sh "$S/run.sh" </dev/null >>"$S/output" 2>&1
 rc=$?
-echo "$(up)" > "$S/script-end"
+up > "$S/script-end"
 finish $rc

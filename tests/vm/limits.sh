@@ -157,7 +157,7 @@ EOF
 contain() {
   kind=$1 val=$2; shift 2
   rm -f "$T/stats.json"
-  if [ $RUNNER = burrow ]; then
+  if [ "$RUNNER" = burrow ]; then
     case $kind in
       memory) set -- --memory "${val}m" -- /bin/payload "$@" ;;
       pids) set -- --pids-limit "$val" -- /bin/payload "$@" ;;
@@ -178,7 +178,7 @@ contain() {
   RC=$?
 }
 # the wrapper goes in front of the payload in systemd-run mode
-if [ $RUNNER = systemd-run ]; then
+if [ "$RUNNER" = systemd-run ]; then
   contain_payload() { k=$1 v=$2; shift 2; contain "$k" "$v" /bin/sh "$T/stats-wrap.sh" "$T/stats.json" "$T/payload" "$@"; }
 else
   contain_payload() { contain "$@"; }
