@@ -85,7 +85,8 @@ newest_apt_kernel() {
 }
 pick_kernel() {
   if [ $KEEP_CACHE = 1 ]; then
-    k=$(ls -d "$CACHE"/kernel-6.1.0-*/key 2>/dev/null | sed 's,.*/kernel-\(.*\)/key,\1,' | sort -V | tail -n 1)
+    k=$(ls -d "$CACHE"/kernel-6.1.0-*/key 2>/dev/null | sed -n 's,.*/kernel-\(6\.1\.0-[0-9]*-amd64\)-.*,\1,p' |
+      sort -V | tail -n 1)
     [ -n "$k" ] && { echo "$k"; return; }
   fi
   p=$(newest_apt_kernel)
@@ -121,20 +122,22 @@ build_kernel_cache() {
   MODROOT=$tmp/x/lib/modules/$KVER
   KO_INDEX=$tmp/ko.list
   find "$MODROOT" -name '*.ko' > "$KO_INDEX"
-  new=$CACHE/kernel-$KVER.new
+  new=$KDIR.new
   rm -rf "$new" && mkdir -p "$new/mods"
   cp "$tmp/x/boot/vmlinuz-$KVER" "$new/vmlinuz"
   ORDER=""
   for m in $(grep -v '^#' "$VMDIR/modules.list"); do add_module "$m" "$new/mods"; done
   echo "$ORDER" | tr ' ' '\n' > "$new/mods/order"
   echo "$KKEY" > "$new/key"
-  rm -rf "$CACHE/kernel-$KVER" "$tmp"
-  mv "$new" "$CACHE/kernel-$KVER"
+  rm -rf "$KDIR" "$tmp"
+  mv "$new" "$KDIR"
   log "kernel $KVER cached with modules:$ORDER in $(elapsed "$t0") s"
 }
 
 KVER=$(pick_kernel)
-KDIR=$CACHE/kernel-$KVER
+MODS=$(grep -v '^#' "$VMDIR/modules.list" | tr '\n' ' ')
+# one directory per kernel and module list, so that worktrees with different lists do not evict each other
+KDIR=$CACHE/kernel-$KVER-$(echo "$MODS" | sha256sum | cut -c1-8)
 # the key: package version and module list; --keep-cache trusts the cached version instead of asking apt
 if [ $KEEP_CACHE = 1 ] && [ -f "$KDIR/key" ]; then
   KKEY=$(head -n 1 "$KDIR/key")
@@ -142,7 +145,7 @@ else
   KKEY="$KVER $(apt-cache show --no-all-versions "linux-image-$KVER" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)"
 fi
 KKEY="$KKEY
-$(grep -v '^#' "$VMDIR/modules.list" | tr '\n' ' ')"
+$MODS"
 [ -f "$KDIR/key" ] && [ "$(cat "$KDIR/key")" = "$KKEY" ] || build_kernel_cache
 
 # ---- 2. the initramfs: busybox, the modules, init and the unit files of scripts/vm/ ----------------------
@@ -161,10 +164,12 @@ if [ ! -f "$INITRD" ]; then
     { rm -rf "$tmp"; die "cannot build the initramfs"; }
   mv "$INITRD.new" "$INITRD"
   rm -rf "$tmp"
-  # older initramfs images are of no use any more
-  for f in "$CACHE"/initrd-*.gz; do [ "$f" = "$INITRD" ] || rm -f "$f"; done
   log "initramfs built in $(elapsed "$t0") s"
 fi
+# Entries unused for two days go; a day's grace keeps those of concurrent runs from other worktrees.
+touch "$INITRD" "$KDIR"
+find "$CACHE" -maxdepth 1 \( -name 'initrd-*.gz' -o -name 'kernel-*' -o -name 'run.*' -o -name 'tmp.*' \) \
+  -mtime +1 -exec rm -rf {} + 2>/dev/null || true
 flock -u 9
 
 # ---- 3. the run share: a writable host directory for the user's run.sh, its output and exit status --------
