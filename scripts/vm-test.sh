@@ -192,9 +192,10 @@ mkfs.ext4 -q -F -O ^has_journal -E lazy_itable_init=1,lazy_journal_init=1 "$RUN/
     echo "export $n=$(shq "$v")"
   done
   echo "cd $(shq "$PWD") 2>/dev/null || cd \"\$HOME\" || cd /"
-  if [ -x "$SCRIPT" ]; then printf 'exec %s' "$(shq "$SCRIPT")"; else printf 'exec /bin/sh %s' "$(shq "$SCRIPT")"; fi
+  # not exec: systemd-run reports a service killed by a signal as 255; the shell reports 128+signal
+  if [ -x "$SCRIPT" ]; then shq "$SCRIPT"; else printf '/bin/sh %s' "$(shq "$SCRIPT")"; fi
   for a in "$@"; do printf ' %s' "$(shq "$a")"; done
-  echo
+  printf '\nexit $?\n'
 } > "$SHARE/run.sh"
 
 # ---- 4. boot ---------------------------------------------------------------------------------------------
