@@ -188,8 +188,8 @@ show() { sed 's/^/    | /' "$T/out" "$T/err" | tail -n 8; }
 # ---- 1. memory: OOM kill past the limit --------------------------------------------------------------------
 contain_payload memory $MEM_LIMIT_MIB alloc $OOM_ALLOC_MIB
 oom=$(json_num oom_kills "$T/stats.json")
-# --stats (stderr) must name the OOM kill with a non-zero count, whatever its exact wording
-oom_text() { grep -Eiq 'oom[^0-9]*[1-9]' "$T/err"; }
+# --stats must name the OOM kill with a non-zero count, whatever its exact wording (stderr, or stdout)
+oom_text() { grep -Eiq 'oom[^0-9]*[1-9]' "$T/err" "$T/out"; }
 if [ $RC = 137 ] && within "$oom" 1 1000000 && oom_text; then
   pass "memory: allocating $OOM_ALLOC_MIB MiB under a $MEM_LIMIT_MIB MiB limit was OOM-killed (exit 137, oom_kills $oom, stats mention it)"
 else
