@@ -14,7 +14,8 @@
 # Environment passed into the VM: every variable whose name starts with BURROW or LIMITS, and the names
 # listed in VM_TEST_ENV (space separated).
 # Knobs: VM_TEST_TIMEOUT (seconds, default 600), VM_TEST_MEM (MiB, default 1536), VM_TEST_CPUS (default 2),
-#        VM_TEST_CACHE (default /var/tmp/burrow-vm), VM_TEST_KEEP_RUN=1 keeps the run directory for debugging.
+#        VM_TEST_CACHE (default /var/tmp/burrow-vm), VM_TEST_KEEP_RUN=1 keeps the run directory for debugging,
+#        VM_TEST_APPEND: more kernel command line (e.g. systemd.log_level=debug systemd.log_target=kmsg).
 # --keep-cache: use the newest cached kernel without asking apt for a newer one (offline; the initramfs is
 #        still rebuilt when the files under scripts/vm/ change).
 # Exit status: SCRIPT's; 124 when the VM times out; 125 when the harness itself fails.
@@ -218,7 +219,7 @@ nice -n 10 qemu-system-x86_64 -accel tcg -m "${VM_TEST_MEM:-1536}" -smp "${VM_TE
   -nodefaults -no-user-config -display none -no-reboot -nic none \
   -serial "file:$RUN/console.log" \
   -kernel "$KERNEL" -initrd "$INITRD" \
-  -append "console=ttyS0 quiet loglevel=4 panic=-1 cimode=systemd systemd.show_status=0" \
+  -append "console=ttyS0 quiet loglevel=4 panic=-1 cimode=systemd systemd.show_status=0 ${VM_TEST_APPEND:-}" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
   -virtfs "local,path=$SHARE,mount_tag=vmshare,security_model=passthrough" \
   -drive "file=$RUN/scratch.img,if=virtio,format=raw,cache=unsafe" \
