@@ -69,11 +69,13 @@ done
 SCRIPT=$(readlink -f "$1") || die "script $1 not found"
 shift
 [ -f "$SCRIPT" ] || die "script $SCRIPT not found"
-for t in qemu-system-x86_64 apt-get dpkg-deb modinfo cpio gzip flock mkfs.ext4; do
-  command -v $t >/dev/null || die "$t not found (run scripts/ci-setup.sh: packages qemu-system-x86 cpio kmod)"
+for t in qemu-system-x86_64 apt-get dpkg-deb modinfo cpio gzip xz flock mkfs.ext4; do
+  command -v $t >/dev/null ||
+    die "$t not found (run scripts/ci-setup.sh; packages qemu-system-x86 cpio kmod xz-utils e2fsprogs)"
 done
-[ -x $BUSYBOX ] && $BUSYBOX --list | grep -qx switch_root ||
-  die "$BUSYBOX with switch_root not found (apt-get install busybox-static)"
+# the initramfs has no libc: busybox must be the static one (a dynamic one names its loader, ld-linux)
+[ -x $BUSYBOX ] && $BUSYBOX --list | grep -qx switch_root && ! LC_ALL=C grep -q /ld-linux $BUSYBOX ||
+  die "no static $BUSYBOX with switch_root (apt-get install busybox-static)"
 id -u "$VM_USER" >/dev/null 2>&1 || die "test user $VM_USER does not exist (run scripts/ci-setup.sh)"
 
 mkdir -p "$CACHE"
