@@ -185,13 +185,33 @@ else
 fi
 show() { sed 's/^/    | /' "$T/out" "$T/err" | tail -n 8; }
 
+# ---- 0. the environment: what burrow's systemd manager does, by hand -------------------------------------
+# A Delegate=yes scope of the user manager gets the controllers; the process moves into a child cgroup (no
+# process may stay in an inner cgroup), the controllers are enabled below, and a leaf takes the limits.
+cat > "$T/delegate.sh" <<'EOF'
+cg=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)$(sed -n 's/^0:://p' /proc/self/cgroup)
+echo "controllers: $(cat "$cg/cgroup.controllers")"
+mkdir "$cg/supervisor" "$cg/leaf" && echo $$ > "$cg/supervisor/cgroup.procs" &&
+  echo "+cpu +memory +pids" > "$cg/cgroup.subtree_control" &&
+  echo 64M > "$cg/leaf/memory.max" && echo 20 > "$cg/leaf/pids.max" && echo "50000 100000" > "$cg/leaf/cpu.max" &&
+  echo "leaf: $(cat "$cg/leaf/memory.max") $(cat "$cg/leaf/pids.max") $(cat "$cg/leaf/cpu.max")"
+EOF
+systemd-run --user --scope --quiet --collect -p Delegate=yes -- /bin/sh "$T/delegate.sh" >"$T/out" 2>"$T/err"
+if grep -q '^controllers: .*cpu' "$T/out" && grep -q '^controllers: .*memory' "$T/out" &&
+  grep -q '^controllers: .*pids' "$T/out" && grep -qx 'leaf: 67108864 20 50000 100000' "$T/out"; then
+  pass "delegation: a Delegate=yes user scope has cpu, memory and pids; a leaf cgroup below it takes the limits"
+else
+  fail "delegation: a Delegate=yes user scope (systemd-run --user --scope -p Delegate=yes) did not get or pass on cpu, memory, pids"
+  show
+fi
+
 # ---- 1. memory: OOM kill past the limit --------------------------------------------------------------------
 contain_payload memory $MEM_LIMIT_MIB alloc $OOM_ALLOC_MIB
 oom=$(json_num oom_kills "$T/stats.json")
 # --stats must name the OOM kill with a non-zero count, whatever its exact wording (stderr, or stdout)
 oom_text() { grep -Eiq 'oom[^0-9]*[1-9]' "$T/err" "$T/out"; }
 if [ $RC = 137 ] && within "$oom" 1 1000000 && oom_text; then
-  pass "memory: allocating $OOM_ALLOC_MIB MiB under a $MEM_LIMIT_MIB MiB limit was OOM-killed (exit 137, oom_kills $oom, stats mention it)"
+  pass "memory: allocating $OOM_ALLOC_MIB MiB under a $MEM_LIMIT_MIB MiB limit was OOM-killed (exit 137, oom_kills $oom, --stats shows it)"
 else
   fail "memory: allocating $OOM_ALLOC_MIB MiB under a $MEM_LIMIT_MIB MiB limit: exit $RC (want 137), oom_kills '${oom}' (want >= 1), --stats shows a non-zero OOM count: $(oom_text && echo yes || echo no)"
   show
