@@ -6,6 +6,7 @@
 # Environment: BURROW_TEST_STRICT=1 (default as root) turns every skip into a failure.
 set -eu
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ "$(id -u)" != 0 ]; then
@@ -61,8 +62,20 @@ for entry in $(echo "$bins" | tr ' ' '='); do
   cat "$log.one"; cat "$log.one" >> "$log"
   [ "$rc" = 0 ] || failed_bins="$failed_bins $name"
 done
-# One closing line over all test binaries.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+# Cgroup limits are enforced only where cgroup v2 has the controllers: a QEMU VM with systemd as PID 1.
+echo "== vm: cgroup enforcement (QEMU/TCG, systemd as PID 1, about a minute and a half)"
+vmdir=$CARGO_TARGET_DIR/vm-tests
+rm -rf "$vmdir" && mkdir -p "$vmdir" && cp tests/vm/limits.sh tests/vm/all.sh "$vmdir/" && chmod -R a+rX "$vmdir"
+cg_lib=$(echo "$bins" | awk '$1 == "cgroup_lib" { print $2 }')
+rc=0
+(cd /tmp && BURROW="$CARGO_TARGET_DIR/debug/burrow" BURROW_CGROUP_LIB="$cg_lib" \
+  sh "$repo/scripts/vm-test.sh" "$vmdir/all.sh") > "$log.one" 2>&1 || rc=$?
+cat "$log.one"; cat "$log.one" >> "$log"
+[ "$rc" = 0 ] || failed_bins="$failed_bins vm"
+
+# One closing line over all test binaries (and the VM scripts' PASS/FAIL lines).
+awk '/^PASS:/ { p++ } /^FAIL:/ { f++ }
+     /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "burrow tests: %d passed, %d failed\n", p, f; exit (f > 0) }' "$log" || failed_bins="$failed_bins (counts)"
 if [ -n "$failed_bins" ]; then
   echo "FAILED:$failed_bins" >&2
