@@ -68,10 +68,19 @@ impl Table {
         self.nodes.get(&ino)
     }
 
-    /// The node id an entry found at `id_hint` (its tagged real inode number) gets.
-    pub(crate) fn id_for(&self, found: &Found, id_hint: u64) -> u64 {
+    /// The node id of the entry `found` at `path`, whose tagged real inode number is `id_hint`.
+    pub(crate) fn id_for(&self, path: &Path, found: &Found, id_hint: u64) -> u64 {
         let key = (found.stat.st_dev, found.stat.st_ino);
         let mut id = self.copied.get(&key).copied().unwrap_or(id_hint);
+        if found.layer != super::layers::UPPER
+            && !super::layers::is_dir(&found.stat)
+            && found.stat.st_nlink > 1
+        {
+            // Each name of a lower hard link is its own file in the overlay: copying one up
+            // breaks the link, as in kernel overlayfs without `index`. Sharing one node would
+            // let a change through one name show through the others.
+            id = path_id(path);
+        }
         if id == ROOT && key != self.nodes[&ROOT].key {
             id ^= 1 << 62;
         }
@@ -86,7 +95,7 @@ impl Table {
     /// Registers one more kernel reference to the entry found at `path`; returns its node id.
     pub(crate) fn remember(&mut self, path: PathBuf, found: Found, id_hint: u64) -> u64 {
         let key = (found.stat.st_dev, found.stat.st_ino);
-        let id = self.id_for(&found, id_hint);
+        let id = self.id_for(&path, &found, id_hint);
         if let Some(node) = self.nodes.get_mut(&id) {
             if node.key == key {
                 node.nlookup += 1;
@@ -171,6 +180,14 @@ impl Table {
     pub(crate) fn dir_at(&self, path: &Path) -> Option<u64> {
         self.dirs.get(path).copied()
     }
+}
+
+/// A stable node id for a path, out of the range of real inode numbers.
+fn path_id(path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() | (1 << 63)
 }
 
 fn time(sec: i64, nsec: u64) -> SystemTime {
