@@ -16,6 +16,8 @@ pub(crate) const ROOT: u64 = 1;
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) path: PathBuf,
+    /// Other names of a hard-linked file, used when `path` is removed or renamed away.
+    pub(crate) aliases: Vec<PathBuf>,
     /// Top-most layer holding the real entry (`UPPER` once copied up).
     pub(crate) layer: usize,
     /// For directories: every layer merged into it, top first, cut at an opaque one.
@@ -54,6 +56,7 @@ impl Table {
             ROOT,
             Node {
                 path: PathBuf::new(),
+                aliases: Vec::new(),
                 layer: root.layer,
                 dir_layers: root.dir_layers,
                 is_dir: true,
@@ -103,7 +106,13 @@ impl Table {
                     self.dirs.remove(&node.path);
                     self.dirs.insert(path.clone(), id);
                 }
-                node.path = path;
+                if !node.is_dir && node.path != path {
+                    node.aliases.retain(|a| *a != path);
+                    let old = std::mem::replace(&mut node.path, path);
+                    node.aliases.push(old);
+                } else {
+                    node.path = path;
+                }
                 node.layer = found.layer;
                 node.dir_layers = found.dir_layers;
                 return id;
@@ -117,6 +126,7 @@ impl Table {
             id,
             Node {
                 path,
+                aliases: Vec::new(),
                 layer: found.layer,
                 dir_layers: found.dir_layers,
                 is_dir,
@@ -172,6 +182,30 @@ impl Table {
                     self.dirs.insert(new.clone(), id);
                 }
                 node.path = new;
+            }
+        }
+    }
+
+    /// The name `path` of node `id` is gone: fall back to another name of the file.
+    pub(crate) fn name_removed(&mut self, id: u64, path: &Path) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.aliases.retain(|a| a != path);
+            if node.path == path {
+                if let Some(other) = node.aliases.pop() {
+                    node.path = other;
+                }
+            }
+        }
+    }
+
+    /// The non-directory node `id` was renamed from `from` to `to`.
+    pub(crate) fn name_moved(&mut self, id: u64, from: &Path, to: &Path) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.aliases.retain(|a| a != from && a != to);
+            if node.path == from {
+                node.path = to.to_path_buf();
+            } else if node.path != to {
+                node.aliases.push(to.to_path_buf());
             }
         }
     }
