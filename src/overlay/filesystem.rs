@@ -74,7 +74,7 @@ impl Overlay {
     }
 
     /// Looks `name` up in directory `parent` and registers the result with the kernel.
-    pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> R<Option<(u64, FileAttr)>> {
+    pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> R<Option<(u64, u64, FileAttr)>> {
         let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
         let dir = self.node(parent)?;
         if !dir.is_dir {
@@ -87,12 +87,13 @@ impl Overlay {
         Ok(Some(self.remember(path, found)))
     }
 
-    pub(crate) fn remember(&self, path: PathBuf, found: Found) -> (u64, FileAttr) {
+    /// Registers `found` with the kernel: node id, generation, attributes.
+    pub(crate) fn remember(&self, path: PathBuf, found: Found) -> (u64, u64, FileAttr) {
         let hint = self.layers.report_ino(found.layer, &found.stat);
         let merged = found.dir_layers.len() > 1;
         let st = found.stat;
-        let id = self.table().remember(path, found, hint);
-        (id, attr(&st, id, merged))
+        let (id, generation) = self.table().remember(path, found, hint);
+        (id, generation, attr(&st, id, merged))
     }
 
     pub(crate) fn getattr(&self, ino: u64, fh: Option<u64>) -> R<FileAttr> {
@@ -328,8 +329,9 @@ impl Overlay {
         name: &OsStr,
         mode: u32,
         flags: i32,
-    ) -> R<(u64, FileAttr)> {
-        let (id, attr, fd) = self.create_entry(who, parent, name, New::File { mode, flags })?;
+    ) -> R<(u64, u64, FileAttr)> {
+        let (id, generation, attr, fd) =
+            self.create_entry(who, parent, name, New::File { mode, flags })?;
         let fd = fd.ok_or(Errno::IO)?;
         let fh = self.handles.insert(Handle::File(FileHandle {
             fd,
@@ -338,6 +340,6 @@ impl Overlay {
             flags: OFlags::from_bits_retain(flags as u32) & OFlags::RWMODE,
             reopened: Mutex::new(None),
         }));
-        Ok((fh, attr))
+        Ok((fh, generation, attr))
     }
 }

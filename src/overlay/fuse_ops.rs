@@ -75,7 +75,7 @@ impl Filesystem for Overlay {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.lookup(parent.0, name) {
-            Ok(Some((_, attr))) => reply.entry(&self.ttl, &attr, GEN),
+            Ok(Some((_, g, attr))) => reply.entry(&self.ttl, &attr, Generation(g)),
             Ok(None) => reply.entry(&self.ttl, &negative(), GEN),
             Err(err) => reply.error(e(err)),
         }
@@ -136,7 +136,7 @@ impl Filesystem for Overlay {
     ) {
         let what = New::Node { mode, rdev };
         match self.create_entry(caller(req), parent.0, name, what) {
-            Ok((_, attr, _)) => reply.entry(&self.ttl, &attr, GEN),
+            Ok((_, g, attr, _)) => reply.entry(&self.ttl, &attr, Generation(g)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -151,7 +151,7 @@ impl Filesystem for Overlay {
         reply: ReplyEntry,
     ) {
         match self.create_entry(caller(req), parent.0, name, New::Dir { mode }) {
-            Ok((_, attr, _)) => reply.entry(&self.ttl, &attr, GEN),
+            Ok((_, g, attr, _)) => reply.entry(&self.ttl, &attr, Generation(g)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -179,7 +179,7 @@ impl Filesystem for Overlay {
         reply: ReplyEntry,
     ) {
         match self.create_entry(caller(req), parent.0, link_name, New::Symlink { target }) {
-            Ok((_, attr, _)) => reply.entry(&self.ttl, &attr, GEN),
+            Ok((_, g, attr, _)) => reply.entry(&self.ttl, &attr, Generation(g)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -210,7 +210,7 @@ impl Filesystem for Overlay {
         reply: ReplyEntry,
     ) {
         match Overlay::link(self, ino.0, newparent.0, newname) {
-            Ok((_, attr)) => reply.entry(&self.ttl, &attr, GEN),
+            Ok((_, g, attr)) => reply.entry(&self.ttl, &attr, Generation(g)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -405,11 +405,18 @@ impl Filesystem for Overlay {
                 }
                 continue;
             }
-            let (id, attr) = match self.lookup(ino.0, &ent.name) {
+            let (id, g, attr) = match self.lookup(ino.0, &ent.name) {
                 Ok(Some(x)) => x,
                 Ok(None) | Err(_) => continue,
             };
-            if reply.add(INodeNo(id), next, &ent.name, &self.ttl, &attr, GEN) {
+            if reply.add(
+                INodeNo(id),
+                next,
+                &ent.name,
+                &self.ttl,
+                &attr,
+                Generation(g),
+            ) {
                 // Not sent: the kernel will not count this lookup.
                 self.table().forget(id, 1);
                 break;
@@ -504,10 +511,10 @@ impl Filesystem for Overlay {
         reply: ReplyCreate,
     ) {
         match self.create_file(caller(req), parent.0, name, mode, flags) {
-            Ok((fh, attr)) => reply.created(
+            Ok((fh, g, attr)) => reply.created(
                 &self.ttl,
                 &attr,
-                GEN,
+                Generation(g),
                 FileHandle(fh),
                 FopenFlags::FOPEN_KEEP_CACHE,
             ),
