@@ -396,8 +396,10 @@ fn make(
     let mut fd = None;
     match what {
         New::File { mode, flags } => {
-            let keep = OFlags::RWMODE | OFlags::SYNC | OFlags::DSYNC;
-            let flags = (OFlags::from_bits_retain(*flags as u32) & keep)
+            let requested = OFlags::from_bits_retain(*flags as u32);
+            let keep = OFlags::SYNC | OFlags::DSYNC;
+            let flags = (requested & keep)
+                | super::filesystem::writable_mode(requested)
                 | OFlags::CREATE
                 | OFlags::EXCL
                 | OFlags::NOFOLLOW
