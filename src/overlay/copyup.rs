@@ -93,10 +93,11 @@ impl Overlay {
             return Err(e);
         }
         rustix::fs::renameat(work, tmp.as_str(), self.layers.root(UPPER), path)?;
+        self.copyups.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let upper = self.layers.stat(UPPER, path)?;
         let mut table = self.table();
         let hint = self.layers.report_ino(found.layer, &found.stat);
-        let id = table.id_for(found, hint);
+        let id = table.id_for(path, found, hint);
         if table.get(id).is_some() {
             table.moved_up(id, &upper);
         }

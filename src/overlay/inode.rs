@@ -15,7 +15,13 @@ pub(crate) const ROOT: u64 = 1;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
+    /// Told to the kernel with the id: a new generation makes it drop a stale inode.
+    pub(crate) generation: u64,
+    /// Removed from the overlay while the kernel may still hold it.
+    pub(crate) dead: bool,
     pub(crate) path: PathBuf,
+    /// Other names of a hard-linked file, used when `path` is removed or renamed away.
+    pub(crate) aliases: Vec<PathBuf>,
     /// Top-most layer holding the real entry (`UPPER` once copied up).
     pub(crate) layer: usize,
     /// For directories: every layer merged into it, top first, cut at an opaque one.
@@ -23,6 +29,22 @@ pub(crate) struct Node {
     pub(crate) is_dir: bool,
     pub(crate) key: (u64, u64),
     nlookup: u64,
+}
+
+impl Node {
+    fn new(path: PathBuf, found: &Found, is_dir: bool, generation: u64) -> Self {
+        Node {
+            generation,
+            dead: false,
+            path,
+            aliases: Vec::new(),
+            layer: found.layer,
+            dir_layers: found.dir_layers.clone(),
+            is_dir,
+            key: (found.stat.st_dev, found.stat.st_ino),
+            nlookup: 1,
+        }
+    }
 }
 
 /// What a lookup found in the layers.
@@ -43,6 +65,7 @@ pub(crate) struct Table {
     copied: HashMap<(u64, u64), u64>,
     /// Directory nodes by path: a copy-up of an ancestor must update their layers.
     dirs: HashMap<PathBuf, u64>,
+    next_gen: u64,
 }
 
 impl Table {
@@ -53,7 +76,10 @@ impl Table {
         t.nodes.insert(
             ROOT,
             Node {
+                generation: 0,
+                dead: false,
                 path: PathBuf::new(),
+                aliases: Vec::new(),
                 layer: root.layer,
                 dir_layers: root.dir_layers,
                 is_dir: true,
@@ -68,44 +94,75 @@ impl Table {
         self.nodes.get(&ino)
     }
 
-    /// The node id an entry found at `id_hint` (its tagged real inode number) gets.
-    pub(crate) fn id_for(&self, found: &Found, id_hint: u64) -> u64 {
+    /// The node id of the entry `found` at `path`, whose tagged real inode number is `id_hint`.
+    pub(crate) fn id_for(&self, path: &Path, found: &Found, id_hint: u64) -> u64 {
         let key = (found.stat.st_dev, found.stat.st_ino);
         let mut id = self.copied.get(&key).copied().unwrap_or(id_hint);
+        if found.layer != super::layers::UPPER && !super::layers::is_dir(&found.stat) && found.stat.st_nlink > 1 {
+            // Each name of a lower hard link is its own file in the overlay: copying one up
+            // breaks the link, as in kernel overlayfs without `index`. Sharing one node would
+            // let a change through one name show through the others.
+            id = path_id(path);
+        }
         if id == ROOT && key != self.nodes[&ROOT].key {
             id ^= 1 << 62;
-        }
-        // A lower hard link whose sibling name was copied up: the copy owns the number, the
-        // remaining lower name is a different file now (as in kernel overlayfs without index).
-        if self.nodes.get(&id).is_some_and(|n| n.key != key) {
-            id ^= 1 << 63;
         }
         id
     }
 
-    /// Registers one more kernel reference to the entry found at `path`; returns its node id.
-    pub(crate) fn remember(&mut self, path: PathBuf, found: Found, id_hint: u64) -> u64 {
+    /// Registers one more kernel reference to the entry found at `path`; returns its node id
+    /// and generation.
+    pub(crate) fn remember(&mut self, path: PathBuf, found: Found, id_hint: u64) -> (u64, u64) {
         let key = (found.stat.st_dev, found.stat.st_ino);
-        let id = self.id_for(&found, id_hint);
+        let id = self.id_for(&path, &found, id_hint);
+        let is_dir = super::layers::is_dir(&found.stat);
         if let Some(node) = self.nodes.get_mut(&id) {
-            if node.key == key {
+            if node.key == key && !node.dead {
                 node.nlookup += 1;
                 if node.is_dir && node.path != path {
                     self.dirs.remove(&node.path);
                     self.dirs.insert(path.clone(), id);
                 }
-                node.path = path;
+                if !node.is_dir && node.path != path {
+                    node.aliases.retain(|a| *a != path);
+                    let old = std::mem::replace(&mut node.path, path);
+                    node.aliases.push(old);
+                } else {
+                    node.path = path;
+                }
                 node.layer = found.layer;
                 node.dir_layers = found.dir_layers;
-                return id;
+                return (id, node.generation);
+            }
+            // The real inode number was reused by a new file while the kernel still holds the
+            // removed one: same id, new generation, so the kernel drops its stale inode. The
+            // lookup counts add up because forgets for either arrive under this id.
+            if node.is_dir && self.dirs.get(&node.path) == Some(&id) {
+                self.dirs.remove(&node.path);
+            }
+            self.next_gen += 1;
+            let nlookup = node.nlookup + 1;
+            *node = Node::new(path.clone(), &found, is_dir, self.next_gen);
+            node.nlookup = nlookup;
+        } else {
+            self.next_gen += 1;
+            self.nodes.insert(id, Node::new(path.clone(), &found, is_dir, self.next_gen));
+        }
+        if is_dir {
+            self.dirs.insert(path, id);
+        }
+        (id, self.next_gen)
+    }
+
+    /// The entry of node `id` is gone from the overlay (its last name was removed).
+    pub(crate) fn mark_dead(&mut self, id: u64) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.dead = true;
+            self.copied.remove(&node.key);
+            if node.is_dir && self.dirs.get(&node.path) == Some(&id) {
+                self.dirs.remove(&node.path);
             }
         }
-        let is_dir = super::layers::is_dir(&found.stat);
-        if is_dir {
-            self.dirs.insert(path.clone(), id);
-        }
-        self.nodes.insert(id, Node { path, layer: found.layer, dir_layers: found.dir_layers, is_dir, key, nlookup: 1 });
-        id
     }
 
     pub(crate) fn forget(&mut self, ino: u64, n: u64) {
@@ -153,10 +210,46 @@ impl Table {
         }
     }
 
+    /// The name `path` of node `id` is gone: fall back to another name of the file; with no
+    /// name left (`last`: the real file had no other link), the node is dead.
+    pub(crate) fn name_removed(&mut self, id: u64, path: &Path, last: bool) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        node.aliases.retain(|a| a != path);
+        if node.path == path {
+            match node.aliases.pop() {
+                Some(other) => node.path = other,
+                None if last => self.mark_dead(id),
+                None => {}
+            }
+        }
+    }
+
+    /// The non-directory node `id` was renamed from `from` to `to`.
+    pub(crate) fn name_moved(&mut self, id: u64, from: &Path, to: &Path) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.aliases.retain(|a| a != from && a != to);
+            if node.path == from {
+                node.path = to.to_path_buf();
+            } else if node.path != to {
+                node.aliases.push(to.to_path_buf());
+            }
+        }
+    }
+
     /// The live directory node at `path`, if the kernel holds one.
     pub(crate) fn dir_at(&self, path: &Path) -> Option<u64> {
         self.dirs.get(path).copied()
     }
+}
+
+/// A stable node id for a path, out of the range of real inode numbers.
+fn path_id(path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() | (1 << 63)
 }
 
 fn time(sec: i64, nsec: u64) -> SystemTime {
