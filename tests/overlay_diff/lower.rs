@@ -25,6 +25,18 @@ pub fn build_layers(rng: &mut Rng, base: &Path, count: usize) -> std::io::Result
         }
         layers.push(dir);
     }
+    // Whiteouts last, and only where they hide something: a whiteout over nothing is a
+    // degenerate tree no tool writes (the kernel then lists it in readdir of a non-merged
+    // directory but lookup says ENOENT), and it would drown the interesting differences.
+    for i in (0..count.saturating_sub(1)).rev() {
+        for _ in 0..rng.range(0, 4) {
+            let rel = random_path(rng);
+            if hides_something(&layers[i..], &rel) && ensure_parent_dirs(&layers[i], &rel) {
+                let p = layers[i].join(&rel);
+                rustix::fs::mknodat(CWD, &p, rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::empty(), 0)?;
+            }
+        }
+    }
     // Times last: creating entries changes the directories' mtimes.
     for dir in &layers {
         set_times(rng, dir)?;
@@ -47,7 +59,7 @@ fn add_entry(rng: &mut Rng, layer: &Path, bottom: bool) -> std::io::Result<()> {
         return Ok(());
     }
     let p = layer.join(&rel);
-    let kind = rng.below(if bottom { 6 } else { 8 });
+    let kind = rng.below(if bottom { 6 } else { 7 });
     match kind {
         0 | 1 => {
             let len = *rng.pick(&[0usize, 1, 100, 4096, 5000, 20_000]);
@@ -75,16 +87,76 @@ fn add_entry(rng: &mut Rng, layer: &Path, bottom: bool) -> std::io::Result<()> {
                 _ => fs::write(&p, b"x")?,
             }
         }
-        6 => {
-            rustix::fs::mknodat(CWD, &p, rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::empty(), 0)?;
-            return Ok(()); // whiteouts keep root ownership and no xattrs
-        }
         _ => {
             fs::create_dir(&p)?;
             rustix::fs::lsetxattr(&p, OPAQUE_XATTR, b"y", XattrFlags::empty())?;
         }
     }
     decorate(rng, &p)
+}
+
+enum Entry {
+    Missing,
+    Whiteout,
+    Dir { opaque: bool },
+    Other,
+}
+
+fn entry(layer: &Path, rel: &str) -> Entry {
+    use std::os::unix::fs::FileTypeExt;
+    let p = layer.join(rel);
+    match fs::symlink_metadata(&p) {
+        Err(_) => Entry::Missing,
+        Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => Entry::Whiteout,
+        Ok(m) if m.is_dir() => {
+            let mut buf = [0u8; 8];
+            Entry::Dir { opaque: rustix::fs::lgetxattr(&p, OPAQUE_XATTR, &mut buf[..]).is_ok() }
+        }
+        Ok(_) => Entry::Other,
+    }
+}
+
+/// Whether a whiteout at `rel` in `layers[0]` would hide an entry of the layers below:
+/// overlayfs' lookup, path component by component (whiteouts stop it, an opaque
+/// directory or a non-directory ends the merge).
+fn hides_something(layers: &[PathBuf], rel: &str) -> bool {
+    if !matches!(entry(&layers[0], rel), Entry::Missing) {
+        return false;
+    }
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut merged: Vec<usize> = (0..layers.len()).collect();
+    for depth in 0..parts.len() {
+        let prefix = parts[..=depth].join("/");
+        let last = depth + 1 == parts.len();
+        let mut next = Vec::new();
+        for &i in &merged {
+            match entry(&layers[i], &prefix) {
+                Entry::Missing => continue,
+                Entry::Whiteout => break,
+                Entry::Other if last => return i > 0,
+                Entry::Other => break,
+                Entry::Dir { .. } if last => return i > 0,
+                Entry::Dir { opaque } => {
+                    next.push(i);
+                    if opaque {
+                        break;
+                    }
+                }
+            }
+        }
+        if last {
+            return false;
+        }
+        // Layer 0 gets the parent directory created if it lacks it (not opaque).
+        if !next.contains(&0) && !matches!(entry(&layers[0], &prefix), Entry::Missing) {
+            return false;
+        }
+        if !next.contains(&0) {
+            next.insert(0, 0);
+        }
+        merged = next;
+    }
+    false
 }
 
 /// Owner and user xattrs (symlinks: owner only; user xattrs are not allowed on them).

@@ -20,6 +20,10 @@ pub fn shrink(env: &Env, seed: u64, ops: Vec<Op>, outcome: Outcome) -> Shrunk {
     if let Outcome::Disagree { at: Some(i), .. } = best.outcome {
         best.ops.truncate(i + 1);
     }
+    // Some disagreements need no op at all (the lower layers alone show it).
+    if !best.ops.is_empty() && try_candidate(env, seed, Vec::new(), &mut best) {
+        return best;
+    }
     let mut n = 2usize;
     while best.ops.len() >= 2 {
         if best.trials >= MAX_TRIALS {
