@@ -1,1 +1,2 @@
 //! burrow: a rootless container runner.
+pub mod overlay;

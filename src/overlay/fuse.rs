@@ -1,0 +1,87 @@
+//! Serving the overlay over FUSE: mount(2) the FUSE device directly (the caller is root of its
+//! user namespace, so no setuid fusermount3 is involved) and run the request loop.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use fuser::{Config, Session, SessionACL};
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use super::filesystem::Overlay;
+use super::{OverlayConfig, OverlayError};
+
+/// Request threads: enough to overlap I/O waits on a small machine, few enough to stay lean.
+const THREADS: usize = 4;
+
+/// Mounts the overlay on `mountpoint` with mount(2), calls `ready` once the mount is live,
+/// then serves requests until it is unmounted (or its mount namespace dies), and returns.
+pub fn mount_and_serve(
+    cfg: &OverlayConfig,
+    mountpoint: &Path,
+    ready: impl FnOnce(),
+) -> Result<(), OverlayError> {
+    mount_and_serve_with(
+        cfg,
+        mountpoint,
+        MountFlags::NOSUID | MountFlags::NODEV,
+        ready,
+    )
+}
+
+/// [`mount_and_serve`] with explicit mount flags (the standalone binary passes `-o` flags).
+pub fn mount_and_serve_with(
+    cfg: &OverlayConfig,
+    mountpoint: &Path,
+    flags: MountFlags,
+    ready: impl FnOnce(),
+) -> Result<(), OverlayError> {
+    let fs = Overlay::new(cfg)?;
+    // Modes arrive already masked by the kernel; the server's own umask must not mask again.
+    rustix::process::umask(Mode::empty());
+    let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| OverlayError::DevFuse(e.into()))?;
+    let data = format!(
+        "fd={},rootmode=40000,user_id={},group_id={},allow_other,default_permissions",
+        std::os::fd::AsRawFd::as_raw_fd(&dev),
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    let data = CString::new(data).map_err(|_| OverlayError::Option {
+        option: "mount data".into(),
+        reason: "contains a NUL byte".into(),
+    })?;
+    let mount_err = |e: rustix::io::Errno| OverlayError::FuseMount {
+        path: mountpoint.to_owned(),
+        source: e.into(),
+    };
+    rustix::mount::mount(
+        "burrow-overlayfs",
+        mountpoint,
+        "fuse.burrow-overlayfs",
+        flags,
+        Some(data.as_c_str()),
+    )
+    .map_err(mount_err)?;
+    let mut config = Config::default();
+    config.n_threads = Some(THREADS);
+    config.clone_fd = true;
+    let session_err = |source| OverlayError::Session {
+        path: mountpoint.to_owned(),
+        source,
+    };
+    let session = match Session::from_fd(fs, dev, SessionACL::All, config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = rustix::mount::unmount(mountpoint, UnmountFlags::DETACH);
+            return Err(session_err(e));
+        }
+    };
+    ready();
+    let result = session.run();
+    if result.is_err() {
+        // Leave no dead mount behind (ENOTCONN for every user) if serving broke down.
+        let _ = rustix::mount::unmount(mountpoint, UnmountFlags::DETACH);
+    }
+    result.map_err(session_err)
+}

@@ -1,0 +1,216 @@
+//! The inode table: FUSE node ids mapped to where each merged entry lives.
+//!
+//! A node keeps its path relative to the layer roots (the same in every layer) and the layers
+//! that hold it. Nodes are shared by real identity (device, inode) so that hard links reach one
+//! FUSE inode and the kernel's attribute cache stays coherent between their names.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{FileAttr, FileType, INodeNo};
+use rustix::fs::Stat;
+
+pub(crate) const ROOT: u64 = 1;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) path: PathBuf,
+    /// Top-most layer holding the real entry (`UPPER` once copied up).
+    pub(crate) layer: usize,
+    /// For directories: every layer merged into it, top first, cut at an opaque one.
+    pub(crate) dir_layers: Vec<usize>,
+    pub(crate) is_dir: bool,
+    pub(crate) key: (u64, u64),
+    nlookup: u64,
+}
+
+/// What a lookup found in the layers.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub(crate) layer: usize,
+    pub(crate) stat: Stat,
+    pub(crate) dir_layers: Vec<usize>,
+}
+
+/// Live nodes by FUSE node id. fuser replies use the node id as `st_ino`, so node ids are the
+/// real inode numbers (tagged per filesystem, see `Layers::report_ino`), which keeps them stable
+/// across `forget`; an entry copied up keeps the number it had in its lower layer.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    nodes: HashMap<u64, Node>,
+    /// Node ids of entries copied up during this mount, by upper identity.
+    copied: HashMap<(u64, u64), u64>,
+    /// Directory nodes by path: a copy-up of an ancestor must update their layers.
+    dirs: HashMap<PathBuf, u64>,
+}
+
+impl Table {
+    pub(crate) fn new(root: Found) -> Self {
+        let mut t = Table::default();
+        t.dirs.insert(PathBuf::new(), ROOT);
+        let key = (root.stat.st_dev, root.stat.st_ino);
+        t.nodes.insert(
+            ROOT,
+            Node {
+                path: PathBuf::new(),
+                layer: root.layer,
+                dir_layers: root.dir_layers,
+                is_dir: true,
+                key,
+                nlookup: 1,
+            },
+        );
+        t
+    }
+
+    pub(crate) fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    /// The node id an entry found at `id_hint` (its tagged real inode number) gets.
+    pub(crate) fn id_for(&self, found: &Found, id_hint: u64) -> u64 {
+        let key = (found.stat.st_dev, found.stat.st_ino);
+        let mut id = self.copied.get(&key).copied().unwrap_or(id_hint);
+        if id == ROOT && key != self.nodes[&ROOT].key {
+            id ^= 1 << 62;
+        }
+        // A lower hard link whose sibling name was copied up: the copy owns the number, the
+        // remaining lower name is a different file now (as in kernel overlayfs without index).
+        if self.nodes.get(&id).is_some_and(|n| n.key != key) {
+            id ^= 1 << 63;
+        }
+        id
+    }
+
+    /// Registers one more kernel reference to the entry found at `path`; returns its node id.
+    pub(crate) fn remember(&mut self, path: PathBuf, found: Found, id_hint: u64) -> u64 {
+        let key = (found.stat.st_dev, found.stat.st_ino);
+        let id = self.id_for(&found, id_hint);
+        if let Some(node) = self.nodes.get_mut(&id) {
+            if node.key == key {
+                node.nlookup += 1;
+                if node.is_dir && node.path != path {
+                    self.dirs.remove(&node.path);
+                    self.dirs.insert(path.clone(), id);
+                }
+                node.path = path;
+                node.layer = found.layer;
+                node.dir_layers = found.dir_layers;
+                return id;
+            }
+        }
+        let is_dir = super::layers::is_dir(&found.stat);
+        if is_dir {
+            self.dirs.insert(path.clone(), id);
+        }
+        self.nodes.insert(
+            id,
+            Node {
+                path,
+                layer: found.layer,
+                dir_layers: found.dir_layers,
+                is_dir,
+                key,
+                nlookup: 1,
+            },
+        );
+        id
+    }
+
+    pub(crate) fn forget(&mut self, ino: u64, n: u64) {
+        if ino == ROOT {
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        node.nlookup = node.nlookup.saturating_sub(n);
+        if node.nlookup == 0 {
+            if node.is_dir && self.dirs.get(&node.path) == Some(&ino) {
+                self.dirs.remove(&node.path);
+            }
+            self.nodes.remove(&ino);
+        }
+    }
+
+    /// Records that `ino` now lives in the upper layer as the real inode `stat`.
+    pub(crate) fn moved_up(&mut self, ino: u64, stat: &Stat) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        node.key = (stat.st_dev, stat.st_ino);
+        node.layer = super::layers::UPPER;
+        if node.is_dir && node.dir_layers.first() != Some(&super::layers::UPPER) {
+            node.dir_layers.insert(0, super::layers::UPPER);
+        }
+        self.copied.insert(node.key, ino);
+    }
+
+    /// After a rename, moves the paths of `from` and everything below it to `to`.
+    pub(crate) fn rename_paths(&mut self, from: &Path, to: &Path) {
+        for (&id, node) in self.nodes.iter_mut() {
+            if let Ok(rest) = node.path.strip_prefix(from) {
+                let new = if rest.as_os_str().is_empty() {
+                    to.to_path_buf()
+                } else {
+                    to.join(rest)
+                };
+                if node.is_dir {
+                    if self.dirs.get(&node.path) == Some(&id) {
+                        self.dirs.remove(&node.path);
+                    }
+                    self.dirs.insert(new.clone(), id);
+                }
+                node.path = new;
+            }
+        }
+    }
+
+    /// The live directory node at `path`, if the kernel holds one.
+    pub(crate) fn dir_at(&self, path: &Path) -> Option<u64> {
+        self.dirs.get(path).copied()
+    }
+}
+
+fn time(sec: i64, nsec: u64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::new(sec.unsigned_abs(), 0) + Duration::new(0, nsec as u32)
+    }
+}
+
+pub(crate) fn file_type(mode: u32) -> FileType {
+    match rustix::fs::FileType::from_raw_mode(mode) {
+        rustix::fs::FileType::Directory => FileType::Directory,
+        rustix::fs::FileType::Symlink => FileType::Symlink,
+        rustix::fs::FileType::Fifo => FileType::NamedPipe,
+        rustix::fs::FileType::Socket => FileType::Socket,
+        rustix::fs::FileType::CharacterDevice => FileType::CharDevice,
+        rustix::fs::FileType::BlockDevice => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+/// Attributes as the kernel overlay shows them: the real inode's, with the node id as inode
+/// number and `nlink = 1` for merged directories.
+pub(crate) fn attr(st: &Stat, ino: u64, merged_dir: bool) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: time(st.st_atime, st.st_atime_nsec as u64),
+        mtime: time(st.st_mtime, st.st_mtime_nsec as u64),
+        ctime: time(st.st_ctime, st.st_ctime_nsec as u64),
+        crtime: UNIX_EPOCH,
+        kind: file_type(st.st_mode),
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: if merged_dir { 1 } else { st.st_nlink as u32 },
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
