@@ -3,16 +3,14 @@
 
 use super::exec::{content_summary, file_type_char, list_xattrs, stat_line};
 use super::lower::walk;
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 pub fn snapshot(root: &Path, dir_nlink: bool) -> Vec<String> {
+    // Link counts are compared, hard-link identity (inode numbers) is not: kernel overlayfs
+    // without `index` gives a copied-up file and a new link to it different inode numbers
+    // until the next mount, a quirk no FUSE driver should have to copy.
     let mut lines = Vec::new();
-    // Hard-link identity: the first path seen with an inode number names the group, so
-    // "b is the same file as a" is compared without comparing inode numbers themselves.
-    let mut first_path: BTreeMap<u64, String> = BTreeMap::new();
     let res = walk(root, &mut |p, m| {
         let rel = format!("/{}", p.strip_prefix(root).unwrap_or(p).display());
         let t = file_type_char(m);
@@ -24,17 +22,11 @@ pub fn snapshot(root: &Path, dir_nlink: bool) -> Vec<String> {
             'l' => fs::read_link(p).map(|t| format!("-> {}", t.display())).unwrap_or_else(|e| e.to_string()),
             _ => String::new(),
         };
-        let group = if t != 'd' && m.nlink() > 1 {
-            let g = first_path.entry(m.ino()).or_insert_with(|| rel.clone());
-            format!(" same-as={g}")
-        } else {
-            String::new()
-        };
         let xattrs = match list_xattrs(p) {
             Ok(v) => v.join(","),
             Err(e) => format!("listxattr errno {e}"),
         };
-        lines.push(format!("{rel} {} {extra}{group} xattrs=[{xattrs}]", stat_line(m, dir_nlink)));
+        lines.push(format!("{rel} {} {extra} xattrs=[{xattrs}]", stat_line(m, dir_nlink)));
     });
     if let Err(e) = res {
         lines.push(format!("walk error: {e}"));
