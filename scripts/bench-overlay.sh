@@ -115,13 +115,13 @@ while [ $rep -le "$REPS" ]; do
         k=1
         while [ $k -lt $(( (rep - 1) % $# + 1 )) ]; do c=$1; shift; set -- "$@" "$c"; k=$((k + 1)); done
         for c in "$@"; do
-            printf '  rep %s %-8s %-15s\r' "$rep" "$w" "$c" >&2
+            [ -t 2 ] && printf '  rep %s %-8s %-15s\r' "$rep" "$w" "$c" >&2
             run_one "$c" "$w"
         done
     done
     rep=$((rep + 1))
 done
-printf '%60s\r' '' >&2
+[ -t 2 ] && printf '%60s\r' '' >&2
 
 awk -v configs="$CONFIGS" '
 function median(key,   n, i, j, t, a) {

@@ -72,6 +72,10 @@ fn differential_random_sequences() {
         let list = ops::random_ops(&mut rng, count);
         total_ops += list.len();
         ran += 1;
+        if i % 100 == 0 {
+            // Names the seed range if the run hangs and the outer timeout kills it.
+            println!("sequence {i}, seed {seed}");
+        }
         match run_sequence(&env, seed, &list) {
             Err(e) => panic!("seed {seed}: harness failure (not a disagreement): {e}"),
             Ok(Outcome::Agree) => {}

@@ -95,6 +95,16 @@ pub fn mount_fuse(prog: &Path, l: &Layout, log: &Path) -> Result<FuseMount, Stri
     Ok(FuseMount { child, mnt: l.mnt.clone() })
 }
 
+impl Drop for FuseMount {
+    /// A server left running would keep the test's mount namespace alive.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl FuseMount {
     /// Unmounts and waits for the server to exit by itself (it must, after an unmount).
     pub fn unmount(mut self) -> Result<(), String> {

@@ -98,7 +98,11 @@ fn run_logged(mut cmd: Command, test: &str, timeout: Duration) {
     set_mode(&log_path, 0o666);
     let log2 = log.try_clone().expect("log fd");
     cmd.env(WORK, &work).stdin(Stdio::null()).stdout(log).stderr(log2);
+    // Its own process group: FUSE servers it started (which keep the mount namespace alive)
+    // are killed with it, whatever way it ends.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().expect("start the namespaced test process");
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait") {
@@ -111,6 +115,7 @@ fn run_logged(mut cmd: Command, test: &str, timeout: Duration) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     // Only the inner test's own lines are interesting, not libtest's banner.
     for line in text.lines().filter(|l| !l.starts_with("running ") && !l.trim().is_empty()) {
