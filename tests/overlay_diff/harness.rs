@@ -20,7 +20,10 @@ pub struct Env {
 pub enum Outcome {
     Agree,
     /// What disagreed, and the index of the op where it did (None: final tree or lower).
-    Disagree { at: Option<usize>, what: String },
+    Disagree {
+        at: Option<usize>,
+        what: String,
+    },
 }
 
 /// Seed of the lower layers of a sequence (the op list has its own stream).
@@ -38,8 +41,13 @@ pub fn fresh_layers(base: &Path, seed: u64) -> Result<(Vec<PathBuf>, Vec<Vec<Str
         fs::remove_dir_all(base).map_err(|e| format!("remove {}: {e}", base.display()))?;
     }
     fs::create_dir_all(base).map_err(|e| e.to_string())?;
-    let lowers = build_layers(&mut lower_rng(seed), base, layer_count(seed)).map_err(|e| format!("build layers: {e}"))?;
-    let prints = lowers.iter().map(|l| fingerprint(l)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let lowers = build_layers(&mut lower_rng(seed), base, layer_count(seed))
+        .map_err(|e| format!("build layers: {e}"))?;
+    let prints = lowers
+        .iter()
+        .map(|l| fingerprint(l))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     Ok((lowers, prints))
 }
 
@@ -47,7 +55,11 @@ pub fn check_lowers(lowers: &[PathBuf], before: &[Vec<String>]) -> Result<(), St
     for (l, b) in lowers.iter().zip(before) {
         let now = fingerprint(l).map_err(|e| e.to_string())?;
         if &now != b {
-            return Err(format!("lower layer {} changed:\n{}", l.display(), diff_lines("before", b, "after", &now)));
+            return Err(format!(
+                "lower layer {} changed:\n{}",
+                l.display(),
+                diff_lines("before", b, "after", &now)
+            ));
         }
     }
     Ok(())
@@ -111,7 +123,12 @@ fn compare(env: &Env, kmnt: &Path, fmnt: &Path, ops: &[Op]) -> Outcome {
         if rk != rf {
             return Outcome::Disagree {
                 at: Some(i),
-                what: format!("op {}: `{op}`\n  kernel: {}\n  fuse:   {}", i + 1, show(&rk), show(&rf)),
+                what: format!(
+                    "op {}: `{op}`\n  kernel: {}\n  fuse:   {}",
+                    i + 1,
+                    show(&rk),
+                    show(&rf)
+                ),
             };
         }
     }
@@ -120,7 +137,13 @@ fn compare(env: &Env, kmnt: &Path, fmnt: &Path, ops: &[Op]) -> Outcome {
     let sk = snapshot(kmnt, env.dir_nlink);
     let sf = snapshot(fmnt, env.dir_nlink);
     if sk != sf {
-        return Outcome::Disagree { at: None, what: format!("final merged trees differ:\n{}", diff_lines("kernel", &sk, "fuse", &sf)) };
+        return Outcome::Disagree {
+            at: None,
+            what: format!(
+                "final merged trees differ:\n{}",
+                diff_lines("kernel", &sk, "fuse", &sf)
+            ),
+        };
     }
     Outcome::Agree
 }
@@ -131,7 +154,10 @@ pub fn describe_layers(base: &Path, seed: u64) -> String {
         Ok((lowers, prints)) => {
             let mut s = String::new();
             for (l, p) in lowers.iter().zip(prints) {
-                s += &format!("  layer {} (top first):\n", l.file_name().unwrap_or_default().to_string_lossy());
+                s += &format!(
+                    "  layer {} (top first):\n",
+                    l.file_name().unwrap_or_default().to_string_lossy()
+                );
                 for line in p {
                     s += &format!("    {line}\n");
                 }

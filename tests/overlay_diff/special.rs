@@ -26,7 +26,12 @@ fn apply_all(mnt: &Path, seed: u64, dir_nlink: bool) {
 fn with_work(l: &Layout, base: &Path, name: &str) -> Result<Layout, String> {
     let work = base.join(name);
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    Ok(Layout { lowers: l.lowers.clone(), upper: l.upper.clone(), work, mnt: l.mnt.clone() })
+    Ok(Layout {
+        lowers: l.lowers.clone(),
+        upper: l.upper.clone(),
+        work,
+        mnt: l.mnt.clone(),
+    })
 }
 
 /// An upper written through one driver, mounted by the other, shows the same tree.
@@ -45,7 +50,10 @@ pub fn cross_driver(env: &Env, seed: u64) -> Result<(), String> {
     let read = snapshot(&a2.mnt, env.dir_nlink);
     unmount(&a2.mnt)?;
     if written != read {
-        return Err(format!("upper written by FUSE, read by kernel:\n{}", diff_lines("fuse", &written, "kernel", &read)));
+        return Err(format!(
+            "upper written by FUSE, read by kernel:\n{}",
+            diff_lines("fuse", &written, "kernel", &read)
+        ));
     }
 
     let b = Layout::new(&base, "b", &lowers).map_err(e)?;
@@ -58,7 +66,10 @@ pub fn cross_driver(env: &Env, seed: u64) -> Result<(), String> {
     let read = snapshot(&b2.mnt, env.dir_nlink);
     second.unmount()?;
     if written != read {
-        return Err(format!("upper written by kernel, read by FUSE:\n{}", diff_lines("kernel", &written, "fuse", &read)));
+        return Err(format!(
+            "upper written by kernel, read by FUSE:\n{}",
+            diff_lines("kernel", &written, "fuse", &read)
+        ));
     }
     check_lowers(&lowers, &prints)
 }
@@ -77,26 +88,39 @@ fn fill_new_file(p: &Path) -> Result<(), String> {
     let chunk = pattern(7, 64 * 1024);
     for _ in 0..32 {
         if let Err(e) = f.write_all(&chunk) {
-            return if is_enospc(&e) { Ok(()) } else { Err(format!("write {}: {e}, expected ENOSPC", p.display())) };
+            return if is_enospc(&e) {
+                Ok(())
+            } else {
+                Err(format!("write {}: {e}, expected ENOSPC", p.display()))
+            };
         }
     }
     match f.sync_all() {
         Err(e) if is_enospc(&e) => Ok(()),
         Err(e) => Err(format!("fsync {}: {e}, expected ENOSPC", p.display())),
-        Ok(()) => Err(format!("2 MiB written to {} on a 1 MiB upper without ENOSPC", p.display())),
+        Ok(()) => Err(format!(
+            "2 MiB written to {} on a 1 MiB upper without ENOSPC",
+            p.display()
+        )),
     }
 }
 
 /// Copy-up of a 2 MiB lower file into the full-size-1 MiB upper must fail with ENOSPC.
 fn copy_up_big(p: &Path) -> Result<(), String> {
-    let r = fs::OpenOptions::new().append(true).open(p).and_then(|mut f| {
-        f.write_all(b"more")?;
-        f.sync_all()
-    });
+    let r = fs::OpenOptions::new()
+        .append(true)
+        .open(p)
+        .and_then(|mut f| {
+            f.write_all(b"more")?;
+            f.sync_all()
+        });
     match r {
         Err(e) if is_enospc(&e) => Ok(()),
         Err(e) => Err(format!("copy-up of {}: {e}, expected ENOSPC", p.display())),
-        Ok(()) => Err(format!("copy-up of 2 MiB {} into a 1 MiB upper succeeded", p.display())),
+        Ok(()) => Err(format!(
+            "copy-up of 2 MiB {} into a 1 MiB upper succeeded",
+            p.display()
+        )),
     }
 }
 
@@ -111,7 +135,8 @@ pub fn enospc(env: &Env) -> Result<(), String> {
         let small = base.join(format!("{driver}-small"));
         fs::create_dir_all(&small).map_err(|e| e.to_string())?;
         mount_tmpfs(&small, "size=1m,mode=0755")?;
-        let l = Layout::new(&small, "o", std::slice::from_ref(&lower)).map_err(|e| e.to_string())?;
+        let l =
+            Layout::new(&small, "o", std::slice::from_ref(&lower)).map_err(|e| e.to_string())?;
         let second = if driver == "kernel" {
             mount_kernel(&l).map(|_| None)
         } else {
@@ -153,7 +178,9 @@ pub fn killed_server(env: &Env) -> Result<(), String> {
     if seen != b"data" {
         return Err(format!("read before kill gave {seen:?}"));
     }
-    fuse.child.kill().map_err(|e| format!("kill FUSE server: {e}"))?;
+    fuse.child
+        .kill()
+        .map_err(|e| format!("kill FUSE server: {e}"))?;
     let _ = fuse.child.wait();
     let mnt = l.mnt.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -166,14 +193,20 @@ pub fn killed_server(env: &Env) -> Result<(), String> {
         ];
         let _ = tx.send(kinds.map(|r| r.map_err(|e| (e.kind(), e.raw_os_error()))));
     });
-    let results = rx.recv_timeout(Duration::from_secs(10)).map_err(|_| String::from("a request hung after the FUSE server was killed"))?;
+    let results = rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| String::from("a request hung after the FUSE server was killed"))?;
     let _ = unmount(&l.mnt);
     let enotconn = nix::errno::Errno::ENOTCONN as i32;
     for (what, r) in ["lstat", "opendir", "create"].iter().zip(results) {
         match r {
             Err((_, Some(e))) if e == enotconn => {}
             Err((ErrorKind::NotConnected, _)) => {}
-            other => return Err(format!("{what} after the server died gave {other:?}, expected ENOTCONN")),
+            other => {
+                return Err(format!(
+                    "{what} after the server died gave {other:?}, expected ENOTCONN"
+                ))
+            }
         }
     }
     Ok(())
