@@ -101,6 +101,7 @@ fn differential_random_sequences() {
         started.elapsed().as_secs_f64(),
         env.fuse_prog.display()
     );
+    println!("op results (kernel side): {}", harness::result_counts());
     let _ = mounts::unmount(&env.work);
     assert_eq!(
         failures,

@@ -1,7 +1,7 @@
 //! Applies one `Op` to a mounted tree and reduces its outcome to a comparable value:
 //! `Ok(text)` or `Err(errno)`.
 
-use super::ops::{Op, RenameMode, XattrMode, SLOTS};
+use super::ops::{Op, RenameMode, XattrMode, SLOTS, USER};
 use super::rng::{fnv64, pattern};
 use rustix::fs::{AtFlags, RenameFlags, Timespec, Timestamps, XattrFlags, CWD};
 use std::fs::{self, File, OpenOptions};
@@ -127,6 +127,16 @@ impl Exec {
 
     pub fn apply(&mut self, op: &Op) -> Res {
         match op {
+            Op::AsUser(inner) => {
+                // fsuid/fsgid are per thread, and a non-zero fsuid drops the file-system
+                // capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER...) until it is 0 again.
+                nix::unistd::setfsgid(nix::unistd::Gid::from_raw(USER));
+                nix::unistd::setfsuid(nix::unistd::Uid::from_raw(USER));
+                let r = self.apply(inner);
+                nix::unistd::setfsuid(nix::unistd::Uid::from_raw(0));
+                nix::unistd::setfsgid(nix::unistd::Gid::from_raw(0));
+                r
+            }
             Op::Create { path, mode } => {
                 let f = opts()
                     .write(true)

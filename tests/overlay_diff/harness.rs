@@ -7,8 +7,10 @@ use super::mounts::{mount_fuse, mount_kernel, unmount, FuseMount, Layout};
 use super::ops::Op;
 use super::rng::Rng;
 use super::tree::{diff_lines, snapshot};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub struct Env {
     pub work: PathBuf,
@@ -120,6 +122,7 @@ fn compare(env: &Env, kmnt: &Path, fmnt: &Path, ops: &[Op]) -> Outcome {
     for (i, op) in ops.iter().enumerate() {
         let rk = k.apply(op);
         let rf = f.apply(op);
+        count_result(&rk);
         if rk != rf {
             return Outcome::Disagree {
                 at: Some(i),
@@ -146,6 +149,28 @@ fn compare(env: &Env, kmnt: &Path, fmnt: &Path, ops: &[Op]) -> Outcome {
         };
     }
     Outcome::Agree
+}
+
+/// How often each result kind was seen (ok or errno name): shows that the sequences reach
+/// the error paths, not only the happy ones.
+static RESULTS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+fn count_result(r: &super::exec::Res) {
+    let key = match r {
+        Ok(_) => String::from("ok"),
+        Err(e) => super::exec::errno_name(*e),
+    };
+    if let Ok(mut m) = RESULTS.lock() {
+        *m.entry(key).or_default() += 1;
+    }
+}
+
+pub fn result_counts() -> String {
+    let m = RESULTS.lock().map(|m| m.clone()).unwrap_or_default();
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The merged view of the lower layers alone, for a reproducer's context.

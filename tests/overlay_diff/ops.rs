@@ -131,6 +131,8 @@ pub enum Op {
     Fsync {
         path: String,
     },
+    /// The op done with fsuid/fsgid of an unprivileged id (no capabilities): permission checks.
+    AsUser(Box<Op>),
 }
 
 /// A random path of the universe, 1 to 3 components.
@@ -270,8 +272,20 @@ pub fn random_op(rng: &mut Rng) -> Op {
     }
 }
 
+/// Id the `AsUser` ops run as: it owns some lower entries (see `OWNERS`), not others.
+pub const USER: u32 = 1000;
+
 pub fn random_ops(rng: &mut Rng, count: usize) -> Vec<Op> {
-    (0..count).map(|_| random_op(rng)).collect()
+    (0..count)
+        .map(|_| {
+            let op = random_op(rng);
+            if rng.chance(1, 5) {
+                Op::AsUser(Box::new(op))
+            } else {
+                op
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for Op {
@@ -324,6 +338,7 @@ impl fmt::Display for Op {
             } => write!(f, "pwrite fd{slot} off={off} len={len} fill={fill}"),
             Op::CloseFd { slot } => write!(f, "close fd{slot}"),
             Op::Fsync { path } => write!(f, "open+fsync {path}"),
+            Op::AsUser(op) => write!(f, "as uid/gid {USER}: {op}"),
         }
     }
 }
