@@ -111,7 +111,7 @@ impl Overlay {
         let upper = self.layers.stat(UPPER, path)?;
         let mut table = self.table();
         let hint = self.layers.report_ino(found.layer, &found.stat);
-        let id = table.id_for(found, hint);
+        let id = table.id_for(path, found, hint);
         if table.get(id).is_some() {
             table.moved_up(id, &upper);
         }

@@ -190,7 +190,17 @@ impl Overlay {
             self.copy_up_dir_path(&dir_path)?;
             self.layers.make_whiteout(&path)?;
         }
+        if !dir {
+            let id = self.id_of(&path, &found);
+            self.table().name_removed(id, &path);
+        }
         Ok(())
+    }
+
+    /// The node id the kernel knows the entry `found` at `path` by.
+    pub(crate) fn id_of(&self, path: &Path, found: &Found) -> u64 {
+        let hint = self.layers.report_ino(found.layer, &found.stat);
+        self.table().id_for(path, found, hint)
     }
 
     /// Atomically turns the upper entry at `path` into a whiteout (built in work, then
@@ -293,7 +303,17 @@ impl Overlay {
         if old_needs_whiteout {
             self.layers.make_whiteout(&old)?;
         }
+        // The node ids as the kernel knows them (before copy-up changed the real identities).
+        let src_id = self.id_of(&old, &src);
+        let dst_id = dst.as_ref().map(|d| self.id_of(&new, d));
         let mut table = self.table();
+        if !is_dir(&src.stat) && !exchange {
+            if let Some(d) = dst_id.filter(|_| dst.as_ref().is_some_and(|d| !is_dir(&d.stat))) {
+                table.name_removed(d, &new);
+            }
+            table.name_moved(src_id, &old, &new);
+            return Ok(());
+        }
         if exchange {
             let swap = PathBuf::from(format!("\0{}", self.tmp_name()));
             table.rename_paths(&old, &swap);

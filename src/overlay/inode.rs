@@ -16,6 +16,8 @@ pub(crate) const ROOT: u64 = 1;
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) path: PathBuf,
+    /// Other names of a hard-linked file, used when `path` is removed or renamed away.
+    pub(crate) aliases: Vec<PathBuf>,
     /// Top-most layer holding the real entry (`UPPER` once copied up).
     pub(crate) layer: usize,
     /// For directories: every layer merged into it, top first, cut at an opaque one.
@@ -54,6 +56,7 @@ impl Table {
             ROOT,
             Node {
                 path: PathBuf::new(),
+                aliases: Vec::new(),
                 layer: root.layer,
                 dir_layers: root.dir_layers,
                 is_dir: true,
@@ -68,10 +71,19 @@ impl Table {
         self.nodes.get(&ino)
     }
 
-    /// The node id an entry found at `id_hint` (its tagged real inode number) gets.
-    pub(crate) fn id_for(&self, found: &Found, id_hint: u64) -> u64 {
+    /// The node id of the entry `found` at `path`, whose tagged real inode number is `id_hint`.
+    pub(crate) fn id_for(&self, path: &Path, found: &Found, id_hint: u64) -> u64 {
         let key = (found.stat.st_dev, found.stat.st_ino);
         let mut id = self.copied.get(&key).copied().unwrap_or(id_hint);
+        if found.layer != super::layers::UPPER
+            && !super::layers::is_dir(&found.stat)
+            && found.stat.st_nlink > 1
+        {
+            // Each name of a lower hard link is its own file in the overlay: copying one up
+            // breaks the link, as in kernel overlayfs without `index`. Sharing one node would
+            // let a change through one name show through the others.
+            id = path_id(path);
+        }
         if id == ROOT && key != self.nodes[&ROOT].key {
             id ^= 1 << 62;
         }
@@ -86,7 +98,7 @@ impl Table {
     /// Registers one more kernel reference to the entry found at `path`; returns its node id.
     pub(crate) fn remember(&mut self, path: PathBuf, found: Found, id_hint: u64) -> u64 {
         let key = (found.stat.st_dev, found.stat.st_ino);
-        let id = self.id_for(&found, id_hint);
+        let id = self.id_for(&path, &found, id_hint);
         if let Some(node) = self.nodes.get_mut(&id) {
             if node.key == key {
                 node.nlookup += 1;
@@ -94,7 +106,13 @@ impl Table {
                     self.dirs.remove(&node.path);
                     self.dirs.insert(path.clone(), id);
                 }
-                node.path = path;
+                if !node.is_dir && node.path != path {
+                    node.aliases.retain(|a| *a != path);
+                    let old = std::mem::replace(&mut node.path, path);
+                    node.aliases.push(old);
+                } else {
+                    node.path = path;
+                }
                 node.layer = found.layer;
                 node.dir_layers = found.dir_layers;
                 return id;
@@ -108,6 +126,7 @@ impl Table {
             id,
             Node {
                 path,
+                aliases: Vec::new(),
                 layer: found.layer,
                 dir_layers: found.dir_layers,
                 is_dir,
@@ -167,10 +186,42 @@ impl Table {
         }
     }
 
+    /// The name `path` of node `id` is gone: fall back to another name of the file.
+    pub(crate) fn name_removed(&mut self, id: u64, path: &Path) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.aliases.retain(|a| a != path);
+            if node.path == path {
+                if let Some(other) = node.aliases.pop() {
+                    node.path = other;
+                }
+            }
+        }
+    }
+
+    /// The non-directory node `id` was renamed from `from` to `to`.
+    pub(crate) fn name_moved(&mut self, id: u64, from: &Path, to: &Path) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.aliases.retain(|a| a != from && a != to);
+            if node.path == from {
+                node.path = to.to_path_buf();
+            } else if node.path != to {
+                node.aliases.push(to.to_path_buf());
+            }
+        }
+    }
+
     /// The live directory node at `path`, if the kernel holds one.
     pub(crate) fn dir_at(&self, path: &Path) -> Option<u64> {
         self.dirs.get(path).copied()
     }
+}
+
+/// A stable node id for a path, out of the range of real inode numbers.
+fn path_id(path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() | (1 << 63)
 }
 
 fn time(sec: i64, nsec: u64) -> SystemTime {
