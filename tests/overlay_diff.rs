@@ -11,7 +11,10 @@
 //!   built `burrow-overlayfs`; `/usr/bin/fuse-overlayfs` works; `kernel` self-checks the harness).
 //! - `BURROW_DIFF_SEQS` (500), `BURROW_DIFF_SEED` (sequence i uses seed+i).
 //! - `BURROW_DIFF_MAX_FAILURES` (1): failing sequences to shrink and report before stopping.
-//! - `BURROW_DIFF_IGNORE=dirnlink`: do not compare directory link counts.
+//! - `BURROW_DIFF_IGNORE=dirnlink`: do not compare directory link counts (kernel overlayfs
+//!   reports 1 for merged directories).
+//! - `BURROW_DIFF_CROSS_SEQS` (200): sequences of the cross-driver test.
+//! - `BURROW_TEST_USER` (burrow-t1): the user a root-started run drops to.
 
 #[path = "overlay_diff/exec.rs"]
 mod exec;
@@ -124,7 +127,13 @@ fn reproducer(env: &Env, seed: u64, list: Vec<ops::Op>, out: Outcome) -> String 
             ""
         }
     );
-    t += &format!("reproduce: BURROW_DIFF_SEED={seed} BURROW_DIFF_SEQS=1 cargo test --test overlay_diff differential\n");
+    let mut vars = format!("BURROW_DIFF_SEED={seed} BURROW_DIFF_SEQS=1");
+    for name in ["BURROW_DIFF_FUSE_PROGRAM", "BURROW_DIFF_IGNORE"] {
+        if let Ok(v) = std::env::var(name) {
+            vars += &format!(" {name}={v}");
+        }
+    }
+    t += &format!("reproduce: {vars} cargo test --test overlay_diff differential\n");
     t += &format!(
         "lower layers ({} layer(s), as generated from the seed):\n",
         harness::layer_count(seed)
@@ -150,7 +159,7 @@ fn cross_driver_upper_reads_the_same() {
     }
     let env = inner_env();
     userns::mount_tmpfs(&env.work, "mode=0755").unwrap();
-    let seqs = env_u64("BURROW_DIFF_CROSS_SEQS", 40);
+    let seqs = env_u64("BURROW_DIFF_CROSS_SEQS", 200);
     let base = env_u64("BURROW_DIFF_SEED", DEFAULT_SEED);
     let mut failures = Vec::new();
     for i in 0..seqs {
