@@ -105,6 +105,10 @@ pub enum Op {
     ListXattr {
         path: String,
     },
+    /// A unix socket file (bind, then close the listener).
+    Mksock {
+        path: String,
+    },
     Mkfifo {
         path: String,
     },
@@ -241,8 +245,9 @@ pub fn random_op(rng: &mut Rng) -> Op {
             path,
             name: XATTRS[rng.below(XATTRS.len() as u64) as usize],
         },
-        22 => match rng.below(3) {
+        22 => match rng.below(4) {
             0 => Op::ListXattr { path },
+            3 => Op::Mksock { path },
             1 => Op::Mkfifo { path },
             _ => Op::Fsync { path },
         },
@@ -323,6 +328,7 @@ impl fmt::Display for Op {
             Op::RemoveXattr { path, name } => write!(f, "lremovexattr {path} {name}"),
             Op::ListXattr { path } => write!(f, "llistxattr {path}"),
             Op::Mkfifo { path } => write!(f, "mkfifo {path}"),
+            Op::Mksock { path } => write!(f, "bind unix socket {path}"),
             Op::Readdir { path } => write!(f, "readdir /{path}"),
             Op::OpenFd { slot, path, write } => write!(
                 f,
