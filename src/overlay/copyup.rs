@@ -108,6 +108,8 @@ impl Overlay {
             return Err(e);
         }
         rustix::fs::renameat(work, tmp.as_str(), self.layers.root(UPPER), path)?;
+        self.copyups
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let upper = self.layers.stat(UPPER, path)?;
         let mut table = self.table();
         let hint = self.layers.report_ino(found.layer, &found.stat);

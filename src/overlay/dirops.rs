@@ -51,7 +51,7 @@ impl Overlay {
         parent: u64,
         name: &OsStr,
         what: New<'_>,
-    ) -> R<(u64, FileAttr, Option<OwnedFd>)> {
+    ) -> R<(u64, u64, FileAttr, Option<OwnedFd>)> {
         let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
         let (dir_path, dir_layers) = self.parent_dir(parent)?;
         let path = child_path(&dir_path, name);
@@ -88,7 +88,7 @@ impl Overlay {
         } else {
             Vec::new()
         };
-        let (id, attr) = self.remember(
+        let (id, generation, attr) = self.remember(
             path,
             Found {
                 layer: UPPER,
@@ -96,7 +96,7 @@ impl Overlay {
                 dir_layers,
             },
         );
-        Ok((id, attr, fd))
+        Ok((id, generation, attr, fd))
     }
 
     /// Builds the new entry in work and moves it over the whiteout at `path`: a rename for
@@ -190,9 +190,12 @@ impl Overlay {
             self.copy_up_dir_path(&dir_path)?;
             self.layers.make_whiteout(&path)?;
         }
-        if !dir {
-            let id = self.id_of(&path, &found);
-            self.table().name_removed(id, &path);
+        let id = self.id_of(&path, &found);
+        if dir {
+            self.table().mark_dead(id);
+        } else {
+            let last = found.layer != UPPER || found.stat.st_nlink <= 1;
+            self.table().name_removed(id, &path, last);
         }
         Ok(())
     }
@@ -234,7 +237,7 @@ impl Overlay {
     }
 
     /// Copies up the entry `ino` and hard-links it as `name` in `newparent`.
-    pub(crate) fn link(&self, ino: u64, newparent: u64, name: &OsStr) -> R<(u64, FileAttr)> {
+    pub(crate) fn link(&self, ino: u64, newparent: u64, name: &OsStr) -> R<(u64, u64, FileAttr)> {
         {
             let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
             self.copy_up(ino)?;
@@ -244,8 +247,9 @@ impl Overlay {
             uid: self.euid,
             gid: self.egid,
         };
-        let (id, attr, _) = self.create_entry(who, newparent, name, New::Link { from })?;
-        Ok((id, attr))
+        let (id, generation, attr, _) =
+            self.create_entry(who, newparent, name, New::Link { from })?;
+        Ok((id, generation, attr))
     }
 
     /// Renames like kernel overlayfs: copy up, rename in upper, whiteout the old name when a
@@ -307,10 +311,15 @@ impl Overlay {
         let src_id = self.id_of(&old, &src);
         let dst_id = dst.as_ref().map(|d| self.id_of(&new, d));
         let mut table = self.table();
-        if !is_dir(&src.stat) && !exchange {
-            if let Some(d) = dst_id.filter(|_| dst.as_ref().is_some_and(|d| !is_dir(&d.stat))) {
-                table.name_removed(d, &new);
+        if let (Some(id), Some(d), false) = (dst_id, &dst, exchange) {
+            if is_dir(&d.stat) {
+                table.mark_dead(id);
+            } else {
+                let last = d.layer != UPPER || d.stat.st_nlink <= 1;
+                table.name_removed(id, &new, last);
             }
+        }
+        if !is_dir(&src.stat) && !exchange {
             table.name_moved(src_id, &old, &new);
             return Ok(());
         }
@@ -387,8 +396,10 @@ fn make(
     let mut fd = None;
     match what {
         New::File { mode, flags } => {
-            let keep = OFlags::RWMODE | OFlags::SYNC | OFlags::DSYNC;
-            let flags = (OFlags::from_bits_retain(*flags as u32) & keep)
+            let requested = OFlags::from_bits_retain(*flags as u32);
+            let keep = OFlags::SYNC | OFlags::DSYNC;
+            let flags = (requested & keep)
+                | super::filesystem::writable_mode(requested)
                 | OFlags::CREATE
                 | OFlags::EXCL
                 | OFlags::NOFOLLOW

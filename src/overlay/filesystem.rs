@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub(crate) struct Overlay {
     pub(crate) handles: Handles,
     pub(crate) ttl: Duration,
     pub(crate) tmp_counter: AtomicU64,
+    /// Number of copy-ups so far: a read-only handle on a lower file checks for its own
+    /// copy-up only when this moved since it was opened.
+    pub(crate) copyups: AtomicU64,
     pub(crate) euid: u32,
     pub(crate) egid: u32,
 }
@@ -52,6 +55,7 @@ impl Overlay {
             // Layers change only through this server, so the kernel may cache for long.
             ttl: Duration::from_secs(86400),
             tmp_counter: AtomicU64::new(0),
+            copyups: AtomicU64::new(0),
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
         })
@@ -74,12 +78,17 @@ impl Overlay {
     }
 
     /// Looks `name` up in directory `parent` and registers the result with the kernel.
-    pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> R<Option<(u64, FileAttr)>> {
+    pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> R<Option<(u64, u64, FileAttr)>> {
         let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
         let dir = self.node(parent)?;
         if !dir.is_dir {
             return Err(Errno::NOTDIR);
         }
+        self.lookup_in(&dir, name)
+    }
+
+    /// Looks `name` up in the directory node `dir` (caller holds the tree lock).
+    pub(crate) fn lookup_in(&self, dir: &Node, name: &OsStr) -> R<Option<(u64, u64, FileAttr)>> {
         let path = super::layers::child_path(&dir.path, name);
         let Some(found) = lookup_merged(&self.layers, &dir.dir_layers, &path)? else {
             return Ok(None);
@@ -87,12 +96,13 @@ impl Overlay {
         Ok(Some(self.remember(path, found)))
     }
 
-    pub(crate) fn remember(&self, path: PathBuf, found: Found) -> (u64, FileAttr) {
+    /// Registers `found` with the kernel: node id, generation, attributes.
+    pub(crate) fn remember(&self, path: PathBuf, found: Found) -> (u64, u64, FileAttr) {
         let hint = self.layers.report_ino(found.layer, &found.stat);
         let merged = found.dir_layers.len() > 1;
         let st = found.stat;
-        let id = self.table().remember(path, found, hint);
-        (id, attr(&st, id, merged))
+        let (id, generation) = self.table().remember(path, found, hint);
+        (id, generation, attr(&st, id, merged))
     }
 
     pub(crate) fn getattr(&self, ino: u64, fh: Option<u64>) -> R<FileAttr> {
@@ -184,13 +194,28 @@ impl Overlay {
             let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
             self.copy_up_flags(ino, flags.contains(OFlags::TRUNC))?;
         }
+        let epoch = self.copyups.load(Ordering::Acquire);
         let node = self.node(ino)?;
-        let keep = OFlags::RWMODE | OFlags::SYNC | OFlags::DSYNC | OFlags::TRUNC;
-        let fd = self.layers.open(node.layer, &node.path, flags & keep, 0)?;
+        let keep = OFlags::SYNC | OFlags::DSYNC | OFlags::TRUNC;
+        let fd = self.layers.open(
+            node.layer,
+            &node.path,
+            flags & keep | writable_mode(flags),
+            0,
+        );
+        // A file with write-only permission for an unmapped owner cannot be opened for reading.
+        let fd = match fd {
+            Err(Errno::ACCESS) if flags & OFlags::RWMODE == OFlags::WRONLY => {
+                self.layers
+                    .open(node.layer, &node.path, flags & (keep | OFlags::RWMODE), 0)?
+            }
+            fd => fd?,
+        };
         Ok(self.handles.insert(Handle::File(FileHandle {
             fd,
             layer: node.layer,
             ino,
+            epoch,
             flags: flags & OFlags::RWMODE,
             reopened: Mutex::new(None),
         })))
@@ -199,7 +224,7 @@ impl Overlay {
     /// The fd to read from: the handle's own, or the upper copy if the file was copied up
     /// after this read-only handle was opened on the lower file.
     pub(crate) fn read_fd(&self, h: &FileHandle) -> R<Option<Arc<OwnedFd>>> {
-        if h.layer == UPPER {
+        if h.layer == UPPER || self.copyups.load(Ordering::Acquire) == h.epoch {
             return Ok(None);
         }
         let mut reopened = h.reopened.lock().unwrap_or_else(|e| e.into_inner());
@@ -268,6 +293,15 @@ impl Overlay {
     }
 }
 
+/// The access mode to open a real file with: with the kernel's writeback cache, a write-only
+/// open must also read (to fill partially written pages), so it becomes read-write.
+pub(crate) fn writable_mode(flags: OFlags) -> OFlags {
+    match flags & OFlags::RWMODE {
+        OFlags::WRONLY => OFlags::RDWR,
+        mode => mode,
+    }
+}
+
 fn timespec(t: Option<TimeOrNow>) -> Timespec {
     match t {
         None => Timespec {
@@ -328,16 +362,18 @@ impl Overlay {
         name: &OsStr,
         mode: u32,
         flags: i32,
-    ) -> R<(u64, FileAttr)> {
-        let (id, attr, fd) = self.create_entry(who, parent, name, New::File { mode, flags })?;
+    ) -> R<(u64, u64, FileAttr)> {
+        let (id, generation, attr, fd) =
+            self.create_entry(who, parent, name, New::File { mode, flags })?;
         let fd = fd.ok_or(Errno::IO)?;
         let fh = self.handles.insert(Handle::File(FileHandle {
             fd,
             layer: UPPER,
             ino: id,
+            epoch: 0,
             flags: OFlags::from_bits_retain(flags as u32) & OFlags::RWMODE,
             reopened: Mutex::new(None),
         }));
-        Ok((fh, attr))
+        Ok((fh, generation, attr))
     }
 }

@@ -12,7 +12,14 @@ use super::filesystem::Overlay;
 use super::{OverlayConfig, OverlayError};
 
 /// Request threads: enough to overlap I/O waits on a small machine, few enough to stay lean.
-const THREADS: usize = 4;
+/// `BURROW_OVERLAY_THREADS` overrides it (1 to 64).
+fn threads() -> usize {
+    std::env::var("BURROW_OVERLAY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(2)
+}
 
 /// Mounts the overlay on `mountpoint` with mount(2), calls `ready` once the mount is live,
 /// then serves requests until it is unmounted (or its mount namespace dies), and returns.
@@ -64,7 +71,7 @@ pub fn mount_and_serve_with(
     )
     .map_err(mount_err)?;
     let mut config = Config::default();
-    config.n_threads = Some(THREADS);
+    config.n_threads = Some(threads());
     config.clone_fd = true;
     let session_err = |source| OverlayError::Session {
         path: mountpoint.to_owned(),

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::dirops::{Caller, New};
@@ -58,6 +58,10 @@ thread_local! {
 const MAX_WRITE: u32 = 1 << 20;
 
 impl Filesystem for Overlay {
+    // flush, fsyncdir and access are left unimplemented on purpose: their ENOSYS tells the
+    // kernel to stop sending them (nothing is buffered here, and default_permissions makes
+    // the kernel check access itself), which saves a round trip on every close.
+
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
@@ -66,6 +70,8 @@ impl Filesystem for Overlay {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_MAX_PAGES,
+            // Writes gather in the page cache and reach the server in large batches.
+            InitFlags::FUSE_WRITEBACK_CACHE,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -75,7 +81,7 @@ impl Filesystem for Overlay {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.lookup(parent.0, name) {
-            Ok(Some((_, attr))) => reply.entry(&self.ttl, &attr, GEN),
+            Ok(Some((_, g, attr))) => reply.entry(&self.ttl, &attr, Generation(g)),
             Ok(None) => reply.entry(&self.ttl, &negative(), GEN),
             Err(err) => reply.error(e(err)),
         }
@@ -136,7 +142,7 @@ impl Filesystem for Overlay {
     ) {
         let what = New::Node { mode, rdev };
         match self.create_entry(caller(req), parent.0, name, what) {
-            Ok((_, attr, _)) => reply.entry(&self.ttl, &attr, GEN),
+            Ok((_, g, attr, _)) => reply.entry(&self.ttl, &attr, Generation(g)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -151,7 +157,7 @@ impl Filesystem for Overlay {
         reply: ReplyEntry,
     ) {
         match self.create_entry(caller(req), parent.0, name, New::Dir { mode }) {
-            Ok((_, attr, _)) => reply.entry(&self.ttl, &attr, GEN),
+            Ok((_, g, attr, _)) => reply.entry(&self.ttl, &attr, Generation(g)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -179,7 +185,7 @@ impl Filesystem for Overlay {
         reply: ReplyEntry,
     ) {
         match self.create_entry(caller(req), parent.0, link_name, New::Symlink { target }) {
-            Ok((_, attr, _)) => reply.entry(&self.ttl, &attr, GEN),
+            Ok((_, g, attr, _)) => reply.entry(&self.ttl, &attr, Generation(g)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -210,7 +216,7 @@ impl Filesystem for Overlay {
         reply: ReplyEntry,
     ) {
         match Overlay::link(self, ino.0, newparent.0, newname) {
-            Ok((_, attr)) => reply.entry(&self.ttl, &attr, GEN),
+            Ok((_, g, attr)) => reply.entry(&self.ttl, &attr, Generation(g)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -285,17 +291,6 @@ impl Filesystem for Overlay {
             }
         }
         reply.written(done as u32);
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
     }
 
     fn release(
@@ -385,6 +380,11 @@ impl Filesystem for Overlay {
             Ok(x) => x,
             Err(err) => return reply.error(e(err)),
         };
+        let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
+        let dir = match self.node(ino.0) {
+            Ok(d) => d,
+            Err(err) => return reply.error(e(err)),
+        };
         for (i, ent) in entries.iter().enumerate().skip(offset as usize) {
             let next = i as u64 + 1;
             if ent.name == "." || ent.name == ".." {
@@ -405,11 +405,18 @@ impl Filesystem for Overlay {
                 }
                 continue;
             }
-            let (id, attr) = match self.lookup(ino.0, &ent.name) {
+            let (id, g, attr) = match self.lookup_in(&dir, &ent.name) {
                 Ok(Some(x)) => x,
                 Ok(None) | Err(_) => continue,
             };
-            if reply.add(INodeNo(id), next, &ent.name, &self.ttl, &attr, GEN) {
+            if reply.add(
+                INodeNo(id),
+                next,
+                &ent.name,
+                &self.ttl,
+                &attr,
+                Generation(g),
+            ) {
                 // Not sent: the kernel will not count this lookup.
                 self.table().forget(id, 1);
                 break;
@@ -427,17 +434,6 @@ impl Filesystem for Overlay {
         reply: ReplyEmpty,
     ) {
         self.handles.remove(fh.0);
-        reply.ok();
-    }
-
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
         reply.ok();
     }
 
@@ -488,11 +484,6 @@ impl Filesystem for Overlay {
         }
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        // default_permissions: the kernel checks modes itself.
-        reply.ok();
-    }
-
     fn create(
         &self,
         req: &Request,
@@ -504,10 +495,10 @@ impl Filesystem for Overlay {
         reply: ReplyCreate,
     ) {
         match self.create_file(caller(req), parent.0, name, mode, flags) {
-            Ok((fh, attr)) => reply.created(
+            Ok((fh, g, attr)) => reply.created(
                 &self.ttl,
                 &attr,
-                GEN,
+                Generation(g),
                 FileHandle(fh),
                 FopenFlags::FOPEN_KEEP_CACHE,
             ),

@@ -15,6 +15,8 @@ pub(crate) struct FileHandle {
     /// copy once another open copied it up, as kernel overlayfs does.
     pub(crate) layer: usize,
     pub(crate) ino: u64,
+    /// `Overlay::copyups` when opened.
+    pub(crate) epoch: u64,
     pub(crate) flags: rustix::fs::OFlags,
     pub(crate) reopened: Mutex<Option<Arc<OwnedFd>>>,
 }

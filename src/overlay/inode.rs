@@ -15,6 +15,10 @@ pub(crate) const ROOT: u64 = 1;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
+    /// Told to the kernel with the id: a new generation makes it drop a stale inode.
+    pub(crate) generation: u64,
+    /// Removed from the overlay while the kernel may still hold it.
+    pub(crate) dead: bool,
     pub(crate) path: PathBuf,
     /// Other names of a hard-linked file, used when `path` is removed or renamed away.
     pub(crate) aliases: Vec<PathBuf>,
@@ -25,6 +29,22 @@ pub(crate) struct Node {
     pub(crate) is_dir: bool,
     pub(crate) key: (u64, u64),
     nlookup: u64,
+}
+
+impl Node {
+    fn new(path: PathBuf, found: &Found, is_dir: bool, generation: u64) -> Self {
+        Node {
+            generation,
+            dead: false,
+            path,
+            aliases: Vec::new(),
+            layer: found.layer,
+            dir_layers: found.dir_layers.clone(),
+            is_dir,
+            key: (found.stat.st_dev, found.stat.st_ino),
+            nlookup: 1,
+        }
+    }
 }
 
 /// What a lookup found in the layers.
@@ -45,6 +65,7 @@ pub(crate) struct Table {
     copied: HashMap<(u64, u64), u64>,
     /// Directory nodes by path: a copy-up of an ancestor must update their layers.
     dirs: HashMap<PathBuf, u64>,
+    next_gen: u64,
 }
 
 impl Table {
@@ -55,6 +76,8 @@ impl Table {
         t.nodes.insert(
             ROOT,
             Node {
+                generation: 0,
+                dead: false,
                 path: PathBuf::new(),
                 aliases: Vec::new(),
                 layer: root.layer,
@@ -87,20 +110,17 @@ impl Table {
         if id == ROOT && key != self.nodes[&ROOT].key {
             id ^= 1 << 62;
         }
-        // A lower hard link whose sibling name was copied up: the copy owns the number, the
-        // remaining lower name is a different file now (as in kernel overlayfs without index).
-        if self.nodes.get(&id).is_some_and(|n| n.key != key) {
-            id ^= 1 << 63;
-        }
         id
     }
 
-    /// Registers one more kernel reference to the entry found at `path`; returns its node id.
-    pub(crate) fn remember(&mut self, path: PathBuf, found: Found, id_hint: u64) -> u64 {
+    /// Registers one more kernel reference to the entry found at `path`; returns its node id
+    /// and generation.
+    pub(crate) fn remember(&mut self, path: PathBuf, found: Found, id_hint: u64) -> (u64, u64) {
         let key = (found.stat.st_dev, found.stat.st_ino);
         let id = self.id_for(&path, &found, id_hint);
+        let is_dir = super::layers::is_dir(&found.stat);
         if let Some(node) = self.nodes.get_mut(&id) {
-            if node.key == key {
+            if node.key == key && !node.dead {
                 node.nlookup += 1;
                 if node.is_dir && node.path != path {
                     self.dirs.remove(&node.path);
@@ -115,26 +135,38 @@ impl Table {
                 }
                 node.layer = found.layer;
                 node.dir_layers = found.dir_layers;
-                return id;
+                return (id, node.generation);
+            }
+            // The real inode number was reused by a new file while the kernel still holds the
+            // removed one: same id, new generation, so the kernel drops its stale inode. The
+            // lookup counts add up because forgets for either arrive under this id.
+            if node.is_dir && self.dirs.get(&node.path) == Some(&id) {
+                self.dirs.remove(&node.path);
+            }
+            self.next_gen += 1;
+            let nlookup = node.nlookup + 1;
+            *node = Node::new(path.clone(), &found, is_dir, self.next_gen);
+            node.nlookup = nlookup;
+        } else {
+            self.next_gen += 1;
+            self.nodes
+                .insert(id, Node::new(path.clone(), &found, is_dir, self.next_gen));
+        }
+        if is_dir {
+            self.dirs.insert(path, id);
+        }
+        (id, self.next_gen)
+    }
+
+    /// The entry of node `id` is gone from the overlay (its last name was removed).
+    pub(crate) fn mark_dead(&mut self, id: u64) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.dead = true;
+            self.copied.remove(&node.key);
+            if node.is_dir && self.dirs.get(&node.path) == Some(&id) {
+                self.dirs.remove(&node.path);
             }
         }
-        let is_dir = super::layers::is_dir(&found.stat);
-        if is_dir {
-            self.dirs.insert(path.clone(), id);
-        }
-        self.nodes.insert(
-            id,
-            Node {
-                path,
-                aliases: Vec::new(),
-                layer: found.layer,
-                dir_layers: found.dir_layers,
-                is_dir,
-                key,
-                nlookup: 1,
-            },
-        );
-        id
     }
 
     pub(crate) fn forget(&mut self, ino: u64, n: u64) {
@@ -186,14 +218,18 @@ impl Table {
         }
     }
 
-    /// The name `path` of node `id` is gone: fall back to another name of the file.
-    pub(crate) fn name_removed(&mut self, id: u64, path: &Path) {
-        if let Some(node) = self.nodes.get_mut(&id) {
-            node.aliases.retain(|a| a != path);
-            if node.path == path {
-                if let Some(other) = node.aliases.pop() {
-                    node.path = other;
-                }
+    /// The name `path` of node `id` is gone: fall back to another name of the file; with no
+    /// name left (`last`: the real file had no other link), the node is dead.
+    pub(crate) fn name_removed(&mut self, id: u64, path: &Path, last: bool) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        node.aliases.retain(|a| a != path);
+        if node.path == path {
+            match node.aliases.pop() {
+                Some(other) => node.path = other,
+                None if last => self.mark_dead(id),
+                None => {}
             }
         }
     }

@@ -44,8 +44,7 @@ pub(crate) fn list(
     let merge = dir_layers.len() > 1;
     let mut seen: HashSet<OsString> = HashSet::new();
     for &layer in dir_layers {
-        let fd = layers.open(layer, path, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
-        let mut dir = Dir::read_from(&fd)?;
+        let mut dir = Dir::new(layers.open(layer, path, OFlags::RDONLY | OFlags::DIRECTORY, 0)?)?;
         while let Some(ent) = dir.read() {
             let ent = ent?;
             let name = OsStr::from_bytes(ent.file_name().to_bytes());
@@ -57,7 +56,7 @@ pub(crate) fn list(
             }
             let kind = match kind_of(ent.file_type()) {
                 Some(FileType::CharDevice) | None => {
-                    let st = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
+                    let st = rustix::fs::statat(dir.fd()?, name, AtFlags::SYMLINK_NOFOLLOW)?;
                     if is_whiteout(&st) {
                         continue;
                     }
@@ -87,8 +86,7 @@ pub(crate) fn empty_upper_whiteouts(
     }
     let mut wh = Vec::new();
     if dir_layers.first() == Some(&super::layers::UPPER) {
-        let fd = layers.open(0, path, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
-        let mut dir = Dir::read_from(&fd)?;
+        let mut dir = Dir::new(layers.open(0, path, OFlags::RDONLY | OFlags::DIRECTORY, 0)?)?;
         while let Some(ent) = dir.read() {
             let name = OsStr::from_bytes(ent?.file_name().to_bytes()).to_owned();
             if name != "." && name != ".." {
