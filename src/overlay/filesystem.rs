@@ -130,6 +130,18 @@ impl Overlay {
         mtime: Option<TimeOrNow>,
         fh: Option<u64>,
     ) -> R<FileAttr> {
+        let nothing = mode.is_none()
+            && uid.is_none()
+            && gid.is_none()
+            && size.is_none()
+            && atime.is_none()
+            && mtime.is_none();
+        let times_only = mode.is_none() && uid.is_none() && gid.is_none() && size.is_none();
+        if nothing || (times_only && self.node(ino)?.dead) {
+            // The writeback cache flushes the kernel's cached times, also of a file that was
+            // just removed (its ctime changed): that must not bring it back by a copy-up.
+            return self.getattr(ino, fh);
+        }
         {
             let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
             self.copy_up_flags(ino, size == Some(0))?;
