@@ -102,6 +102,8 @@ pub struct Exec {
     /// Whether directory link counts are compared (kernel overlayfs reports 1 for merged
     /// directories; `BURROW_DIFF_IGNORE=dirnlink` masks that while hunting other bugs).
     pub dir_nlink: bool,
+    /// Check that copy-up keeps the inode number (set for the FUSE side only).
+    pub stable_ino: bool,
 }
 
 impl Exec {
@@ -110,6 +112,7 @@ impl Exec {
             root: root.to_path_buf(),
             fds: (0..SLOTS).map(|_| None).collect(),
             dir_nlink,
+            stable_ino: false,
         }
     }
 
@@ -253,6 +256,22 @@ impl Exec {
                 Ok(String::new())
             }
             Op::ListXattr { path } => list_xattrs(&self.p(path)).map(|v| v.join(",")),
+            Op::CopyUpIno { path } => {
+                let before = fs::symlink_metadata(self.p(path)).map_err(io_err)?;
+                let (uid, gid) = (before.uid(), before.gid());
+                std::os::unix::fs::lchown(self.p(path), Some(uid), Some(gid)).map_err(io_err)?;
+                let after = fs::symlink_metadata(self.p(path)).map_err(io_err)?;
+                // Kernel overlayfs in `userxattr` mode gives a copied-up file a new inode
+                // number; the FUSE overlay must keep it (issue 3): a property, not a copy.
+                if self.stable_ino && before.ino() != after.ino() {
+                    return Ok(format!(
+                        "inode number changed on copy-up: {} -> {}",
+                        before.ino(),
+                        after.ino()
+                    ));
+                }
+                Ok(String::new())
+            }
             Op::Mksock { path } => std::os::unix::net::UnixListener::bind(self.p(path))
                 .map(|_| String::new())
                 .map_err(io_err),

@@ -119,6 +119,7 @@ pub fn mount_second(env: &Env, l: &Layout) -> Result<Second, String> {
 fn compare(env: &Env, kmnt: &Path, fmnt: &Path, ops: &[Op]) -> Outcome {
     let mut k = Exec::new(kmnt, env.dir_nlink);
     let mut f = Exec::new(fmnt, env.dir_nlink);
+    f.stable_ino = env.fuse_prog != Path::new("kernel");
     for (i, op) in ops.iter().enumerate() {
         let rk = k.apply(op);
         let rf = f.apply(op);

@@ -105,6 +105,11 @@ pub enum Op {
     ListXattr {
         path: String,
     },
+    /// lstat, lchown to the same owner (forces a copy-up), lstat again: the FUSE overlay must
+    /// keep the inode number (kernel overlayfs with `userxattr` does not: not compared).
+    CopyUpIno {
+        path: String,
+    },
     /// A unix socket file (bind, then close the listener).
     Mksock {
         path: String,
@@ -245,8 +250,9 @@ pub fn random_op(rng: &mut Rng) -> Op {
             path,
             name: XATTRS[rng.below(XATTRS.len() as u64) as usize],
         },
-        22 => match rng.below(4) {
+        22 => match rng.below(5) {
             0 => Op::ListXattr { path },
+            4 => Op::CopyUpIno { path },
             3 => Op::Mksock { path },
             1 => Op::Mkfifo { path },
             _ => Op::Fsync { path },
@@ -329,6 +335,10 @@ impl fmt::Display for Op {
             Op::ListXattr { path } => write!(f, "llistxattr {path}"),
             Op::Mkfifo { path } => write!(f, "mkfifo {path}"),
             Op::Mksock { path } => write!(f, "bind unix socket {path}"),
+            Op::CopyUpIno { path } => write!(
+                f,
+                "inode number of {path} across a copy-up (lchown to same owner)"
+            ),
             Op::Readdir { path } => write!(f, "readdir /{path}"),
             Op::OpenFd { slot, path, write } => write!(
                 f,
