@@ -1,0 +1,153 @@
+#!/bin/sh
+# Overlay benchmark (issue 3): plain directory, kernel overlayfs, fuse-overlayfs and burrow's
+# FUSE overlay, with a Debian minbase root filesystem as the lower layer, each run inside a
+# fresh user namespace of an unprivileged user. Runs are interleaved (rep by rep, workload by
+# workload, the config order rotating) and medians are reported, with the ratios
+# burrow/fuse-overlayfs and burrow/kernel checked against the targets (printed, not asserted).
+#
+#   scripts/bench-overlay.sh [--quick]
+#
+# Run as root: the workloads still run as BENCH_USER (burrow-t1) in a user namespace, root
+# only builds the Debian tree once (debootstrap) and drops the page cache
+# (echo 3 > /proc/sys/vm/drop_caches) before the cold-cache runs. As a normal user the
+# "cold" figures are warm and the script says so.
+#
+# Environment: REPS (5; --quick: 2), WRITE_MB (1024; --quick: 256), NFILES (10000),
+# CFILES (150), BENCH_DIR (/var/tmp/burrow-bench), BENCH_USER (burrow-t1),
+# BURROW_OVERLAYFS (release build under CARGO_TARGET_DIR or ./target), FUSE_OVERLAYFS.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+QUICK=0
+[ "${1:-}" = --quick ] && QUICK=1
+if [ $QUICK = 1 ]; then REPS=${REPS:-2}; WRITE_MB=${WRITE_MB:-256}; else REPS=${REPS:-5}; WRITE_MB=${WRITE_MB:-1024}; fi
+NFILES=${NFILES:-10000}
+CFILES=${CFILES:-150}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/burrow-bench}
+BENCH_USER=${BENCH_USER:-burrow-t1}
+BURROW_OVERLAYFS=${BURROW_OVERLAYFS:-${CARGO_TARGET_DIR:-$HERE/../target}/release/burrow-overlayfs}
+FUSE_OVERLAYFS=${FUSE_OVERLAYFS:-$(command -v fuse-overlayfs || echo /usr/bin/fuse-overlayfs)}
+IS_ROOT=0
+[ "$(id -u)" = 0 ] && IS_ROOT=1
+
+DEBIAN=$("$HERE/mk-debian-rootfs.sh" "$BENCH_DIR/debian-minbase")
+LAYER=$BENCH_DIR/layer-$WRITE_MB-$CFILES
+RUN=$BENCH_DIR/run
+RESULTS=$BENCH_DIR/results.$$
+trap 'rm -f "$RESULTS"' EXIT
+
+as_user() {
+    if [ $IS_ROOT = 1 ]; then
+        setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --init-groups "$@"
+    else
+        "$@"
+    fi
+}
+
+# The bench layer: a WRITE_MB file to read back and CFILES small C files with a Makefile,
+# owned by the benchmark user (it is root in its namespace, so these are not "unmapped").
+make_layer() {
+    [ -e "$LAYER/.complete" ] && return
+    rm -rf "$LAYER"
+    mkdir -p "$LAYER/src"
+    dd if=/dev/urandom of="$LAYER/big" bs=1M count="$WRITE_MB" status=none
+    i=1
+    while [ $i -le "$CFILES" ]; do
+        cat >"$LAYER/src/f$i.c" <<EOC
+#include <stdio.h>
+#include <string.h>
+struct rec$i { int id; char name[32]; double v[4]; };
+static int cmp$i(const void *a, const void *b) { return ((const struct rec$i *)a)->id - ((const struct rec$i *)b)->id; }
+int work$i(int n) {
+    struct rec$i r[16];
+    for (int k = 0; k < 16; k++) { r[k].id = (k * 7 + n) % 16; snprintf(r[k].name, sizeof r[k].name, "r%d", k); r[k].v[0] = k * 1.5; }
+    qsort(r, 16, sizeof r[0], cmp$i);
+    return r[0].id + (int)strlen(r[1].name);
+}
+EOC
+        i=$((i + 1))
+    done
+    {
+        echo "OBJS = \$(patsubst %.c,%.o,\$(wildcard f*.c))"
+        echo "all: \$(OBJS)"
+        echo "%.o: %.c"
+        printf '\t$(CC) -O1 -c -o $@ $<\n'
+    } >"$LAYER/src/Makefile"
+    # Every f$i.c needs stdlib.h for qsort: keep the compiler quiet and honest.
+    sed -i '1i #include <stdlib.h>' "$LAYER/src/"f*.c
+    touch "$LAYER/.complete"
+    [ $IS_ROOT = 1 ] && chown -R "$BENCH_USER:" "$LAYER"
+    return 0
+}
+
+run_one() { # CONFIG WORKLOAD
+    rm -rf "$RUN"
+    mkdir -p "$RUN"
+    [ $IS_ROOT = 1 ] && chown "$BENCH_USER:" "$RUN"
+    case $2 in
+        tar|find) if [ $IS_ROOT = 1 ]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi ;;
+    esac
+    out=$(as_user env DEBIAN="$DEBIAN" LAYER="$LAYER" RUN="$RUN" WRITE_MB="$WRITE_MB" NFILES="$NFILES" \
+        FUSE_OVERLAYFS="$FUSE_OVERLAYFS" BURROW_OVERLAYFS="$BURROW_OVERLAYFS" \
+        unshare --map-root-user --map-auto --mount --propagation private \
+        sh "$HERE/bench-lib/overlay-run.sh" "$1" "$2" 2>&1) || true
+    echo "$out" | awk -v c="$1" '/^RESULT / {print c, $2, $3} /^HWM / {print c, "hwm", $2}' >>"$RESULTS"
+    if ! echo "$out" | grep -q '^RESULT '; then
+        echo "  $1/$2 failed: $(echo "$out" | grep -v '^RESULT' | head -n 3 | tr '\n' ' ')" >&2
+        echo "$1 failed-$2 1" >>"$RESULTS"
+    fi
+    rm -rf "$RUN"
+}
+
+make_layer
+CONFIGS="plain kernel"
+[ -x "$FUSE_OVERLAYFS" ] && CONFIGS="$CONFIGS fuse-overlayfs"
+if [ -x "$BURROW_OVERLAYFS" ]; then CONFIGS="$CONFIGS burrow"; else echo "note: $BURROW_OVERLAYFS missing (cargo build --release)" >&2; fi
+WORKLOADS="tar find files write read compile"
+: >"$RESULTS"
+
+echo "bench-overlay: $(date -u +%FT%TZ), kernel $(uname -r), $(nproc) CPUs, reps=$REPS, write/read=${WRITE_MB} MiB, files=$NFILES, C files=$CFILES$( [ $QUICK = 1 ] && echo ', QUICK')"
+[ $IS_ROOT = 1 ] || echo "note: not root: page cache not dropped, *-cold figures are warm"
+rep=1
+while [ $rep -le "$REPS" ]; do
+    for w in $WORKLOADS; do
+        # Rotate the config order each rep, so no config always runs first or last.
+        set -- $CONFIGS
+        k=1
+        while [ $k -lt $(( (rep - 1) % $# + 1 )) ]; do c=$1; shift; set -- "$@" "$c"; k=$((k + 1)); done
+        for c in "$@"; do
+            [ -t 2 ] && printf '  rep %s %-8s %-15s\r' "$rep" "$w" "$c" >&2
+            run_one "$c" "$w"
+        done
+    done
+    rep=$((rep + 1))
+done
+[ -t 2 ] && printf '%60s\r' '' >&2
+
+awk -v configs="$CONFIGS" '
+function median(key,   n, i, j, t, a) {
+    n = split(vals[key], a, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    if (n == 0) return -1
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+{ key = $1 SUBSEP $2; vals[key] = vals[key] " " $3; if ($2 == "hwm" && $3 > hwm[$1]) hwm[$1] = $3 }
+END {
+    nc = split(configs, cfg, " ")
+    split("tar-cold tar-warm find-cold create-10k delete-10k write-fsync read-warm compile", wl, " ")
+    printf "\nmedian wall time, ms\n%-12s", "workload"
+    for (i = 1; i <= nc; i++) printf " %15s", cfg[i]
+    printf " %11s %11s\n", "burrow/fovl", "burrow/kern"
+    for (w = 1; w <= 8; w++) {
+        printf "%-12s", wl[w]
+        for (i = 1; i <= nc; i++) { m = median(cfg[i] SUBSEP wl[w]); if (m < 0) printf " %15s", "n/a"; else printf " %15.0f", m }
+        b = median("burrow" SUBSEP wl[w]); f = median("fuse-overlayfs" SUBSEP wl[w]); k = median("kernel" SUBSEP wl[w])
+        if (b >= 0 && f > 0) printf " %6.2fx %-4s", b / f, (b / f <= 0.7 ? "ok" : "MISS"); else printf " %11s", "n/a"
+        if (b >= 0 && k > 0) printf " %6.2fx %-4s", b / k, (b / k <= 2 ? "ok" : "MISS"); else printf " %11s", "n/a"
+        printf "\n"
+    }
+    printf "\nFUSE server peak RSS (VmHWM, max over runs):"
+    for (c in hwm) printf "  %s %.1f MiB%s", c, hwm[c] / 1024, (c == "burrow" ? (hwm[c] < 65536 ? " (ok, < 64 MiB)" : " (MISS, >= 64 MiB)") : "")
+    printf "\n"
+    for (k2 in vals) { split(k2, p, SUBSEP); if (p[2] ~ /^failed-/) printf "failed runs: %s %s\n", p[1], substr(p[2], 8) }
+    print "targets: burrow <= 0.7x fuse-overlayfs and <= 2x kernel on every workload, peak RSS < 64 MiB"
+}' "$RESULTS"
