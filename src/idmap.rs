@@ -233,6 +233,27 @@ impl fmt::Display for MapLine {
 /// Writes the plan's maps for `pid`. With the helpers, both run at once; if either fails the error carries its
 /// stderr, and the caller may fall back to [`write_single`].
 pub fn write_with_helpers(plan: &IdPlan, pid: i32) -> Result<(), IdmapError> {
+    start_helpers(plan, pid).finish()
+}
+
+/// The helpers, started and not yet waited for (the caller does other work meanwhile).
+pub struct Helpers {
+    pid: i32,
+    uid: Result<std::process::Child, IdmapError>,
+    gid: Result<std::process::Child, IdmapError>,
+}
+
+impl Helpers {
+    /// Waits for both helpers; the first failure wins.
+    pub fn finish(self) -> Result<(), IdmapError> {
+        let uid_result = self.uid.and_then(|c| finish("newuidmap", self.pid, c));
+        let gid_result = self.gid.and_then(|c| finish("newgidmap", self.pid, c));
+        uid_result.and(gid_result)
+    }
+}
+
+/// Starts `newuidmap` and `newgidmap` for `pid` at once.
+pub fn start_helpers(plan: &IdPlan, pid: i32) -> Helpers {
     let spawn = |helper: &'static str, lines: &[MapLine]| {
         let path = find_helper(helper).ok_or(IdmapError::HelperMissing { helper })?;
         let mut cmd = Command::new(path);
@@ -248,11 +269,7 @@ pub fn write_with_helpers(plan: &IdPlan, pid: i32) -> Result<(), IdmapError> {
             stderr: e.to_string(),
         })
     };
-    let uid_child = spawn("newuidmap", &plan.uid_map)?;
-    let gid_child = spawn("newgidmap", &plan.gid_map);
-    let uid_result = finish("newuidmap", pid, uid_child);
-    let gid_result = gid_child.and_then(|c| finish("newgidmap", pid, c));
-    uid_result.and(gid_result)
+    Helpers { pid, uid: spawn("newuidmap", &plan.uid_map), gid: spawn("newgidmap", &plan.gid_map) }
 }
 
 fn finish(helper: &'static str, pid: i32, child: std::process::Child) -> Result<(), IdmapError> {

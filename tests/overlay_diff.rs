@@ -43,10 +43,7 @@ use std::time::{Duration, Instant};
 const DEFAULT_SEED: u64 = 0x6275_7272_6f77;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn inner_env() -> Env {
@@ -61,10 +58,7 @@ fn inner_env() -> Env {
 #[test]
 fn differential_random_sequences() {
     if !userns::is_inner("differential_random_sequences") {
-        return userns::run_in_namespace(
-            "differential_random_sequences",
-            Duration::from_secs(1800),
-        );
+        return userns::run_in_namespace("differential_random_sequences", Duration::from_secs(1800));
     }
     let env = inner_env();
     userns::mount_tmpfs(&env.work, "mode=0755").unwrap();
@@ -106,12 +100,7 @@ fn differential_random_sequences() {
     );
     println!("op results (kernel side): {}", harness::result_counts());
     let _ = mounts::unmount(&env.work);
-    assert_eq!(
-        failures,
-        0,
-        "kernel overlayfs and {} disagree:\n{report}",
-        env.fuse_prog.display()
-    );
+    assert_eq!(failures, 0, "kernel overlayfs and {} disagree:\n{report}", env.fuse_prog.display());
 }
 
 fn reproducer(env: &Env, seed: u64, list: Vec<ops::Op>, out: Outcome) -> String {
@@ -121,11 +110,7 @@ fn reproducer(env: &Env, seed: u64, list: Vec<ops::Op>, out: Outcome) -> String 
         "\n=== DISAGREEMENT seed {seed}: shrunk {original} ops to {} in {} trials{}\n",
         s.ops.len(),
         s.trials,
-        if s.exhausted {
-            " (trial budget exhausted)"
-        } else {
-            ""
-        }
+        if s.exhausted { " (trial budget exhausted)" } else { "" }
     );
     let mut vars = format!("BURROW_DIFF_SEED={seed} BURROW_DIFF_SEQS=1");
     for name in ["BURROW_DIFF_FUSE_PROGRAM", "BURROW_DIFF_IGNORE"] {
@@ -134,10 +119,7 @@ fn reproducer(env: &Env, seed: u64, list: Vec<ops::Op>, out: Outcome) -> String 
         }
     }
     t += &format!("reproduce: {vars} cargo test --test overlay_diff differential\n");
-    t += &format!(
-        "lower layers ({} layer(s), as generated from the seed):\n",
-        harness::layer_count(seed)
-    );
+    t += &format!("lower layers ({} layer(s), as generated from the seed):\n", harness::layer_count(seed));
     t += &describe_layers(&env.work.join("describe"), seed);
     t += "ops:\n";
     for (i, op) in s.ops.iter().enumerate() {
@@ -152,10 +134,7 @@ fn reproducer(env: &Env, seed: u64, list: Vec<ops::Op>, out: Outcome) -> String 
 #[test]
 fn cross_driver_upper_reads_the_same() {
     if !userns::is_inner("cross_driver_upper_reads_the_same") {
-        return userns::run_in_namespace(
-            "cross_driver_upper_reads_the_same",
-            Duration::from_secs(600),
-        );
+        return userns::run_in_namespace("cross_driver_upper_reads_the_same", Duration::from_secs(600));
     }
     let env = inner_env();
     userns::mount_tmpfs(&env.work, "mode=0755").unwrap();
@@ -170,20 +149,13 @@ fn cross_driver_upper_reads_the_same() {
     }
     let _ = mounts::unmount(&env.work);
     println!("cross-driver: {seqs} sequences, {} failing", failures.len());
-    assert!(
-        failures.is_empty(),
-        "upper directories are not interchangeable:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "upper directories are not interchangeable:\n{}", failures.join("\n"));
 }
 
 #[test]
 fn enospc_on_small_upper_reaches_program() {
     if !userns::is_inner("enospc_on_small_upper_reaches_program") {
-        return userns::run_in_namespace(
-            "enospc_on_small_upper_reaches_program",
-            Duration::from_secs(120),
-        );
+        return userns::run_in_namespace("enospc_on_small_upper_reaches_program", Duration::from_secs(120));
     }
     let env = inner_env();
     userns::mount_tmpfs(&env.work, "mode=0755").unwrap();
@@ -195,10 +167,7 @@ fn enospc_on_small_upper_reaches_program() {
 #[test]
 fn killed_fuse_server_gives_enotconn() {
     if !userns::is_inner("killed_fuse_server_gives_enotconn") {
-        return userns::run_in_namespace(
-            "killed_fuse_server_gives_enotconn",
-            Duration::from_secs(120),
-        );
+        return userns::run_in_namespace("killed_fuse_server_gives_enotconn", Duration::from_secs(120));
     }
     let env = inner_env();
     if env.fuse_prog == std::path::Path::new("kernel") {

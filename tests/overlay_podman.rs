@@ -27,11 +27,7 @@ fn mount_program() -> PathBuf {
 
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .collect::<Vec<_>>()
-        })
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .find(|p| p.exists())
@@ -44,10 +40,7 @@ struct Podman {
 
 impl Podman {
     fn new(prog: &Path) -> Podman {
-        let dir = tempfile::Builder::new()
-            .prefix("burrow-podman.")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("burrow-podman.").tempdir_in("/tmp").expect("temp dir");
         let d = dir.path();
         for sub in ["home", "config", "data", "run", "storage", "runroot"] {
             std::fs::create_dir(d.join(sub)).expect("podman state dir");
@@ -101,16 +94,9 @@ impl Drop for Podman {
     /// Then the rootless pause process (it outlives podman) goes.
     fn drop(&mut self) {
         let pause = std::fs::read_to_string(self.dir.path().join("run/libpod/tmp/pause.pid")).ok();
-        let _ = self
-            .cmd(&["system", "reset", "-f"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.cmd(&["system", "reset", "-f"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
         if let Some(pid) = pause.and_then(|p| p.trim().parse::<i32>().ok()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -128,14 +114,7 @@ fn busybox_tarball(dir: &Path) -> PathBuf {
     }
     std::fs::write(root.join("etc/in-image"), "from the image\n").expect("image file");
     let tar = dir.join("busybox.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar");
+    let st = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().expect("tar");
     assert!(st.success(), "tar of the busybox rootfs failed");
     tar
 }
@@ -146,9 +125,7 @@ fn as_test_user(test: &str) -> bool {
     }
     let user = std::env::var("BURROW_TEST_USER").unwrap_or_else(|_| String::from("burrow-t1"));
     let Some(u) = nix::unistd::User::from_name(&user).ok().flatten() else {
-        skip(&format!(
-            "running as root and test user {user} does not exist"
-        ));
+        skip(&format!("running as root and test user {user} does not exist"));
         return true;
     };
     let exe = std::env::current_exe().expect("test binary");
@@ -160,11 +137,7 @@ fn as_test_user(test: &str) -> bool {
         .env("BURROW_PODMAN_MOUNT_PROGRAM", mount_program())
         .output()
         .expect("setpriv");
-    println!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    println!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{test} as {user} failed");
     true
 }
@@ -183,79 +156,33 @@ fn podman_runs_a_container_on_the_fuse_overlay() {
     }
     let pm = Podman::new(&prog);
     let tar = busybox_tarball(pm.dir.path());
-    pm.run(&[
-        "import",
-        tar.to_str().expect("utf-8 path"),
-        "localhost/burrow-bb:test",
-    ]);
+    pm.run(&["import", tar.to_str().expect("utf-8 path"), "localhost/burrow-bb:test"]);
     let script = "echo hello > /f && mkdir /d && echo x > /d/y && rm /etc/in-image \
                   && [ ! -e /etc/in-image ] && cat /f /d/y && grep ' / ' /proc/mounts";
-    let out = pm.stdout(&[
-        "run",
-        "--name",
-        "c1",
-        "--network",
-        "none",
-        "localhost/burrow-bb:test",
-        "/bin/sh",
-        "-c",
-        script,
-    ]);
+    let out =
+        pm.stdout(&["run", "--name", "c1", "--network", "none", "localhost/burrow-bb:test", "/bin/sh", "-c", script]);
     assert!(out.starts_with("hello\nx\n"), "container output: {out}");
     // The container's root must be the FUSE mount program's, not a kernel overlay.
     let root_line = out.lines().nth(2).unwrap_or_default();
     assert!(
-        root_line
-            .split(' ')
-            .nth(2)
-            .unwrap_or_default()
-            .starts_with("fuse"),
+        root_line.split(' ').nth(2).unwrap_or_default().starts_with("fuse"),
         "root is not a FUSE mount: {root_line}"
     );
 
     let diff = pm.stdout(&["diff", "c1"]);
     for want in ["A /f", "A /d/y", "D /etc/in-image"] {
-        assert!(
-            diff.lines().any(|l| l == want),
-            "podman diff lacks `{want}`:\n{diff}"
-        );
+        assert!(diff.lines().any(|l| l == want), "podman diff lacks `{want}`:\n{diff}");
     }
     // Reading back through the mount program after the container is gone.
     let export = pm.dir.path().join("c1.tar");
     pm.run(&["export", "-o", export.to_str().expect("utf-8 path"), "c1"]);
-    let out = Command::new("tar")
-        .arg("-xOf")
-        .arg(&export)
-        .arg("f")
-        .output()
-        .expect("tar -x");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello\n",
-        "file f in the exported container"
-    );
-    let list = Command::new("tar")
-        .arg("-tf")
-        .arg(&export)
-        .output()
-        .expect("tar -t");
+    let out = Command::new("tar").arg("-xOf").arg(&export).arg("f").output().expect("tar -x");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n", "file f in the exported container");
+    let list = Command::new("tar").arg("-tf").arg(&export).output().expect("tar -t");
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        !list
-            .lines()
-            .any(|l| l.trim_start_matches("./") == "etc/in-image"),
-        "deleted file still exported"
-    );
+    assert!(!list.lines().any(|l| l.trim_start_matches("./") == "etc/in-image"), "deleted file still exported");
     // The image itself is unchanged: a second container sees the original file.
-    let out = pm.stdout(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "localhost/burrow-bb:test",
-        "/bin/cat",
-        "/etc/in-image",
-    ]);
+    let out = pm.stdout(&["run", "--rm", "--network", "none", "localhost/burrow-bb:test", "/bin/cat", "/etc/in-image"]);
     assert_eq!(out, "from the image\n");
     pm.run(&["rm", "-f", "c1"]);
 }

@@ -81,15 +81,17 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     drop(theirs);
     let mut guard = P1Guard(Some(p1));
     failure_or(ours.wait_for_unshared())?;
-    let single = write_maps(&spec.ids, p1.as_raw(), notice)?;
     // Before Go: P1 unshares its cgroup namespace only after it is in its cgroup.
-    let cgroup = if stages.cgroup.is_disabled() {
-        None
-    } else {
-        let attached = crate::cgroup::attach(stages.cgroup, p1.as_raw(), &stages.name)?;
-        attached.warnings().iter().for_each(|w| notice(format!("burrow: warning: {w}")));
-        Some(attached)
+    let attach_cgroup = || -> Result<_, LaunchError> {
+        match stages.cgroup.is_disabled() {
+            true => Ok(None),
+            false => Ok(Some(crate::cgroup::attach(stages.cgroup, p1.as_raw(), &stages.name)?)),
+        }
     };
+    let (single, cgroup) = write_maps(&spec.ids, p1.as_raw(), notice, attach_cgroup)?;
+    if let Some(attached) = &cgroup {
+        attached.warnings().iter().for_each(|w| notice(format!("burrow: warning: {w}")));
+    }
     let network = match &spec.state_dir {
         Some(dir) if spec.net.needs_state_dir() => Some(crate::net::attach(&spec.net, p1.as_raw(), dir)?),
         _ => None,
@@ -142,13 +144,25 @@ fn failure(msg: Msg) -> Option<LaunchError> {
 
 /// Writes P1's maps; falls back to a single-ID map when the helpers fail before writing anything.
 /// Returns true when the map is single-ID.
-fn write_maps(ids: &IdPlan, pid: i32, notice: &mut dyn FnMut(String)) -> Result<bool, LaunchError> {
+///
+/// While the setuid helpers run (a few milliseconds of exec), `meanwhile` does work that needs no map (the
+/// cgroup's D-Bus round trip).
+fn write_maps<T>(
+    ids: &IdPlan,
+    pid: i32,
+    notice: &mut dyn FnMut(String),
+    meanwhile: impl FnOnce() -> Result<T, LaunchError>,
+) -> Result<(bool, T), LaunchError> {
     if !ids.via_helpers {
         idmap::write_single(ids, pid)?;
-        return Ok(true);
+        return Ok((true, meanwhile()?));
     }
-    let Err(e) = idmap::write_with_helpers(ids, pid) else {
-        return Ok(false);
+    let helpers = idmap::start_helpers(ids, pid);
+    let done = meanwhile();
+    let written = helpers.finish();
+    let done = done?;
+    let Err(e) = written else {
+        return Ok((false, done));
     };
     let untouched = ["uid_map", "gid_map"]
         .iter()
@@ -162,7 +176,7 @@ fn write_maps(ids: &IdPlan, pid: i32, notice: &mut dyn FnMut(String)) -> Result<
         notice(n);
     }
     idmap::write_single(&single, pid)?;
-    Ok(true)
+    Ok((true, done))
 }
 
 /// Forwards signals to init and collects messages until P1 exits; returns the exit code.

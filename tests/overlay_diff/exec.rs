@@ -78,22 +78,9 @@ pub fn file_type_char(m: &fs::Metadata) -> char {
 /// directory sizes: those legitimately differ between file systems).
 pub fn stat_line(m: &fs::Metadata, dir_nlink: bool) -> String {
     let t = file_type_char(m);
-    let size = if t == 'd' {
-        String::from("-")
-    } else {
-        m.size().to_string()
-    };
-    let nlink = if t == 'd' && !dir_nlink {
-        String::from("-")
-    } else {
-        m.nlink().to_string()
-    };
-    format!(
-        "{t} perm={:o} owner={}:{} size={size} nlink={nlink}",
-        m.permissions().mode() & 0o7777,
-        m.uid(),
-        m.gid()
-    )
+    let size = if t == 'd' { String::from("-") } else { m.size().to_string() };
+    let nlink = if t == 'd' && !dir_nlink { String::from("-") } else { m.nlink().to_string() };
+    format!("{t} perm={:o} owner={}:{} size={size} nlink={nlink}", m.permissions().mode() & 0o7777, m.uid(), m.gid())
 }
 
 pub struct Exec {
@@ -108,12 +95,7 @@ pub struct Exec {
 
 impl Exec {
     pub fn new(root: &Path, dir_nlink: bool) -> Self {
-        Exec {
-            root: root.to_path_buf(),
-            fds: (0..SLOTS).map(|_| None).collect(),
-            dir_nlink,
-            stable_ino: false,
-        }
+        Exec { root: root.to_path_buf(), fds: (0..SLOTS).map(|_| None).collect(), dir_nlink, stable_ino: false }
     }
 
     fn p(&self, rel: &str) -> PathBuf {
@@ -141,27 +123,16 @@ impl Exec {
                 r
             }
             Op::Create { path, mode } => {
-                let f = opts()
-                    .write(true)
-                    .create_new(true)
-                    .mode(*mode)
-                    .open(self.p(path));
+                let f = opts().write(true).create_new(true).mode(*mode).open(self.p(path));
                 f.map(|_| String::new()).map_err(io_err)
             }
             Op::OpenTrunc { path } => {
                 let f = opts().write(true).truncate(true).open(self.p(path));
                 f.map(|_| String::new()).map_err(io_err)
             }
-            Op::WriteAt {
-                path,
-                off,
-                len,
-                fill,
-            } => {
+            Op::WriteAt { path, off, len, fill } => {
                 let f = opts().write(true).open(self.p(path)).map_err(io_err)?;
-                f.write_at(&pattern(*fill, *len), *off)
-                    .map(|n| n.to_string())
-                    .map_err(io_err)
+                f.write_at(&pattern(*fill, *len), *off).map(|n| n.to_string()).map_err(io_err)
             }
             Op::Truncate { path, len } => {
                 nix::unistd::truncate(&self.p(path), *len as i64).map_err(|e| e as i32)?;
@@ -171,84 +142,57 @@ impl Exec {
                 let f = opts().read(true).open(self.p(path)).map_err(io_err)?;
                 read_all(&f).map(|d| content_summary(&d)).map_err(io_err)
             }
-            Op::Stat { path } => fs::symlink_metadata(self.p(path))
-                .map(|m| stat_line(&m, self.dir_nlink))
-                .map_err(io_err),
-            Op::Unlink { path } => fs::remove_file(self.p(path))
-                .map(|_| String::new())
-                .map_err(io_err),
+            Op::Stat { path } => {
+                fs::symlink_metadata(self.p(path)).map(|m| stat_line(&m, self.dir_nlink)).map_err(io_err)
+            }
+            Op::Unlink { path } => fs::remove_file(self.p(path)).map(|_| String::new()).map_err(io_err),
             Op::Mkdir { path, mode } => {
-                rustix::fs::mkdir(&self.p(path), rustix::fs::Mode::from_raw_mode(*mode))
-                    .map_err(rx_err)?;
+                rustix::fs::mkdir(&self.p(path), rustix::fs::Mode::from_raw_mode(*mode)).map_err(rx_err)?;
                 Ok(String::new())
             }
-            Op::Rmdir { path } => fs::remove_dir(self.p(path))
-                .map(|_| String::new())
-                .map_err(io_err),
+            Op::Rmdir { path } => fs::remove_dir(self.p(path)).map(|_| String::new()).map_err(io_err),
             Op::Rename { from, to, mode } => {
                 let flags = match mode {
                     RenameMode::Plain => RenameFlags::empty(),
                     RenameMode::NoReplace => RenameFlags::NOREPLACE,
                     RenameMode::Exchange => RenameFlags::EXCHANGE,
                 };
-                rustix::fs::renameat_with(CWD, &self.p(from), CWD, &self.p(to), flags)
-                    .map_err(rx_err)?;
+                rustix::fs::renameat_with(CWD, &self.p(from), CWD, &self.p(to), flags).map_err(rx_err)?;
                 Ok(String::new())
             }
-            Op::Link { from, to } => fs::hard_link(self.p(from), self.p(to))
-                .map(|_| String::new())
-                .map_err(io_err),
-            Op::Symlink { target, path } => std::os::unix::fs::symlink(target, self.p(path))
-                .map(|_| String::new())
-                .map_err(io_err),
-            Op::Readlink { path } => fs::read_link(self.p(path))
-                .map(|t| t.display().to_string())
-                .map_err(io_err),
+            Op::Link { from, to } => fs::hard_link(self.p(from), self.p(to)).map(|_| String::new()).map_err(io_err),
+            Op::Symlink { target, path } => {
+                std::os::unix::fs::symlink(target, self.p(path)).map(|_| String::new()).map_err(io_err)
+            }
+            Op::Readlink { path } => fs::read_link(self.p(path)).map(|t| t.display().to_string()).map_err(io_err),
             _ => self.apply_meta(op),
         }
     }
 
     fn apply_meta(&mut self, op: &Op) -> Res {
         match op {
-            Op::Chmod { path, mode } => {
-                fs::set_permissions(self.p(path), fs::Permissions::from_mode(*mode))
-                    .map(|_| String::new())
-                    .map_err(io_err)
-            }
+            Op::Chmod { path, mode } => fs::set_permissions(self.p(path), fs::Permissions::from_mode(*mode))
+                .map(|_| String::new())
+                .map_err(io_err),
             Op::Chown { path, uid, gid } => {
                 std::os::unix::fs::lchown(self.p(path), Some(*uid), Some(*gid)).map_err(io_err)?;
                 // chown clears set-id bits: report the mode that results.
-                fs::symlink_metadata(self.p(path))
-                    .map(|m| stat_line(&m, self.dir_nlink))
-                    .map_err(io_err)
+                fs::symlink_metadata(self.p(path)).map(|m| stat_line(&m, self.dir_nlink)).map_err(io_err)
             }
             Op::Utimens { path, secs } => {
-                let t = Timespec {
-                    tv_sec: *secs,
-                    tv_nsec: 123_456_789,
-                };
-                let ts = Timestamps {
-                    last_access: t,
-                    last_modification: t,
-                };
-                rustix::fs::utimensat(CWD, &self.p(path), &ts, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(rx_err)?;
+                let t = Timespec { tv_sec: *secs, tv_nsec: 123_456_789 };
+                let ts = Timestamps { last_access: t, last_modification: t };
+                rustix::fs::utimensat(CWD, &self.p(path), &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(rx_err)?;
                 let m = fs::symlink_metadata(self.p(path)).map_err(io_err)?;
                 Ok(format!("mtime={}.{}", m.mtime(), m.mtime_nsec()))
             }
-            Op::SetXattr {
-                path,
-                name,
-                value,
-                mode,
-            } => {
+            Op::SetXattr { path, name, value, mode } => {
                 let flags = match mode {
                     XattrMode::Any => XattrFlags::empty(),
                     XattrMode::Create => XattrFlags::CREATE,
                     XattrMode::Replace => XattrFlags::REPLACE,
                 };
-                rustix::fs::lsetxattr(&self.p(path), *name, &[*value, b'v'], flags)
-                    .map_err(rx_err)?;
+                rustix::fs::lsetxattr(&self.p(path), *name, &[*value, b'v'], flags).map_err(rx_err)?;
                 Ok(String::new())
             }
             Op::RemoveXattr { path, name } => {
@@ -264,23 +208,16 @@ impl Exec {
                 // Kernel overlayfs in `userxattr` mode gives a copied-up file a new inode
                 // number; the FUSE overlay must keep it (issue 3): a property, not a copy.
                 if self.stable_ino && before.ino() != after.ino() {
-                    return Ok(format!(
-                        "inode number changed on copy-up: {} -> {}",
-                        before.ino(),
-                        after.ino()
-                    ));
+                    return Ok(format!("inode number changed on copy-up: {} -> {}", before.ino(), after.ino()));
                 }
                 Ok(String::new())
             }
-            Op::Mksock { path } => std::os::unix::net::UnixListener::bind(self.p(path))
-                .map(|_| String::new())
-                .map_err(io_err),
+            Op::Mksock { path } => {
+                std::os::unix::net::UnixListener::bind(self.p(path)).map(|_| String::new()).map_err(io_err)
+            }
             Op::Mkfifo { path } => {
-                nix::unistd::mkfifo(
-                    &self.p(path),
-                    nix::sys::stat::Mode::from_bits_truncate(0o640),
-                )
-                .map_err(|e| e as i32)?;
+                nix::unistd::mkfifo(&self.p(path), nix::sys::stat::Mode::from_bits_truncate(0o640))
+                    .map_err(|e| e as i32)?;
                 Ok(String::new())
             }
             Op::Readdir { path } => read_dir_line(&self.p(path)),
@@ -296,11 +233,7 @@ impl Exec {
         match op {
             Op::OpenFd { slot, path, write } => {
                 self.fds[usize::from(*slot)] = None;
-                let f = opts()
-                    .read(!*write)
-                    .write(*write)
-                    .open(self.p(path))
-                    .map_err(io_err)?;
+                let f = opts().read(!*write).write(*write).open(self.p(path)).map_err(io_err)?;
                 self.fds[usize::from(*slot)] = Some(f);
                 Ok(String::new())
             }
@@ -308,17 +241,9 @@ impl Exec {
                 None => Ok(String::from("no fd")),
                 Some(f) => read_all(f).map(|d| content_summary(&d)).map_err(io_err),
             },
-            Op::WriteFd {
-                slot,
-                off,
-                len,
-                fill,
-            } => match &self.fds[usize::from(*slot)] {
+            Op::WriteFd { slot, off, len, fill } => match &self.fds[usize::from(*slot)] {
                 None => Ok(String::from("no fd")),
-                Some(f) => f
-                    .write_at(&pattern(*fill, *len), *off)
-                    .map(|n| n.to_string())
-                    .map_err(io_err),
+                Some(f) => f.write_at(&pattern(*fill, *len), *off).map(|n| n.to_string()).map_err(io_err),
             },
             Op::CloseFd { slot } => {
                 self.fds[usize::from(*slot)] = None;

@@ -43,13 +43,9 @@ pub fn fresh_layers(base: &Path, seed: u64) -> Result<(Vec<PathBuf>, Vec<Vec<Str
         fs::remove_dir_all(base).map_err(|e| format!("remove {}: {e}", base.display()))?;
     }
     fs::create_dir_all(base).map_err(|e| e.to_string())?;
-    let lowers = build_layers(&mut lower_rng(seed), base, layer_count(seed))
-        .map_err(|e| format!("build layers: {e}"))?;
-    let prints = lowers
-        .iter()
-        .map(|l| fingerprint(l))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let lowers =
+        build_layers(&mut lower_rng(seed), base, layer_count(seed)).map_err(|e| format!("build layers: {e}"))?;
+    let prints = lowers.iter().map(|l| fingerprint(l)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     Ok((lowers, prints))
 }
 
@@ -57,11 +53,7 @@ pub fn check_lowers(lowers: &[PathBuf], before: &[Vec<String>]) -> Result<(), St
     for (l, b) in lowers.iter().zip(before) {
         let now = fingerprint(l).map_err(|e| e.to_string())?;
         if &now != b {
-            return Err(format!(
-                "lower layer {} changed:\n{}",
-                l.display(),
-                diff_lines("before", b, "after", &now)
-            ));
+            return Err(format!("lower layer {} changed:\n{}", l.display(), diff_lines("before", b, "after", &now)));
         }
     }
     Ok(())
@@ -127,12 +119,7 @@ fn compare(env: &Env, kmnt: &Path, fmnt: &Path, ops: &[Op]) -> Outcome {
         if rk != rf {
             return Outcome::Disagree {
                 at: Some(i),
-                what: format!(
-                    "op {}: `{op}`\n  kernel: {}\n  fuse:   {}",
-                    i + 1,
-                    show(&rk),
-                    show(&rf)
-                ),
+                what: format!("op {}: `{op}`\n  kernel: {}\n  fuse:   {}", i + 1, show(&rk), show(&rf)),
             };
         }
     }
@@ -143,10 +130,7 @@ fn compare(env: &Env, kmnt: &Path, fmnt: &Path, ops: &[Op]) -> Outcome {
     if sk != sf {
         return Outcome::Disagree {
             at: None,
-            what: format!(
-                "final merged trees differ:\n{}",
-                diff_lines("kernel", &sk, "fuse", &sf)
-            ),
+            what: format!("final merged trees differ:\n{}", diff_lines("kernel", &sk, "fuse", &sf)),
         };
     }
     Outcome::Agree
@@ -168,10 +152,7 @@ fn count_result(r: &super::exec::Res) {
 
 pub fn result_counts() -> String {
     let m = RESULTS.lock().map(|m| m.clone()).unwrap_or_default();
-    m.iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The merged view of the lower layers alone, for a reproducer's context.
@@ -180,10 +161,7 @@ pub fn describe_layers(base: &Path, seed: u64) -> String {
         Ok((lowers, prints)) => {
             let mut s = String::new();
             for (l, p) in lowers.iter().zip(prints) {
-                s += &format!(
-                    "  layer {} (top first):\n",
-                    l.file_name().unwrap_or_default().to_string_lossy()
-                );
+                s += &format!("  layer {} (top first):\n", l.file_name().unwrap_or_default().to_string_lossy());
                 for line in p {
                     s += &format!("    {line}\n");
                 }

@@ -33,13 +33,7 @@ pub fn build_layers(rng: &mut Rng, base: &Path, count: usize) -> std::io::Result
             let rel = random_path(rng);
             if hides_something(&layers[i..], &rel) && ensure_parent_dirs(&layers[i], &rel) {
                 let p = layers[i].join(&rel);
-                rustix::fs::mknodat(
-                    CWD,
-                    &p,
-                    rustix::fs::FileType::CharacterDevice,
-                    rustix::fs::Mode::empty(),
-                    0,
-                )?;
+                rustix::fs::mknodat(CWD, &p, rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::empty(), 0)?;
             }
         }
     }
@@ -75,21 +69,14 @@ fn add_entry(rng: &mut Rng, layer: &Path, bottom: bool) -> std::io::Result<()> {
                 let f = fs::OpenOptions::new().write(true).open(&p)?;
                 std::os::unix::fs::FileExt::write_at(&f, b"tail", 1 << 20)?;
             }
-            fs::set_permissions(
-                &p,
-                fs::Permissions::from_mode(*rng.pick(&[0o644, 0o600, 0o755, 0o444, 0o4755])),
-            )?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(*rng.pick(&[0o644, 0o600, 0o755, 0o444, 0o4755])))?;
         }
         2 => {
             fs::create_dir(&p)?;
-            fs::set_permissions(
-                &p,
-                fs::Permissions::from_mode(*rng.pick(&[0o755, 0o700, 0o555, 0o1777])),
-            )?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(*rng.pick(&[0o755, 0o700, 0o555, 0o1777])))?;
         }
         3 => std::os::unix::fs::symlink(format!("../{}", random_path(rng)), &p)?,
-        4 => nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644))
-            .map_err(std::io::Error::from)?,
+        4 => nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).map_err(std::io::Error::from)?,
         5 => {
             // A hard link to another regular file of this layer, if the drawn one is.
             let other = layer.join(random_path(rng));
@@ -121,9 +108,7 @@ fn entry(layer: &Path, rel: &str) -> Entry {
         Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => Entry::Whiteout,
         Ok(m) if m.is_dir() => {
             let mut buf = [0u8; 8];
-            Entry::Dir {
-                opaque: rustix::fs::lgetxattr(&p, OPAQUE_XATTR, &mut buf[..]).is_ok(),
-            }
+            Entry::Dir { opaque: rustix::fs::lgetxattr(&p, OPAQUE_XATTR, &mut buf[..]).is_ok() }
         }
         Ok(_) => Entry::Other,
     }
@@ -199,14 +184,8 @@ fn set_times(rng: &mut Rng, dir: &Path) -> std::io::Result<()> {
     walk(dir, &mut |p, _| all.push(p.to_path_buf()))?;
     all.reverse(); // children before parents
     for p in all {
-        let t = Timespec {
-            tv_sec: rng.range(1_000_000_000, 1_700_000_000) as i64,
-            tv_nsec: 0,
-        };
-        let ts = Timestamps {
-            last_access: t,
-            last_modification: t,
-        };
+        let t = Timespec { tv_sec: rng.range(1_000_000_000, 1_700_000_000) as i64, tv_nsec: 0 };
+        let ts = Timestamps { last_access: t, last_modification: t };
         rustix::fs::utimensat(CWD, &p, &ts, AtFlags::SYMLINK_NOFOLLOW)?;
     }
     Ok(())
@@ -217,9 +196,7 @@ pub fn walk(root: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) -> std::io::Re
     let m = fs::symlink_metadata(root)?;
     f(root, &m);
     if m.is_dir() {
-        let mut names: Vec<_> = fs::read_dir(root)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()?;
+        let mut names: Vec<_> = fs::read_dir(root)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
         names.sort();
         for n in names {
             walk(&root.join(n), f)?;
@@ -239,12 +216,8 @@ pub fn fingerprint(root: &Path) -> std::io::Result<Vec<String>> {
         let link_id = *inos.entry(m.ino()).or_insert(next);
         let t = file_type_char(m);
         let extra = match t {
-            'f' => fs::read(p)
-                .map(|d| format!("{:x}", fnv64(&d)))
-                .unwrap_or_else(|e| e.to_string()),
-            'l' => fs::read_link(p)
-                .map(|t| t.display().to_string())
-                .unwrap_or_default(),
+            'f' => fs::read(p).map(|d| format!("{:x}", fnv64(&d))).unwrap_or_else(|e| e.to_string()),
+            'l' => fs::read_link(p).map(|t| t.display().to_string()).unwrap_or_default(),
             _ => String::new(),
         };
         let xattrs = list_xattrs(p).map(|v| v.join(",")).unwrap_or_default();

@@ -30,37 +30,15 @@ impl Layout {
     }
 
     fn options(&self) -> String {
-        let lower: Vec<String> = self
-            .lowers
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            self.upper.display(),
-            self.work.display()
-        )
+        let lower: Vec<String> = self.lowers.iter().map(|p| p.display().to_string()).collect();
+        format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), self.upper.display(), self.work.display())
     }
 }
 
 pub fn mount_kernel(l: &Layout) -> Result<(), String> {
-    let data =
-        std::ffi::CString::new(format!("{},userxattr", l.options())).map_err(|e| e.to_string())?;
-    rustix::mount::mount(
-        "overlay",
-        &l.mnt,
-        "overlay",
-        rustix::mount::MountFlags::empty(),
-        data.as_c_str(),
-    )
-    .map_err(|e| {
-        format!(
-            "mount -t overlay {} on {}: {e}",
-            l.options(),
-            l.mnt.display()
-        )
-    })
+    let data = std::ffi::CString::new(format!("{},userxattr", l.options())).map_err(|e| e.to_string())?;
+    rustix::mount::mount("overlay", &l.mnt, "overlay", rustix::mount::MountFlags::empty(), data.as_c_str())
+        .map_err(|e| format!("mount -t overlay {} on {}: {e}", l.options(), l.mnt.display()))
 }
 
 pub fn unmount(mnt: &Path) -> Result<(), String> {
@@ -68,9 +46,7 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
     loop {
         match rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::empty()) {
             Ok(()) => return Ok(()),
-            Err(rustix::io::Errno::BUSY) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
+            Err(rustix::io::Errno::BUSY) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
                 let _ = rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::DETACH);
                 return Err(format!("umount {}: {e}", mnt.display()));
@@ -80,9 +56,7 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
 }
 
 pub fn is_fuse_mounted(mnt: &Path) -> bool {
-    rustix::fs::statfs(mnt)
-        .map(|s| s.f_type as i64 == FUSE_SUPER_MAGIC)
-        .unwrap_or(false)
+    rustix::fs::statfs(mnt).map(|s| s.f_type as i64 == FUSE_SUPER_MAGIC).unwrap_or(false)
 }
 
 pub struct FuseMount {
@@ -118,18 +92,11 @@ pub fn mount_fuse(prog: &Path, l: &Layout, log: &Path) -> Result<FuseMount, Stri
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
-                "FUSE program {} did not mount {} within 10 s",
-                prog.display(),
-                l.mnt.display()
-            ));
+            return Err(format!("FUSE program {} did not mount {} within 10 s", prog.display(), l.mnt.display()));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Ok(FuseMount {
-        child,
-        mnt: l.mnt.clone(),
-    })
+    Ok(FuseMount { child, mnt: l.mnt.clone() })
 }
 
 impl Drop for FuseMount {
@@ -150,17 +117,12 @@ impl FuseMount {
         loop {
             match self.child.try_wait() {
                 Ok(Some(_)) => return r,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
                 _ => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
                     r?;
-                    return Err(format!(
-                        "FUSE server did not exit within 5 s after umount of {}",
-                        self.mnt.display()
-                    ));
+                    return Err(format!("FUSE server did not exit within 5 s after umount of {}", self.mnt.display()));
                 }
             }
         }

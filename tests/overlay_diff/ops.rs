@@ -170,46 +170,20 @@ pub fn random_op(rng: &mut Rng) -> Op {
     let slot = rng.below(u64::from(SLOTS)) as u8;
     let fill = rng.next_u64() as u8;
     match rng.below(27) {
-        0 | 1 => Op::Create {
-            path,
-            mode: random_mode(rng),
-        },
+        0 | 1 => Op::Create { path, mode: random_mode(rng) },
         2 => Op::OpenTrunc { path },
-        3 | 4 => Op::WriteAt {
-            path,
-            off: random_offset(rng),
-            len: rng.range(1, 9000) as usize,
-            fill,
-        },
-        5 => Op::Truncate {
-            path,
-            len: *rng.pick(&[0, 1, 4096, 5000, 200_000]),
-        },
+        3 | 4 => Op::WriteAt { path, off: random_offset(rng), len: rng.range(1, 9000) as usize, fill },
+        5 => Op::Truncate { path, len: *rng.pick(&[0, 1, 4096, 5000, 200_000]) },
         6 => Op::Read { path },
         7 => Op::Stat { path },
         8 => Op::Unlink { path },
-        9 | 10 => Op::Mkdir {
-            path,
-            mode: *rng.pick(&[0o755, 0o700, 0o555, 0o1777]),
-        },
+        9 | 10 => Op::Mkdir { path, mode: *rng.pick(&[0o755, 0o700, 0o555, 0o1777]) },
         11 => Op::Rmdir { path },
         12 | 13 => {
-            let mode = *rng.pick(&[
-                RenameMode::Plain,
-                RenameMode::Plain,
-                RenameMode::NoReplace,
-                RenameMode::Exchange,
-            ]);
-            Op::Rename {
-                from: path,
-                to: random_path(rng),
-                mode,
-            }
+            let mode = *rng.pick(&[RenameMode::Plain, RenameMode::Plain, RenameMode::NoReplace, RenameMode::Exchange]);
+            Op::Rename { from: path, to: random_path(rng), mode }
         }
-        14 => Op::Link {
-            from: path,
-            to: random_path(rng),
-        },
+        14 => Op::Link { from: path, to: random_path(rng) },
         15 => {
             let target = match rng.below(3) {
                 0 => format!("/{}", random_path(rng)),
@@ -219,37 +193,14 @@ pub fn random_op(rng: &mut Rng) -> Op {
             Op::Symlink { target, path }
         }
         16 => Op::Readlink { path },
-        17 => Op::Chmod {
-            path,
-            mode: random_mode(rng),
-        },
-        18 => Op::Chown {
-            path,
-            uid: *rng.pick(&OWNERS),
-            gid: *rng.pick(&OWNERS),
-        },
-        19 => Op::Utimens {
-            path,
-            secs: rng.range(1_000_000_000, 1_800_000_000) as i64,
-        },
+        17 => Op::Chmod { path, mode: random_mode(rng) },
+        18 => Op::Chown { path, uid: *rng.pick(&OWNERS), gid: *rng.pick(&OWNERS) },
+        19 => Op::Utimens { path, secs: rng.range(1_000_000_000, 1_800_000_000) as i64 },
         20 => {
-            let mode = *rng.pick(&[
-                XattrMode::Any,
-                XattrMode::Any,
-                XattrMode::Create,
-                XattrMode::Replace,
-            ]);
-            Op::SetXattr {
-                path,
-                name: XATTRS[rng.below(XATTRS.len() as u64) as usize],
-                value: fill,
-                mode,
-            }
+            let mode = *rng.pick(&[XattrMode::Any, XattrMode::Any, XattrMode::Create, XattrMode::Replace]);
+            Op::SetXattr { path, name: XATTRS[rng.below(XATTRS.len() as u64) as usize], value: fill, mode }
         }
-        21 => Op::RemoveXattr {
-            path,
-            name: XATTRS[rng.below(XATTRS.len() as u64) as usize],
-        },
+        21 => Op::RemoveXattr { path, name: XATTRS[rng.below(XATTRS.len() as u64) as usize] },
         22 => match rng.below(5) {
             0 => Op::ListXattr { path },
             4 => Op::CopyUpIno { path },
@@ -257,27 +208,12 @@ pub fn random_op(rng: &mut Rng) -> Op {
             1 => Op::Mkfifo { path },
             _ => Op::Fsync { path },
         },
-        23 => Op::Readdir {
-            path: if rng.chance(1, 3) {
-                String::new()
-            } else {
-                path
-            },
-        },
-        24 => Op::OpenFd {
-            slot,
-            path,
-            write: rng.chance(1, 2),
-        },
+        23 => Op::Readdir { path: if rng.chance(1, 3) { String::new() } else { path } },
+        24 => Op::OpenFd { slot, path, write: rng.chance(1, 2) },
         25 => match rng.below(3) {
             0 => Op::ReadFd { slot },
             1 => Op::CloseFd { slot },
-            _ => Op::WriteFd {
-                slot,
-                off: random_offset(rng),
-                len: rng.range(1, 5000) as usize,
-                fill,
-            },
+            _ => Op::WriteFd { slot, off: random_offset(rng), len: rng.range(1, 5000) as usize, fill },
         },
         _ => Op::ReadFd { slot },
     }
@@ -304,12 +240,7 @@ impl fmt::Display for Op {
         match self {
             Op::Create { path, mode } => write!(f, "create {path} mode={mode:o} (O_CREAT|O_EXCL)"),
             Op::OpenTrunc { path } => write!(f, "open {path} O_WRONLY|O_TRUNC"),
-            Op::WriteAt {
-                path,
-                off,
-                len,
-                fill,
-            } => write!(f, "pwrite {path} off={off} len={len} fill={fill}"),
+            Op::WriteAt { path, off, len, fill } => write!(f, "pwrite {path} off={off} len={len} fill={fill}"),
             Op::Truncate { path, len } => write!(f, "truncate {path} {len}"),
             Op::Read { path } => write!(f, "read {path}"),
             Op::Stat { path } => write!(f, "lstat {path}"),
@@ -325,33 +256,18 @@ impl fmt::Display for Op {
             Op::Utimens { path, secs } => {
                 write!(f, "utimensat {path} atime=mtime={secs} (nofollow)")
             }
-            Op::SetXattr {
-                path,
-                name,
-                value,
-                mode,
-            } => write!(f, "lsetxattr {path} {name}={value} {mode:?}"),
+            Op::SetXattr { path, name, value, mode } => write!(f, "lsetxattr {path} {name}={value} {mode:?}"),
             Op::RemoveXattr { path, name } => write!(f, "lremovexattr {path} {name}"),
             Op::ListXattr { path } => write!(f, "llistxattr {path}"),
             Op::Mkfifo { path } => write!(f, "mkfifo {path}"),
             Op::Mksock { path } => write!(f, "bind unix socket {path}"),
-            Op::CopyUpIno { path } => write!(
-                f,
-                "inode number of {path} across a copy-up (lchown to same owner)"
-            ),
+            Op::CopyUpIno { path } => write!(f, "inode number of {path} across a copy-up (lchown to same owner)"),
             Op::Readdir { path } => write!(f, "readdir /{path}"),
-            Op::OpenFd { slot, path, write } => write!(
-                f,
-                "fd{slot} = open {path} {}",
-                if *write { "O_WRONLY" } else { "O_RDONLY" }
-            ),
+            Op::OpenFd { slot, path, write } => {
+                write!(f, "fd{slot} = open {path} {}", if *write { "O_WRONLY" } else { "O_RDONLY" })
+            }
             Op::ReadFd { slot } => write!(f, "pread fd{slot} (whole file)"),
-            Op::WriteFd {
-                slot,
-                off,
-                len,
-                fill,
-            } => write!(f, "pwrite fd{slot} off={off} len={len} fill={fill}"),
+            Op::WriteFd { slot, off, len, fill } => write!(f, "pwrite fd{slot} off={off} len={len} fill={fill}"),
             Op::CloseFd { slot } => write!(f, "close fd{slot}"),
             Op::Fsync { path } => write!(f, "open+fsync {path}"),
             Op::AsUser(op) => write!(f, "as uid/gid {USER}: {op}"),

@@ -49,7 +49,5 @@ pub fn fnv64(data: &[u8]) -> u64 {
 /// Deterministic file content: `len` bytes starting from `fill`, so that two writes with
 /// different parameters leave different bytes.
 pub fn pattern(fill: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| fill.wrapping_add((i % 251) as u8))
-        .collect()
+    (0..len).map(|i| fill.wrapping_add((i % 251) as u8)).collect()
 }

@@ -15,12 +15,7 @@ pub struct Shrunk {
 const MAX_TRIALS: usize = 400;
 
 pub fn shrink(env: &Env, seed: u64, ops: Vec<Op>, outcome: Outcome) -> Shrunk {
-    let mut best = Shrunk {
-        ops,
-        outcome,
-        trials: 0,
-        exhausted: false,
-    };
+    let mut best = Shrunk { ops, outcome, trials: 0, exhausted: false };
     // Ops after the first disagreeing one cannot matter.
     if let Outcome::Disagree { at: Some(i), .. } = best.outcome {
         best.ops.truncate(i + 1);
@@ -40,11 +35,7 @@ pub fn shrink(env: &Env, seed: u64, ops: Vec<Op>, outcome: Outcome) -> Shrunk {
         for start in (0..best.ops.len()).step_by(chunk) {
             let end = (start + chunk).min(best.ops.len());
             // Complement first: removing a chunk is the common, cheap win.
-            let candidate: Vec<Op> = best.ops[..start]
-                .iter()
-                .chain(&best.ops[end..])
-                .cloned()
-                .collect();
+            let candidate: Vec<Op> = best.ops[..start].iter().chain(&best.ops[end..]).cloned().collect();
             if try_candidate(env, seed, candidate, &mut best) {
                 n = (n - 1).max(2);
                 reduced = true;

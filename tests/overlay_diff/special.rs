@@ -26,12 +26,7 @@ fn apply_all(mnt: &Path, seed: u64, dir_nlink: bool) {
 fn with_work(l: &Layout, base: &Path, name: &str) -> Result<Layout, String> {
     let work = base.join(name);
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    Ok(Layout {
-        lowers: l.lowers.clone(),
-        upper: l.upper.clone(),
-        work,
-        mnt: l.mnt.clone(),
-    })
+    Ok(Layout { lowers: l.lowers.clone(), upper: l.upper.clone(), work, mnt: l.mnt.clone() })
 }
 
 /// An upper written through one driver, mounted by the other, shows the same tree.
@@ -88,39 +83,26 @@ fn fill_new_file(p: &Path) -> Result<(), String> {
     let chunk = pattern(7, 64 * 1024);
     for _ in 0..32 {
         if let Err(e) = f.write_all(&chunk) {
-            return if is_enospc(&e) {
-                Ok(())
-            } else {
-                Err(format!("write {}: {e}, expected ENOSPC", p.display()))
-            };
+            return if is_enospc(&e) { Ok(()) } else { Err(format!("write {}: {e}, expected ENOSPC", p.display())) };
         }
     }
     match f.sync_all() {
         Err(e) if is_enospc(&e) => Ok(()),
         Err(e) => Err(format!("fsync {}: {e}, expected ENOSPC", p.display())),
-        Ok(()) => Err(format!(
-            "2 MiB written to {} on a 1 MiB upper without ENOSPC",
-            p.display()
-        )),
+        Ok(()) => Err(format!("2 MiB written to {} on a 1 MiB upper without ENOSPC", p.display())),
     }
 }
 
 /// Copy-up of a 2 MiB lower file into the full-size-1 MiB upper must fail with ENOSPC.
 fn copy_up_big(p: &Path) -> Result<(), String> {
-    let r = fs::OpenOptions::new()
-        .append(true)
-        .open(p)
-        .and_then(|mut f| {
-            f.write_all(b"more")?;
-            f.sync_all()
-        });
+    let r = fs::OpenOptions::new().append(true).open(p).and_then(|mut f| {
+        f.write_all(b"more")?;
+        f.sync_all()
+    });
     match r {
         Err(e) if is_enospc(&e) => Ok(()),
         Err(e) => Err(format!("copy-up of {}: {e}, expected ENOSPC", p.display())),
-        Ok(()) => Err(format!(
-            "copy-up of 2 MiB {} into a 1 MiB upper succeeded",
-            p.display()
-        )),
+        Ok(()) => Err(format!("copy-up of 2 MiB {} into a 1 MiB upper succeeded", p.display())),
     }
 }
 
@@ -135,13 +117,8 @@ pub fn enospc(env: &Env) -> Result<(), String> {
         let small = base.join(format!("{driver}-small"));
         fs::create_dir_all(&small).map_err(|e| e.to_string())?;
         mount_tmpfs(&small, "size=1m,mode=0755")?;
-        let l =
-            Layout::new(&small, "o", std::slice::from_ref(&lower)).map_err(|e| e.to_string())?;
-        let second = if driver == "kernel" {
-            mount_kernel(&l).map(|_| None)
-        } else {
-            mount_second(env, &l).map(Some)
-        };
+        let l = Layout::new(&small, "o", std::slice::from_ref(&lower)).map_err(|e| e.to_string())?;
+        let second = if driver == "kernel" { mount_kernel(&l).map(|_| None) } else { mount_second(env, &l).map(Some) };
         let r = second.as_ref().map_err(|e| e.clone()).and_then(|_| {
             fill_new_file(&l.mnt.join("new"))?;
             fs::remove_file(l.mnt.join("new")).map_err(|e| format!("unlink after ENOSPC: {e}"))?;
@@ -178,9 +155,7 @@ pub fn killed_server(env: &Env) -> Result<(), String> {
     if seen != b"data" {
         return Err(format!("read before kill gave {seen:?}"));
     }
-    fuse.child
-        .kill()
-        .map_err(|e| format!("kill FUSE server: {e}"))?;
+    fuse.child.kill().map_err(|e| format!("kill FUSE server: {e}"))?;
     let _ = fuse.child.wait();
     let mnt = l.mnt.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -202,11 +177,7 @@ pub fn killed_server(env: &Env) -> Result<(), String> {
         match r {
             Err((_, Some(e))) if e == enotconn => {}
             Err((ErrorKind::NotConnected, _)) => {}
-            other => {
-                return Err(format!(
-                    "{what} after the server died gave {other:?}, expected ENOTCONN"
-                ))
-            }
+            other => return Err(format!("{what} after the server died gave {other:?}, expected ENOTCONN")),
         }
     }
     Ok(())

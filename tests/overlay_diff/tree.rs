@@ -19,19 +19,14 @@ pub fn snapshot(root: &Path, dir_nlink: bool) -> Vec<String> {
                 Ok(d) => content_summary(&d),
                 Err(e) => format!("read error {e}"),
             },
-            'l' => fs::read_link(p)
-                .map(|t| format!("-> {}", t.display()))
-                .unwrap_or_else(|e| e.to_string()),
+            'l' => fs::read_link(p).map(|t| format!("-> {}", t.display())).unwrap_or_else(|e| e.to_string()),
             _ => String::new(),
         };
         let xattrs = match list_xattrs(p) {
             Ok(v) => v.join(","),
             Err(e) => format!("listxattr errno {e}"),
         };
-        lines.push(format!(
-            "{rel} {} {extra} xattrs=[{xattrs}]",
-            stat_line(m, dir_nlink)
-        ));
+        lines.push(format!("{rel} {} {extra} xattrs=[{xattrs}]", stat_line(m, dir_nlink)));
     });
     if let Err(e) = res {
         lines.push(format!("walk error: {e}"));

@@ -47,13 +47,7 @@ fn test_user() -> String {
 }
 
 fn can_unshare(args: &[&str]) -> bool {
-    Command::new("unshare")
-        .args(args)
-        .arg("true")
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    Command::new("unshare").args(args).arg("true").stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
 }
 
 /// Outer half: returns normally if the inner run passed or was skipped, panics otherwise.
@@ -61,10 +55,7 @@ pub fn run_in_namespace(test: &str, timeout: Duration) {
     let exe = std::env::current_exe().expect("test binary path");
     let prog = fuse_program();
     if prog != Path::new("kernel") && !prog.exists() {
-        return skip(&format!(
-            "FUSE program {} not found (BURROW_DIFF_FUSE_PROGRAM)",
-            prog.display()
-        ));
+        return skip(&format!("FUSE program {} not found (BURROW_DIFF_FUSE_PROGRAM)", prog.display()));
     }
     if !Path::new("/dev/fuse").exists() {
         return skip("/dev/fuse is missing");
@@ -73,15 +64,11 @@ pub fn run_in_namespace(test: &str, timeout: Duration) {
     if nix::unistd::geteuid().is_root() && std::env::var_os("BURROW_DIFF_DROPPED").is_none() {
         let user = test_user();
         if nix::unistd::User::from_name(&user).ok().flatten().is_none() {
-            return skip(&format!(
-                "running as root and test user {user} does not exist (scripts/ci-setup.sh)"
-            ));
+            return skip(&format!("running as root and test user {user} does not exist (scripts/ci-setup.sh)"));
         }
         cmd = Command::new("setpriv");
-        cmd.args(["--reuid", &user, "--regid", &user, "--init-groups"])
-            .arg(&exe);
-        cmd.env("BURROW_DIFF_DROPPED", "1")
-            .env("BURROW_DIFF_FUSE_PROGRAM", &prog);
+        cmd.args(["--reuid", &user, "--regid", &user, "--init-groups"]).arg(&exe);
+        cmd.env("BURROW_DIFF_DROPPED", "1").env("BURROW_DIFF_FUSE_PROGRAM", &prog);
     } else {
         let map: &[&str] = if can_unshare(&["--map-root-user", "--map-auto"]) {
             &["--map-root-user", "--map-auto"]
@@ -89,14 +76,10 @@ pub fn run_in_namespace(test: &str, timeout: Duration) {
             println!("note: no subordinate ids (unshare --map-auto failed): chown to other ids will fail alike on both drivers");
             &["--map-root-user"]
         } else {
-            return skip(
-                "unshare --map-root-user fails: unprivileged user namespaces are disabled",
-            );
+            return skip("unshare --map-root-user fails: unprivileged user namespaces are disabled");
         };
         cmd = Command::new("unshare");
-        cmd.args(map)
-            .args(["--mount", "--propagation", "private"])
-            .arg(&exe);
+        cmd.args(map).args(["--mount", "--propagation", "private"]).arg(&exe);
         cmd.env(INNER, test).env("BURROW_DIFF_FUSE_PROGRAM", &prog);
     }
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
@@ -104,10 +87,7 @@ pub fn run_in_namespace(test: &str, timeout: Duration) {
 }
 
 fn run_logged(mut cmd: Command, test: &str, timeout: Duration) {
-    let tmp = tempfile::Builder::new()
-        .prefix("burrow-ovldiff.")
-        .tempdir_in("/tmp")
-        .expect("temp dir in /tmp");
+    let tmp = tempfile::Builder::new().prefix("burrow-ovldiff.").tempdir_in("/tmp").expect("temp dir in /tmp");
     // The inner side mounts a tmpfs over `work`; its namespace takes the mount along.
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).expect("work dir");
@@ -117,10 +97,7 @@ fn run_logged(mut cmd: Command, test: &str, timeout: Duration) {
     let log = std::fs::File::create(&log_path).expect("log file");
     set_mode(&log_path, 0o666);
     let log2 = log.try_clone().expect("log fd");
-    cmd.env(WORK, &work)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
+    cmd.env(WORK, &work).stdin(Stdio::null()).stdout(log).stderr(log2);
     // Its own process group: FUSE servers it started (which keep the mount namespace alive)
     // are killed with it, whatever way it ends.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -141,10 +118,7 @@ fn run_logged(mut cmd: Command, test: &str, timeout: Duration) {
     let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     // Only the inner test's own lines are interesting, not libtest's banner.
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with("running ") && !l.trim().is_empty())
-    {
+    for line in text.lines().filter(|l| !l.starts_with("running ") && !l.trim().is_empty()) {
         println!("{line}");
     }
     match status {
@@ -163,12 +137,6 @@ fn set_mode(p: &Path, mode: u32) {
 /// teardown with the namespace). `size` limits it, e.g. "size=1m".
 pub fn mount_tmpfs(dir: &Path, opts: &str) -> Result<(), String> {
     let data = std::ffi::CString::new(opts).map_err(|e| e.to_string())?;
-    rustix::mount::mount(
-        "tmpfs",
-        dir,
-        "tmpfs",
-        rustix::mount::MountFlags::empty(),
-        data.as_c_str(),
-    )
-    .map_err(|e| format!("mount tmpfs ({opts}) on {}: {e}", dir.display()))
+    rustix::mount::mount("tmpfs", dir, "tmpfs", rustix::mount::MountFlags::empty(), data.as_c_str())
+        .map_err(|e| format!("mount tmpfs ({opts}) on {}: {e}", dir.display()))
 }
