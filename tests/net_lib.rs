@@ -575,3 +575,38 @@ fn auto_picks_slirp4netns_first() {
     assert_eq!(plan.backend_name(), expect);
     assert_eq!(plan.notices().is_empty(), expect != "none");
 }
+
+/// Driven by scripts/bench-net.sh: attaches the backend named by $BURROW_NET_BENCH_MODE to
+/// $BURROW_NET_BENCH_PID, prints the preflight and attach times, and holds it until stdin closes.
+#[test]
+#[ignore = "driven by scripts/bench-net.sh"]
+fn bench_attach_and_hold() {
+    let Ok(pid) = std::env::var("BURROW_NET_BENCH_PID") else {
+        return;
+    };
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let request = Request {
+        mode: env("BURROW_NET_BENCH_MODE").parse().unwrap(),
+        allow_host_loopback: env("BURROW_NET_BENCH_ALLOW") == "1",
+        publish: env("BURROW_NET_BENCH_PUBLISH")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect(),
+        dns: Vec::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let plan = net::preflight(&request).unwrap();
+    let t1 = Instant::now();
+    let a = net::attach(&plan, pid.parse().unwrap(), dir.path()).unwrap();
+    let t2 = Instant::now();
+    println!(
+        "\nBENCH preflight_ms={:.2} attach_ms={:.2} backend_pid={}",
+        (t1 - t0).as_secs_f64() * 1e3,
+        (t2 - t1).as_secs_f64() * 1e3,
+        a.backend_pid().unwrap_or(0)
+    );
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
