@@ -479,6 +479,51 @@ pub fn bad_publish_fails_in_preflight(mode: Mode) {
     }
 }
 
+/// Run inside the namespace (the test binary re-executed through nsenter) by
+/// `pasta_tap_queue_is_set_inside`.
+#[test]
+#[ignore = "child process of pasta_tap_queue_is_set_inside"]
+fn configure_inside_child() {
+    if std::env::var_os("BURROW_NET_INSIDE").is_none() {
+        return;
+    }
+    let plan = net::preflight(&req(Mode::Pasta)).unwrap();
+    plan.configure_inside().unwrap();
+    println!("\nCONFIGURED");
+}
+
+#[test]
+fn pasta_tap_queue_is_set_inside() {
+    if backend_missing(Mode::Pasta) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::new();
+    let plan = net::preflight(&req(Mode::Pasta)).unwrap();
+    let _a = attached(&plan, &t, dir.path());
+    let exe = std::env::current_exe().unwrap();
+    let out = t
+        .ns_cmd(&[
+            exe.to_str().unwrap(),
+            "--exact",
+            "configure_inside_child",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("BURROW_NET_INSIDE", "1")
+        .output()
+        .unwrap()
+        .success_or_panic();
+    assert!(out.contains("CONFIGURED"), "{out}");
+    let link = t
+        .ns(&["ip", "link", "show", "dev", "tap0"])
+        .success_or_panic();
+    assert!(
+        link.contains(&format!("qlen {}", net::PASTA_TXQUEUELEN)),
+        "{link}"
+    );
+}
+
 macro_rules! suite {
     ($modname:ident, $mode:expr) => {
         mod $modname {

@@ -8,6 +8,7 @@
 
 pub mod dns;
 mod helper;
+mod netlink;
 pub mod pasta;
 pub mod publish;
 pub mod slirp4netns;
@@ -157,7 +158,7 @@ pub struct Plan {
 
 /// pasta's tap device drops packets when its 1000-packet queue fills (pasta never sets it); this
 /// length holds pasta's whole receive window even at MTU 1500.
-pub const PASTA_TXQUEUELEN: i32 = 10_000;
+pub const PASTA_TXQUEUELEN: u32 = 10_000;
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -305,7 +306,7 @@ impl Plan {
     /// device's queue length. Needs CAP_NET_ADMIN in the namespace's owning user namespace.
     pub fn configure_inside(&self) -> Result<(), NetError> {
         if let Backend::Pasta { .. } = self.backend {
-            crate::sys::net::set_txqueuelen(TAP_NAME, PASTA_TXQUEUELEN).map_err(|source| {
+            netlink::set_txqueuelen(TAP_NAME, PASTA_TXQUEUELEN).map_err(|source| {
                 NetError::TxQueue {
                     dev: TAP_NAME,
                     source,

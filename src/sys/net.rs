@@ -1,8 +1,8 @@
 //! Raw calls for the network helpers: fd inheritance and parent-death signal between fork and
-//! exec, and the tap queue length ioctl.
+//! exec.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
@@ -41,32 +41,4 @@ pub fn spawn_with_fds(
         cmd.pre_exec(hook);
     }
     cmd.spawn()
-}
-
-/// Sets the transmit queue length of network interface `ifname` in the calling thread's network
-/// namespace (SIOCSIFTXQLEN, needs CAP_NET_ADMIN there).
-pub fn set_txqueuelen(ifname: &str, qlen: i32) -> io::Result<()> {
-    let name = ifname.as_bytes();
-    if name.len() >= libc::IFNAMSIZ || name.contains(&0) {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    let sock = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value (empty name, zero union).
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name) {
-        *dst = src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_metric = qlen; // ifr_qlen is the same int member of the union
-                                     // SAFETY: `sock` is an open socket; SIOCSIFTXQLEN reads a `struct ifreq` that lives across
-                                     // the call, with a NUL-terminated name (zeroed, name shorter than IFNAMSIZ).
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFTXQLEN, &req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
