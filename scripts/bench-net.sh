@@ -8,12 +8,13 @@
 # burrow/hand is printed (target >= 0.95). Also the time attach() takes (target: networking adds
 # <= 10 ms to startup). Only loopback and the backends' internal addresses carry traffic.
 #
-# Env: SECS (iperf3 seconds, default 3), BACKENDS (default "slirp4netns pasta"),
+# Env: SECS (iperf3 seconds, default 3), REPS (repetitions, default 3), BACKENDS (default "slirp4netns pasta"),
 #      NET_LIB_BIN (the net_lib test binary; built with cargo if unset).
 # To add rows (e.g. `burrow run`): write a function like run_burrow_lib that starts a namespace
 # target, and call `measure LABEL BACKEND TARGET_PID` for it; see the end of this file.
-set -euo pipefail
+set -uo pipefail   # no -e: one failed measurement prints "fail", the rest still runs
 SECS=${SECS:-3}
+REPS=${REPS:-3}   # burrow and by-hand runs alternate REPS times; the median is printed
 BACKENDS=${BACKENDS:-"slirp4netns pasta"}
 HOST_IPERF_PORT=${HOST_IPERF_PORT:-15201}
 HOST_CONNECT_PORT=${HOST_CONNECT_PORT:-15202}
@@ -39,14 +40,20 @@ if [ -z "${NET_LIB_BIN:-}" ]; then
 fi
 
 # --- helpers --------------------------------------------------------------------------------
+# Median connect time in us over n connects (a pause between them: libslirp listens with a
+# backlog of 1, so back-to-back connects to a slirp4netns hostfwd port drop SYNs under load).
 CONNECT_PY='
 import socket, statistics, sys, time
 h, p, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ts = []
+ts, failed = [], 0
 for _ in range(n):
-    t = time.perf_counter(); s = socket.create_connection((h, p), timeout=5)
-    ts.append(time.perf_counter() - t); s.close()
-print("%.0f" % (statistics.median(ts) * 1e6))'
+    t = time.perf_counter()
+    try:
+        s = socket.create_connection((h, p), timeout=2)
+    except OSError:
+        failed += 1; continue
+    ts.append(time.perf_counter() - t); s.close(); time.sleep(0.002)
+print(("%.0f" % (statistics.median(ts) * 1e6) if ts else "fail") + ("(%d failed)" % failed if failed else ""))'
 ACCEPT_PY='
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -74,18 +81,18 @@ declare -A RES
 # measure LABEL BACKEND PID HOSTADDR: iperf3 and connect latency on both paths
 measure() {
   local label=$1 be=$2 p=$3 hostaddr=$4
-  RES[$label,$be,c2h]=$(ns "$p" bash -c "$(declare -f gbits); SECS=$SECS gbits -c $hostaddr -p $HOST_IPERF_PORT")
-  RES[$label,$be,h2c_rev]=$(ns "$p" bash -c "$(declare -f gbits); SECS=$SECS gbits -c $hostaddr -p $HOST_IPERF_PORT -R")
-  RES[$label,$be,lat_c2h]=$(ns "$p" python3 -c "$CONNECT_PY" "$hostaddr" "$HOST_CONNECT_PORT" 300)
+  RES[$label,$be,c2h]+=" "$(ns "$p" bash -c "$(declare -f gbits); SECS=$SECS gbits -c $hostaddr -p $HOST_IPERF_PORT")
+  RES[$label,$be,h2c_rev]+=" "$(ns "$p" bash -c "$(declare -f gbits); SECS=$SECS gbits -c $hostaddr -p $HOST_IPERF_PORT -R")
+  RES[$label,$be,lat_c2h]+=" "$(ns "$p" python3 -c "$CONNECT_PY" "$hostaddr" "$HOST_CONNECT_PORT" 200)
   # nsenter itself (not the ns function) in the background, so that $! is the server's pid.
   nsenter --preserve-credentials -U -n -t "$p" iperf3 -s -p 5201 >/dev/null 2>&1 &
   local s1=$!
   nsenter --preserve-credentials -U -n -t "$p" python3 -c "$ACCEPT_PY" 0.0.0.0 5202 >/dev/null 2>&1 &
   local s2=$!
   sleep 0.3
-  RES[$label,$be,pub_h2c]=$(gbits -c 127.0.0.1 -p "$PUB_IPERF_PORT")
-  RES[$label,$be,pub_c2h]=$(gbits -c 127.0.0.1 -p "$PUB_IPERF_PORT" -R)
-  RES[$label,$be,lat_pub]=$(python3 -c "$CONNECT_PY" 127.0.0.1 "$PUB_CONNECT_PORT" 300)
+  RES[$label,$be,pub_h2c]+=" "$(gbits -c 127.0.0.1 -p "$PUB_IPERF_PORT")
+  RES[$label,$be,pub_c2h]+=" "$(gbits -c 127.0.0.1 -p "$PUB_IPERF_PORT" -R)
+  RES[$label,$be,lat_pub]+=" "$(python3 -c "$CONNECT_PY" 127.0.0.1 "$PUB_CONNECT_PORT" 200)
   kill "$s1" "$s2"; wait "$s1" "$s2" 2>/dev/null || true
 }
 
@@ -96,7 +103,7 @@ run_burrow_lib() { # BACKEND: attach through burrow::net, measure, detach
     BURROW_NET_BENCH_PUBLISH=$PUBLISH "$NET_LIB_BIN" --exact bench_attach_and_hold --ignored --nocapture 2>&1; }
   local line=""
   while read -r -u "${HOLD[0]}" line; do case $line in BENCH*) break ;; esac; done
-  RES[burrow,$be,attach_ms]=$(sed -n 's/.*attach_ms=\([0-9.]*\).*/\1/p' <<<"$line")
+  RES[burrow,$be,attach_ms]+=" "$(sed -n 's/.*attach_ms=\([0-9.]*\).*/\1/p' <<<"$line")
   # What the launcher does inside the container after attach (Plan::configure_inside).
   [ "$be" = pasta ] && ns "$p" ip link set tap0 txqueuelen 10000
   local host=10.0.2.2; [ "$be" = pasta ] && host=127.0.0.1   # pasta: the splice path
@@ -133,7 +140,7 @@ run_hand() {
     t1=$(date +%s%N)
     measure hand "$be" "$p" 127.0.0.1
   fi
-  RES[hand,$be,attach_ms]=$(( (t1 - t0) / 1000000 ))
+  RES[hand,$be,attach_ms]+=" $(( (t1 - t0) / 1000000 ))"
   kill "$bp" "$p"; wait "$bp" "$p" 2>/dev/null || true
 }
 
@@ -144,9 +151,18 @@ sleep 0.3
 
 for be in $BACKENDS; do
   command -v "$be" >/dev/null || { echo "SKIP: $be not installed" >&2; continue; }
-  run_burrow_lib "$be"
-  run_hand "$be"
+  for _ in $(seq "$REPS"); do
+    run_burrow_lib "$be"
+    run_hand "$be"
+  done
 done
+
+median() { python3 -c 'import statistics, sys
+v = []
+for w in sys.argv[1:]:
+    try: v.append(float(w.split("(")[0]))
+    except ValueError: pass
+print(("%.2f" % statistics.median(v)) if v else "fail")' $1; }
 
 ratio() { python3 -c 'import sys
 a, b = sys.argv[1], sys.argv[2]
@@ -158,15 +174,17 @@ echo "|---|---|---|---|---|"
 for be in $BACKENDS; do
   command -v "$be" >/dev/null || continue
   for m in c2h h2c_rev pub_h2c pub_c2h; do
-    b=${RES[burrow,$be,$m]:-} h=${RES[hand,$be,$m]:-}
+    b=$(median "${RES[burrow,$be,$m]:-}") h=$(median "${RES[hand,$be,$m]:-}")
     echo "| $be | $m Gbit/s | $b | $h | $(ratio "$b" "$h") |"
   done
   for m in lat_c2h lat_pub; do
-    b=${RES[burrow,$be,$m]:-} h=${RES[hand,$be,$m]:-}
+    b=$(median "${RES[burrow,$be,$m]:-}") h=$(median "${RES[hand,$be,$m]:-}")
     echo "| $be | $m connect us (median) | $b | $h | $(ratio "$b" "$h") |"
   done
-  echo "| $be | time to network ready, ms | ${RES[burrow,$be,attach_ms]:-} (attach) | ${RES[hand,$be,attach_ms]:-} (poll) | |"
+  echo "| $be | time to network ready, ms | $(median "${RES[burrow,$be,attach_ms]:-}") (attach()) | $(median "${RES[hand,$be,attach_ms]:-}") (polled, coarse) | |"
 done
 echo
 echo "c2h: container -> server on the host's loopback (slirp4netns: 10.0.2.2; pasta: 127.0.0.1 splice);"
 echo "h2c_rev: the same connection, reversed (-R); pub_*: host 127.0.0.1 -> published port -> container."
+echo "medians of $REPS alternating runs, iperf3 ${SECS}s; connect: median us of 200; raw: "
+for k in "${!RES[@]}"; do echo "  $k:${RES[$k]}"; done | sort
