@@ -524,6 +524,31 @@ fn pasta_tap_queue_is_set_inside() {
     );
 }
 
+pub fn dead_target_fails_fast(mode: Mode) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Target::new();
+    let pid = t.pid();
+    t.child.kill().unwrap();
+    t.child.wait().unwrap();
+    let plan = net::preflight(&req(mode)).unwrap();
+    let start = Instant::now();
+    let e = net::attach(&plan, pid, dir.path()).unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    eprintln!("attach to a dead pid: {e}");
+    assert!(matches!(e, NetError::Died { .. }), "{e}");
+    assert!(e.to_string().contains(&mode.to_string()), "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "files left in the state dir: {left:?}");
+}
+
 macro_rules! suite {
     ($modname:ident, $mode:expr) => {
         mod $modname {
@@ -556,6 +581,10 @@ macro_rules! suite {
             #[test]
             fn bad_publish_fails_in_preflight() {
                 go(super::bad_publish_fails_in_preflight)
+            }
+            #[test]
+            fn dead_target_fails_fast() {
+                go(super::dead_target_fails_fast)
             }
             #[test]
             fn no_process_after_sigkill() {
