@@ -200,12 +200,13 @@ fn choose(req: &Request, notices: &mut Vec<String>) -> Result<Backend, NetError>
         Mode::Slirp4netns => slirp_backend().ok_or(missing("slirp4netns", "slirp4netns"))?,
         Mode::Pasta => pasta_backend().ok_or(missing("pasta", "passt"))?,
         // Published UDP without host loopback works only with pasta: prefer it then.
-        Mode::Auto if slirp_udp_blocked(req).is_some() => {
-            match pasta_backend().or_else(slirp_backend) {
-                Some(b) => b,
-                None => Backend::None,
+        Mode::Auto if slirp_udp_blocked(req).is_some() => match pasta_backend() {
+            Some(b) => {
+                notices.push("burrow: using pasta: slirp4netns cannot publish UDP ports while host loopback is closed".to_string());
+                b
             }
-        }
+            None => slirp_backend().unwrap_or(Backend::None),
+        },
         Mode::Auto => match slirp_backend().or_else(pasta_backend) {
             Some(b) => b,
             None => {
