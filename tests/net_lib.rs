@@ -684,3 +684,21 @@ fn bench_attach_and_hold() {
     std::io::stdout().flush().unwrap();
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }
+
+#[test]
+fn auto_prefers_pasta_for_published_udp() {
+    if skip_unless(installed("pasta"), "pasta is not installed") {
+        return;
+    }
+    let plan = net::preflight(&Request {
+        publish: vec![format!("127.0.0.1:{}:53/udp", free_port()).parse().unwrap()],
+        ..req(Mode::Auto)
+    })
+    .unwrap();
+    assert_eq!(plan.backend_name(), "pasta");
+    assert!(
+        plan.notices().iter().any(|n| n.contains("UDP")),
+        "{:?}",
+        plan.notices()
+    );
+}
