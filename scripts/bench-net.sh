@@ -1,6 +1,7 @@
 #!/bin/bash
 # Network benchmark (not a timed test). Run as an unprivileged user, e.g.
-#   scripts/as-t1.sh scripts/bench-net.sh            (from the repository root, after ci-setup)
+#   setpriv --reuid=burrow-t1 --regid=burrow-t1 --init-groups --reset-env env HOME=/home/burrow-t1 \
+#     PATH=/usr/sbin:/usr/bin:/sbin:/bin NET_LIB_BIN=<net_lib test binary> scripts/bench-net.sh
 # For each backend (slirp4netns, pasta) and each path (the container reaching a server on the
 # host's loopback; the host reaching a server in the container through a published port):
 # iperf3 in both directions and the median TCP connect time, once with the backend attached by
@@ -31,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[ "$(id -u)" != 0 ] || { echo "run as an unprivileged user (scripts/as-t1.sh $0)" >&2; exit 2; }
+[ "$(id -u)" != 0 ] || { echo "run as an unprivileged user (see the top of $0)" >&2; exit 2; }
 for t in iperf3 python3 nsenter unshare; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 2; }
 done
