@@ -5,155 +5,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use burrow::net::{self, Mode, NetError, PortSpec, Request, ResolverPaths};
 
-fn strict() -> bool {
-    std::env::var("BURROW_TEST_STRICT").is_ok_and(|v| v == "1")
-}
-
-/// Prints SKIP and returns true when `what` is missing (fails instead under BURROW_TEST_STRICT=1).
-fn skip_unless(ok: bool, what: &str) -> bool {
-    if ok {
-        return false;
-    }
-    assert!(!strict(), "BURROW_TEST_STRICT=1 and {what}");
-    eprintln!("SKIP: {what}");
-    true
-}
-
-fn installed(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-}
-
-fn backend_missing(mode: Mode) -> bool {
-    let bin = match mode {
-        Mode::Slirp4netns => "slirp4netns",
-        Mode::Pasta => "pasta",
-        _ => return false,
-    };
-    skip_unless(installed(bin), &format!("{bin} is not installed"))
-        || skip_unless(installed("nsenter") && installed("unshare"), "util-linux nsenter/unshare missing")
-        || skip_unless(
-            std::fs::metadata("/dev/net/tun")
-                .is_ok_and(|_| std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun").is_ok()),
-            "/dev/net/tun is not usable by this user",
-        )
-}
-
-/// A stand-in container: a process in new user + network namespaces (root mapped to us).
-struct Target {
-    child: Child,
-}
-
-impl Target {
-    fn new() -> Target {
-        let child = Command::new("unshare").args(["-Urn", "sleep", "120"]).spawn().expect("spawn unshare -Urn");
-        let t = Target { child };
-        // Ready once unshare has written the maps and exec'd sleep.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_to_string(format!("/proc/{}/comm", t.pid())).unwrap_or_default() != "sleep\n" {
-            assert!(Instant::now() < deadline, "unshare -Urn did not start");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        t.ns(&["ip", "link", "set", "lo", "up"]).success_or_panic();
-        t
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn ns_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
-        c.args(["--preserve-credentials", "-U", "-n", "-t", &self.pid().to_string()]);
-        c.args(args);
-        c
-    }
-
-    fn ns(&self, args: &[&str]) -> std::process::Output {
-        self.ns_cmd(args).output().expect("run nsenter")
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-trait Success {
-    fn success_or_panic(self) -> String;
-}
-
-impl Success for std::process::Output {
-    fn success_or_panic(self) -> String {
-        assert!(
-            self.status.success(),
-            "command failed ({}): {}{}",
-            self.status,
-            String::from_utf8_lossy(&self.stdout),
-            String::from_utf8_lossy(&self.stderr)
-        );
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn req(mode: Mode) -> Request {
-    Request { mode, ..Request::default() }
-}
-
-/// A TCP connect from inside the namespace: true when it connects within 3 s.
-fn connects_from_inside(t: &Target, host: &str, port: u16) -> bool {
-    let script = format!("exec 3<>/dev/tcp/{host}/{port}");
-    t.ns(&["timeout", "3", "bash", "-c", &script]).status.success()
-}
-
-/// Accepts connections on the host's loopback for as long as the test runs.
-fn host_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            drop(s);
-        }
-    });
-    port
-}
-
-fn proc_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-fn wait_dead(pid: u32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while proc_alive(pid) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
-}
-
-fn attached(plan: &net::Plan, t: &Target, dir: &Path) -> net::Attached {
-    let a = net::attach(plan, t.pid(), dir).unwrap_or_else(|e| panic!("attach: {e}"));
-    // attach returns only once the interface is configured: no waiting here.
-    let addr = t.ns(&["ip", "-4", "-o", "addr", "show", "dev", "tap0"]).success_or_panic();
-    assert!(addr.contains("10.0.2.100/24"), "tap0 not configured at return: {addr}");
-    a
-}
+#[path = "net_lib/support.rs"]
+mod support;
+use support::*;
 
 pub fn host_loopback_closed_by_default(mode: Mode) {
     let port = host_server();
@@ -352,6 +211,57 @@ pub fn bad_publish_fails_in_preflight(mode: Mode) {
     }
 }
 
+/// Run inside the namespace (the test binary re-executed through nsenter) by
+/// `pasta_tap_queue_is_set_inside`.
+#[test]
+#[ignore = "child process of pasta_tap_queue_is_set_inside"]
+fn configure_inside_child() {
+    if std::env::var_os("BURROW_NET_INSIDE").is_none() {
+        return;
+    }
+    let plan = net::preflight(&req(Mode::Pasta)).unwrap();
+    plan.configure_inside().unwrap();
+    println!("\nCONFIGURED");
+}
+
+#[test]
+fn pasta_tap_queue_is_set_inside() {
+    if backend_missing(Mode::Pasta) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::new();
+    let plan = net::preflight(&req(Mode::Pasta)).unwrap();
+    let _a = attached(&plan, &t, dir.path());
+    let exe = std::env::current_exe().unwrap();
+    let out = t
+        .ns_cmd(&[exe.to_str().unwrap(), "--exact", "configure_inside_child", "--include-ignored", "--nocapture"])
+        .env("BURROW_NET_INSIDE", "1")
+        .output()
+        .unwrap()
+        .success_or_panic();
+    assert!(out.contains("CONFIGURED"), "{out}");
+    let link = t.ns(&["ip", "link", "show", "dev", "tap0"]).success_or_panic();
+    assert!(link.contains(&format!("qlen {}", net::PASTA_TXQUEUELEN)), "{link}");
+}
+
+pub fn dead_target_fails_fast(mode: Mode) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Target::new();
+    let pid = t.pid();
+    t.child.kill().unwrap();
+    t.child.wait().unwrap();
+    let plan = net::preflight(&req(mode)).unwrap();
+    let start = Instant::now();
+    let e = net::attach(&plan, pid, dir.path()).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    eprintln!("attach to a dead pid: {e}");
+    assert!(matches!(e, NetError::Died { .. }), "{e}");
+    assert!(e.to_string().contains(&mode.to_string()), "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "files left in the state dir: {left:?}");
+}
+
 macro_rules! suite {
     ($modname:ident, $mode:expr) => {
         mod $modname {
@@ -384,6 +294,10 @@ macro_rules! suite {
             #[test]
             fn bad_publish_fails_in_preflight() {
                 go(super::bad_publish_fails_in_preflight)
+            }
+            #[test]
+            fn dead_target_fails_fast() {
+                go(super::dead_target_fails_fast)
             }
             #[test]
             fn no_process_after_sigkill() {
@@ -440,4 +354,53 @@ fn auto_picks_slirp4netns_first() {
     };
     assert_eq!(plan.backend_name(), expect);
     assert_eq!(plan.notices().is_empty(), expect != "none");
+}
+
+/// Driven by scripts/bench-net.sh: attaches the backend named by $BURROW_NET_BENCH_MODE to
+/// $BURROW_NET_BENCH_PID, prints the preflight and attach times, and holds it until stdin closes.
+#[test]
+#[ignore = "driven by scripts/bench-net.sh"]
+fn bench_attach_and_hold() {
+    let Ok(pid) = std::env::var("BURROW_NET_BENCH_PID") else {
+        return;
+    };
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let request = Request {
+        mode: env("BURROW_NET_BENCH_MODE").parse().unwrap(),
+        allow_host_loopback: env("BURROW_NET_BENCH_ALLOW") == "1",
+        publish: env("BURROW_NET_BENCH_PUBLISH")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect(),
+        dns: Vec::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let plan = net::preflight(&request).unwrap();
+    let t1 = Instant::now();
+    let a = net::attach(&plan, pid.parse().unwrap(), dir.path()).unwrap();
+    let t2 = Instant::now();
+    println!(
+        "\nBENCH preflight_ms={:.2} attach_ms={:.2} backend_pid={}",
+        (t1 - t0).as_secs_f64() * 1e3,
+        (t2 - t1).as_secs_f64() * 1e3,
+        a.backend_pid().unwrap_or(0)
+    );
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+#[test]
+fn auto_prefers_pasta_for_published_udp() {
+    if skip_unless(installed("pasta"), "pasta is not installed") {
+        return;
+    }
+    let plan = net::preflight(&Request {
+        publish: vec![format!("127.0.0.1:{}:53/udp", free_port()).parse().unwrap()],
+        ..req(Mode::Auto)
+    })
+    .unwrap();
+    assert_eq!(plan.backend_name(), "pasta");
+    assert!(plan.notices().iter().any(|n| n.contains("UDP")), "{:?}", plan.notices());
 }

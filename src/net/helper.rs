@@ -2,7 +2,6 @@
 //! both backends.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -95,9 +94,8 @@ pub fn wait_ready(helper: &mut Helper, ready: &OwnedFd, log: &Path) -> Result<()
         let ready_ev = fds[0].revents().unwrap_or(PollFlags::empty());
         if ready_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
             let mut buf = [0u8; 32];
-            let n =
-                File::from(ready.try_clone().map_err(|e| NetError::Internal(e_kind(&e)))?).read(&mut buf).unwrap_or(0);
-            if n > 0 {
+            // EAGAIN (a FIFO whose writer left without writing) counts as nothing read.
+            if nix::unistd::read(ready.as_fd(), &mut buf).unwrap_or(0) > 0 {
                 return Ok(());
             }
         }
@@ -105,10 +103,6 @@ pub fn wait_ready(helper: &mut Helper, ready: &OwnedFd, log: &Path) -> Result<()
             return Err(died(helper, log));
         }
     }
-}
-
-fn e_kind(_e: &std::io::Error) -> &'static str {
-    "cannot duplicate the ready fd"
 }
 
 /// Reaps a helper that exited (or closed its ready fd without signalling) and builds the error.

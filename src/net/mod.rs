@@ -126,7 +126,7 @@ pub struct Plan {
 
 /// pasta's tap device drops packets when its 1000-packet queue fills (pasta never sets it); this
 /// length holds pasta's whole receive window even at MTU 1500.
-pub const PASTA_TXQUEUELEN: i32 = 10_000;
+pub const PASTA_TXQUEUELEN: u32 = 10_000;
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -164,9 +164,15 @@ fn choose(req: &Request, notices: &mut Vec<String>) -> Result<Backend, NetError>
         Mode::Slirp4netns => slirp_backend().ok_or(missing("slirp4netns", "slirp4netns"))?,
         Mode::Pasta => pasta_backend().ok_or(missing("pasta", "passt"))?,
         // Published UDP without host loopback works only with pasta: prefer it then.
-        Mode::Auto if slirp_udp_blocked(req).is_some() => match pasta_backend().or_else(slirp_backend) {
-            Some(b) => b,
-            None => Backend::None,
+        Mode::Auto if slirp_udp_blocked(req).is_some() => match pasta_backend() {
+            Some(b) => {
+                notices.push(
+                    "burrow: using pasta: slirp4netns cannot publish UDP ports while host loopback is closed"
+                        .to_string(),
+                );
+                b
+            }
+            None => slirp_backend().unwrap_or(Backend::None),
         },
         Mode::Auto => match slirp_backend().or_else(pasta_backend) {
             Some(b) => b,
@@ -220,11 +226,6 @@ impl Plan {
         !matches!(self.backend, Backend::Host)
     }
 
-    /// Whether [`attach`] starts a helper (and so needs a state directory for its sockets).
-    pub fn needs_state_dir(&self) -> bool {
-        self.has_tap()
-    }
-
     pub fn notices(&self) -> &[String] {
         &self.notices
     }
@@ -236,6 +237,11 @@ impl Plan {
             Backend::Slirp4netns { .. } => slirp4netns::NAME,
             Backend::Pasta { .. } => pasta::NAME,
         }
+    }
+
+    /// Whether [`attach`] starts a helper (and so needs a state directory for its sockets).
+    pub fn needs_state_dir(&self) -> bool {
+        self.has_tap()
     }
 
     fn has_tap(&self) -> bool {
@@ -270,7 +276,7 @@ impl Plan {
     /// device's queue length. Needs CAP_NET_ADMIN in the namespace's owning user namespace.
     pub fn configure_inside(&self) -> Result<(), NetError> {
         if let Backend::Pasta { .. } = self.backend {
-            netlink::set_txqueuelen(TAP_NAME, PASTA_TXQUEUELEN as u32)
+            netlink::set_txqueuelen(TAP_NAME, PASTA_TXQUEUELEN)
                 .map_err(|source| NetError::TxQueue { dev: TAP_NAME, source })?;
         }
         Ok(())

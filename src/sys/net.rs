@@ -1,5 +1,5 @@
 //! Raw calls for the network helpers: fd inheritance and parent-death signal between fork and
-//! exec, and the tap queue length ioctl.
+//! exec.
 
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
