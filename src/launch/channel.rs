@@ -64,21 +64,6 @@ impl Channel {
     pub fn wait_for_unshared(&self) -> Result<(), ChannelError> {
         self.expect("Unshared", |m| *m == Msg::Unshared).map(drop)
     }
-
-    /// Waits for `RootReady`; returns the driver and the notice for the user.
-    pub fn wait_for_root_ready(&self) -> Result<(String, Option<String>), ChannelError> {
-        match self.expect("RootReady", |m| matches!(m, Msg::RootReady { .. }))? {
-            Msg::RootReady { driver, notice } => Ok((driver, notice)),
-            _ => unreachable!("expect() checked the variant"),
-        }
-    }
-
-    pub fn wait_for_init_pid(&self) -> Result<i32, ChannelError> {
-        match self.expect("InitPid", |m| matches!(m, Msg::InitPid { .. }))? {
-            Msg::InitPid { pid } => Ok(pid),
-            _ => unreachable!("expect() checked the variant"),
-        }
-    }
 }
 
 impl AsFd for Channel {

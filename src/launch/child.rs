@@ -61,7 +61,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
     t!(nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step("mounts", "make / private"));
     let layer = t!(layers::mount(spec, &chan));
-    layers::report(&layer, &chan);
+    layers::report(&layer, &chan, spec.verbose);
     // The FUSE server above stays outside the container's PID namespace, which starts with init.
     t!(unshare(CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(pid)"));
     let init_pid = match fork() {
@@ -75,7 +75,6 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
             ));
         }
     };
-    let _ = chan.send(&Msg::InitPid { pid: init_pid.as_raw() });
     let code = wait_for_init(init_pid, p0, layer.server, &chan);
     layers::cleanup(spec, &layer);
     if getppid() != p0 {

@@ -130,9 +130,12 @@ fn wait_ready(r: &OwnedFd) -> bool {
     }
 }
 
-/// Tells P0 which driver serves the root.
-pub fn report(layer: &Layer, chan: &Channel) {
-    let _ = chan.send(&Msg::RootReady { driver: layer.driver.into(), notice: layer.notice.clone() });
+/// Tells P0 which driver serves the root, when the user is to hear it (a notice, or --verbose).
+pub fn report(layer: &Layer, chan: &Channel, verbose: bool) {
+    if layer.notice.is_some() || verbose {
+        let driver = if verbose { layer.driver.into() } else { String::new() };
+        let _ = chan.send(&Msg::RootReady { driver, notice: layer.notice.clone() });
+    }
 }
 
 /// After the container ended: stop the server and drop the mount.

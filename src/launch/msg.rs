@@ -10,10 +10,9 @@ pub enum Msg {
     Go,
     /// P0 → P1: as `Go`, but a single-ID map was written (setgroups is denied inside).
     GoSingle,
-    /// P1 → P0: the root filesystem's copy-on-write layer is mounted by `driver` (kernel, fuse or none).
+    /// P1 → P0, only when there is something to tell the user: the copy-on-write driver (with --verbose) and a
+    /// notice.
     RootReady { driver: String, notice: Option<String> },
-    /// P1 → P0: the container's init runs with this host PID.
-    InitPid { pid: i32 },
     /// Any stage → P0: setup failed; P0 prints it once and exits 125.
     Failed { stage: String, errno: i32, message: String },
     /// The payload's process → P0: exec failed (exit 126 or 127).

@@ -97,15 +97,9 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
         _ => None,
     };
     ours.send(if single { &Msg::GoSingle } else { &Msg::Go })?;
-    let (driver, root_notice) = failure_or(ours.wait_for_root_ready())?;
-    if let Some(n) = root_notice {
-        notice(n);
-    }
-    if spec.verbose {
-        notice(format!("burrow: copy-on-write driver: {driver}"));
-    }
-    let init = Pid::from_raw(failure_or(ours.wait_for_init_pid())?);
-    let code = supervise(&ours, p1, init, cgroup.as_ref())?;
+    // From here P0 only wakes for a signal, a failure, a notice or P1's exit: every wakeup on the way to the
+    // payload costs a scheduling round trip on a busy machine.
+    let code = supervise(&ours, p1, cgroup.as_ref(), notice)?;
     guard.0 = None;
     let stats = cgroup.as_ref().map(|c| c.stats());
     drop(cgroup);
@@ -179,19 +173,43 @@ fn write_maps<T>(
     Ok((true, done))
 }
 
+/// The container's init: P1's child in another PID namespace (the FUSE server, P1's other child, is in ours).
+/// Looked up only when a signal must be forwarded, so that P1 need not wake P0 to say it.
+fn find_init(p1: Pid) -> Option<Pid> {
+    let children = std::fs::read_to_string(format!("/proc/{p1}/task/{p1}/children")).ok()?;
+    let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|ns| ns != ours))
+        .map(Pid::from_raw)
+}
+
 /// Forwards signals to init and collects messages until P1 exits; returns the exit code.
-fn supervise(chan: &Channel, p1: Pid, init: Pid, cgroup: Option<&crate::cgroup::Attached>) -> Result<i32, LaunchError> {
+fn supervise(
+    chan: &Channel,
+    p1: Pid,
+    cgroup: Option<&crate::cgroup::Attached>,
+    notice: &mut dyn FnMut(String),
+) -> Result<i32, LaunchError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let sfd = signals::signalfd().map_err(|e| LaunchError::Sys("signalfd", e))?;
     let mut failure_seen: Option<LaunchError> = None;
     let mut chan_open = true;
+    let mut init: Option<Pid> = None;
+    // Signals that arrived before init existed, delivered as soon as it does.
+    let mut pending: Vec<Signal> = Vec::new();
     loop {
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if chan_open {
             fds.push(PollFd::new(chan.as_fd(), PollFlags::POLLIN));
         }
         // Kernels without memory.peak: sample memory.current twice a second for --stats.
-        let timeout = if cgroup.is_some() { PollTimeout::from(500u16) } else { PollTimeout::NONE };
+        let timeout = match (pending.is_empty(), cgroup.is_some()) {
+            (false, _) => PollTimeout::from(10u16),
+            (true, true) => PollTimeout::from(500u16),
+            (true, false) => PollTimeout::NONE,
+        };
         if let Some(c) = cgroup {
             c.sample();
         }
@@ -203,6 +221,10 @@ fn supervise(chan: &Channel, p1: Pid, init: Pid, cgroup: Option<&crate::cgroup::
         drop(fds);
         if chan_ready {
             match chan.recv() {
+                Ok(Some(Msg::RootReady { notice: n, driver })) => n
+                    .into_iter()
+                    .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
+                    .for_each(&mut *notice),
                 Ok(Some(m)) => failure_seen = failure_seen.or(failure(m)),
                 Ok(None) | Err(_) => chan_open = false,
             }
@@ -212,7 +234,15 @@ fn supervise(chan: &Channel, p1: Pid, init: Pid, cgroup: Option<&crate::cgroup::
                 continue;
             };
             if sig != Signal::SIGCHLD && signals::sent_by_process(info.ssi_code) {
-                let _ = kill(init, sig);
+                pending.push(sig);
+            }
+        }
+        if !pending.is_empty() {
+            init = init.or_else(|| find_init(p1));
+            if let Some(pid) = init {
+                for sig in pending.drain(..) {
+                    let _ = kill(pid, sig);
+                }
             }
         }
         match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {

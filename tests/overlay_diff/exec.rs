@@ -147,7 +147,7 @@ impl Exec {
             }
             Op::Unlink { path } => fs::remove_file(self.p(path)).map(|_| String::new()).map_err(io_err),
             Op::Mkdir { path, mode } => {
-                rustix::fs::mkdir(&self.p(path), rustix::fs::Mode::from_raw_mode(*mode)).map_err(rx_err)?;
+                rustix::fs::mkdir(self.p(path), rustix::fs::Mode::from_raw_mode(*mode)).map_err(rx_err)?;
                 Ok(String::new())
             }
             Op::Rmdir { path } => fs::remove_dir(self.p(path)).map(|_| String::new()).map_err(io_err),
@@ -157,7 +157,7 @@ impl Exec {
                     RenameMode::NoReplace => RenameFlags::NOREPLACE,
                     RenameMode::Exchange => RenameFlags::EXCHANGE,
                 };
-                rustix::fs::renameat_with(CWD, &self.p(from), CWD, &self.p(to), flags).map_err(rx_err)?;
+                rustix::fs::renameat_with(CWD, self.p(from), CWD, self.p(to), flags).map_err(rx_err)?;
                 Ok(String::new())
             }
             Op::Link { from, to } => fs::hard_link(self.p(from), self.p(to)).map(|_| String::new()).map_err(io_err),
@@ -182,7 +182,7 @@ impl Exec {
             Op::Utimens { path, secs } => {
                 let t = Timespec { tv_sec: *secs, tv_nsec: 123_456_789 };
                 let ts = Timestamps { last_access: t, last_modification: t };
-                rustix::fs::utimensat(CWD, &self.p(path), &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(rx_err)?;
+                rustix::fs::utimensat(CWD, self.p(path), &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(rx_err)?;
                 let m = fs::symlink_metadata(self.p(path)).map_err(io_err)?;
                 Ok(format!("mtime={}.{}", m.mtime(), m.mtime_nsec()))
             }
@@ -192,11 +192,11 @@ impl Exec {
                     XattrMode::Create => XattrFlags::CREATE,
                     XattrMode::Replace => XattrFlags::REPLACE,
                 };
-                rustix::fs::lsetxattr(&self.p(path), *name, &[*value, b'v'], flags).map_err(rx_err)?;
+                rustix::fs::lsetxattr(self.p(path), *name, &[*value, b'v'], flags).map_err(rx_err)?;
                 Ok(String::new())
             }
             Op::RemoveXattr { path, name } => {
-                rustix::fs::lremovexattr(&self.p(path), *name).map_err(rx_err)?;
+                rustix::fs::lremovexattr(self.p(path), *name).map_err(rx_err)?;
                 Ok(String::new())
             }
             Op::ListXattr { path } => list_xattrs(&self.p(path)).map(|v| v.join(",")),

@@ -56,7 +56,7 @@ pub fn unmount(mnt: &Path) -> Result<(), String> {
 }
 
 pub fn is_fuse_mounted(mnt: &Path) -> bool {
-    rustix::fs::statfs(mnt).map(|s| s.f_type as i64 == FUSE_SUPER_MAGIC).unwrap_or(false)
+    rustix::fs::statfs(mnt).map(|s| s.f_type == FUSE_SUPER_MAGIC).unwrap_or(false)
 }
 
 pub struct FuseMount {
