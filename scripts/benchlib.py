@@ -35,6 +35,7 @@ import random
 import shlex
 import statistics
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -99,13 +100,19 @@ def time_once(case: Case, i: int, errfile, timeout: float = DEFAULT_TIMEOUT_S) -
     errfile.seek(0)
     errfile.truncate()
     argv = case.command(i)
+    # A blocking wait: subprocess.run(timeout=...) polls waitpid with sleeps of 0.5, 1, 2, 4, 8 ... ms, which
+    # would round every time up to 3.5, 7.5, 15.5 or 31.5 ms. The timeout is a watchdog thread instead.
     t0 = time.perf_counter()
     try:
-        rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errfile,
-                            env=case.env, timeout=timeout, check=False).returncode
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errfile,
+                                env=case.env)
     except FileNotFoundError:
         return 0.0, 127, f"{argv[0]}: command not found"
-    except subprocess.TimeoutExpired:
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    rc = proc.wait()
+    watchdog.cancel()
+    if rc == -9 and time.perf_counter() - t0 >= timeout:
         return time.perf_counter() - t0, 124, f"timed out after {timeout:.0f} s"
     dt = time.perf_counter() - t0
     errfile.seek(0)
