@@ -211,47 +211,27 @@ fn network_helpers() -> Check {
     }
 }
 
+/// Asks the cgroup stage itself what a run with memory, pids and cpu limits would get (best-effort, so that
+/// it answers instead of failing): the manager it would use and each limit it could not enforce.
 fn cgroup() -> Check {
-    let name = "cgroup v2";
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let Some(mnt) = mountinfo.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        (post.split(' ').next() == Some("cgroup2")).then(|| pre.split(' ').nth(4).map(String::from)).flatten()
-    }) else {
-        return check(
+    use crate::cgroup::{preflight, Limits, ManagerKind, Request};
+    let name = "cgroup v2 limits";
+    let limits = Limits { memory: Some(1 << 30), pids: Some(1024), cpus: Some(1.0), ..Limits::default() };
+    let req = Request { manager: ManagerKind::Auto, limits, best_effort: true, want_stats: false };
+    match preflight(&req) {
+        Err(e) => check(Level::Warn, name, e.to_string(), None),
+        Ok(plan) if plan.warnings().is_empty() => check(
+            Level::Ok,
+            name,
+            format!("memory, pids and cpu enforceable through the {} manager", plan.manager_name()),
+            None,
+        ),
+        Ok(plan) => check(
             Level::Warn,
             name,
-            "no cgroup2 mount: resource limits unavailable",
-            Some("boot with systemd.unified_cgroup_hierarchy=1".into()),
-        );
-    };
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let rel = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").to_string();
-    let dir = Path::new(&mnt).join(rel.trim_start_matches('/'));
-    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    let writable = rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_ok();
-    let manager =
-        std::env::var_os("XDG_RUNTIME_DIR").map(|d| Path::new(&d).join("systemd/private").exists()).unwrap_or(false);
-    let detail = format!(
-        "mounted at {mnt}; own cgroup {} ({}), controllers: [{}]; systemd user manager: {}",
-        dir.display(),
-        if writable { "delegated" } else { "not writable" },
-        controllers.trim(),
-        if manager { "found" } else { "not found" }
-    );
-    let missing: Vec<&str> =
-        ["memory", "pids", "cpu"].into_iter().filter(|c| !controllers.split_whitespace().any(|x| x == *c)).collect();
-    if missing.is_empty() && (writable || manager) {
-        check(Level::Ok, name, detail, None)
-    } else {
-        check(
-            Level::Warn,
-            name,
-            format!("{detail}; limits need {}", missing.join(", ")),
-            Some(
-                "run a systemd user session with a Delegate=cpu cpuset io memory pids drop-in for user@.service".into(),
-            ),
-        )
+            format!("manager {}: {}", plan.manager_name(), plan.warnings().join("; ")),
+            Some("see docs/cgroups.md (a Delegate= drop-in for user@.service, or a unified cgroup v2 host)".into()),
+        ),
     }
 }
 
