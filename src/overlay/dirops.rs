@@ -167,11 +167,7 @@ impl Overlay {
                 .ok_or(Errno::NOTEMPTY)?;
             if found.layer == UPPER {
                 for wh in whiteouts {
-                    rustix::fs::unlinkat(
-                        self.layers.root(UPPER),
-                        &path.join(wh),
-                        AtFlags::empty(),
-                    )?;
+                    rustix::fs::unlinkat(self.layers.root(UPPER), path.join(wh), AtFlags::empty())?;
                 }
             }
         }
@@ -353,7 +349,7 @@ impl Overlay {
         if let Some(d) = dst.filter(|d| d.layer == UPPER && is_dir(&d.stat)) {
             if let Some(whs) = empty_upper_whiteouts(&self.layers, new, &d.dir_layers)? {
                 for wh in whs {
-                    rustix::fs::unlinkat(upper, &new.join(wh), AtFlags::empty())?;
+                    rustix::fs::unlinkat(upper, new.join(wh), AtFlags::empty())?;
                 }
             }
         }

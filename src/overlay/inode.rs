@@ -280,6 +280,8 @@ pub(crate) fn file_type(mode: u32) -> FileType {
     }
 }
 
+// The nanosecond fields are u64 on x86_64 but u32 elsewhere: the casts are for the others.
+#[allow(clippy::unnecessary_cast)]
 /// Attributes as the kernel overlay shows them: the real inode's, with the node id as inode
 /// number and `nlink = 1` for merged directories.
 pub(crate) fn attr(st: &Stat, ino: u64, merged_dir: bool) -> FileAttr {
