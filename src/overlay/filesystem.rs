@@ -169,6 +169,9 @@ impl Overlay {
         if let Some(size) = size {
             self.truncate(&node, size, fh)?;
         }
+        // truncate(2) always stamps mtime, even to the same size; with the writeback cache the
+        // kernel leaves that to the server.
+        let mtime = mtime.or(size.map(|_| TimeOrNow::Now));
         if atime.is_some() || mtime.is_some() {
             let times = Timestamps {
                 last_access: timespec(atime),

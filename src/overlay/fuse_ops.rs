@@ -70,11 +70,12 @@ impl Filesystem for Overlay {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_MAX_PAGES,
-            // Writes gather in the page cache and reach the server in large batches.
-            InitFlags::FUSE_WRITEBACK_CACHE,
         ] {
             let _ = config.add_capabilities(flag);
         }
+        // No FUSE_WRITEBACK_CACHE: it makes the kernel own mtime/ctime (a truncate to the
+        // same size then keeps the old mtime, and cached times are flushed back later), which
+        // breaks agreement with kernel overlayfs; measured here it gained under 5%.
         let _ = config.set_max_background(64);
         Ok(())
     }
