@@ -68,7 +68,9 @@ impl Overlay {
             }
             Err(e) => return Err(e),
         };
-        self.copy_up_dir_path(&dir_path)?;
+        if dir_layers.first() != Some(&UPPER) {
+            self.copy_up_dir_path(&dir_path)?;
+        }
         let (uid, gid) = self.owner_for(who, &dir_path);
         let fd = if over_whiteout {
             self.make_over_whiteout(&path, &what, uid, gid)?
@@ -82,7 +84,10 @@ impl Overlay {
                 &self.layers,
             )?
         };
-        let stat = self.layers.stat(UPPER, &path)?;
+        let stat = match &fd {
+            Some(f) => rustix::fs::fstat(f)?,
+            None => self.layers.stat(UPPER, &path)?,
+        };
         let dir_layers = if is_dir(&stat) {
             vec![UPPER]
         } else {
