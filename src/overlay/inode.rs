@@ -20,6 +20,8 @@ pub(crate) struct Node {
     /// Removed from the overlay while the kernel may still hold it.
     pub(crate) dead: bool,
     pub(crate) path: PathBuf,
+    /// The merged listing of a directory during a readdir pass (see `dir_entries`).
+    pub(crate) listing: Option<std::sync::Arc<Vec<super::readdir::Entry>>>,
     /// Other names of a hard-linked file, used when `path` is removed or renamed away.
     pub(crate) aliases: Vec<PathBuf>,
     /// Top-most layer holding the real entry (`UPPER` once copied up).
@@ -37,6 +39,7 @@ impl Node {
             generation,
             dead: false,
             path,
+            listing: None,
             aliases: Vec::new(),
             layer: found.layer,
             dir_layers: found.dir_layers.clone(),
@@ -79,6 +82,7 @@ impl Table {
                 generation: 0,
                 dead: false,
                 path: PathBuf::new(),
+                listing: None,
                 aliases: Vec::new(),
                 layer: root.layer,
                 dir_layers: root.dir_layers,
@@ -243,6 +247,17 @@ impl Table {
             } else if node.path != to {
                 node.aliases.push(to.to_path_buf());
             }
+        }
+    }
+
+    /// Keeps (or drops) the listing of directory `id` for the current readdir pass.
+    pub(crate) fn set_listing(
+        &mut self,
+        id: u64,
+        listing: Option<std::sync::Arc<Vec<super::readdir::Entry>>>,
+    ) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.listing = listing;
         }
     }
 
