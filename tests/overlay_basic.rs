@@ -230,3 +230,34 @@ fn open_fd_survives_copy_up_and_mmap_writes_land() {
     assert_eq!(lines[1], "KEep");
     assert_eq!(lines[2], "statfs");
 }
+
+#[test]
+fn unmapped_host_owners_stay_readable_where_mode_allows() {
+    if !can_run() {
+        return;
+    }
+    if !Path::new("/etc/passwd").exists() {
+        assert!(!strict(), "/etc/passwd is needed as a host-owned lower file");
+        println!("SKIP: no /etc/passwd");
+        return;
+    }
+    if rustix::process::geteuid().is_root() {
+        // Only an unprivileged caller leaves host root unmapped in `unshare -Ur`.
+        println!("SKIP: running as root, host root is mapped in the namespace");
+        return;
+    }
+    let s = Scratch::new("unmapped");
+    // /etc is owned by host root, which the single-ID namespace of `unshare -Ur` does not map.
+    let out = run_in_ns(
+        &s.0,
+        "mkdir u w m; LOWERS=/etc mnt\n\
+         stat -c '%u' m/passwd; head -c 5 m/passwd | wc -c\n\
+         if printf x >> m/passwd 2>/dev/null; then echo written; else echo denied; fi\n\
+         test ! -e u/passwd && echo upper-clean",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "65534", "unmapped owner shows as overflow id: {out}");
+    assert_eq!(lines[1].trim(), "5", "world-readable file must stay readable: {out}");
+    assert_eq!(lines[2], "denied", "mode must still forbid writing: {out}");
+    assert_eq!(lines[3], "upper-clean", "a refused write must not copy up: {out}");
+}

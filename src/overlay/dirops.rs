@@ -66,14 +66,19 @@ impl Overlay {
             }
             Err(e) => return Err(e),
         };
-        self.copy_up_dir_path(&dir_path)?;
+        if dir_layers.first() != Some(&UPPER) {
+            self.copy_up_dir_path(&dir_path)?;
+        }
         let (uid, gid) = self.owner_for(who, &dir_path);
         let fd = if over_whiteout {
             self.make_over_whiteout(&path, &what, uid, gid)?
         } else {
             make(self.layers.root(UPPER), &path, &what, uid, gid, &self.layers)?
         };
-        let stat = self.layers.stat(UPPER, &path)?;
+        let stat = match &fd {
+            Some(f) => rustix::fs::fstat(f)?,
+            None => self.layers.stat(UPPER, &path)?,
+        };
         let dir_layers = if is_dir(&stat) { vec![UPPER] } else { Vec::new() };
         let (id, generation, attr) = self.remember(path, Found { layer: UPPER, stat, dir_layers });
         Ok((id, generation, attr, fd))

@@ -14,7 +14,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::dirops::{Caller, New};
-use super::handles::{FileHandle, Handle, Handles};
+use super::handles::{FileHandle, Handles};
 use super::inode::{attr, Found, Node, Table};
 use super::layers::{Layers, UPPER};
 use super::lookup::{lookup_merged, lookup_root};
@@ -106,10 +106,7 @@ impl Overlay {
     pub(crate) fn getattr(&self, ino: u64, fh: Option<u64>) -> R<FileAttr> {
         let node = self.node(ino)?;
         let st = match fh.and_then(|fh| self.handles.get(fh)) {
-            Some(h) => match &*h {
-                Handle::File(f) => rustix::fs::fstat(&f.fd)?,
-                Handle::Dir(_) => self.stat_node(&node)?,
-            },
+            Some(f) => rustix::fs::fstat(&f.fd)?,
             None => self.stat_node(&node)?,
         };
         Ok(self.attr_of(ino, &node, &st))
@@ -158,6 +155,9 @@ impl Overlay {
         if let Some(size) = size {
             self.truncate(&node, size, fh)?;
         }
+        // truncate(2) always stamps mtime, even to the same size; with the writeback cache the
+        // kernel leaves that to the server.
+        let mtime = mtime.or(size.map(|_| TimeOrNow::Now));
         if atime.is_some() || mtime.is_some() {
             let times = Timestamps { last_access: timespec(atime), last_modification: timespec(mtime) };
             rustix::fs::utimensat(root, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
@@ -167,11 +167,9 @@ impl Overlay {
     }
 
     fn truncate(&self, node: &Node, size: u64, fh: Option<u64>) -> R<()> {
-        if let Some(h) = fh.and_then(|fh| self.handles.get(fh)) {
-            if let Handle::File(f) = &*h {
-                if f.layer == UPPER && f.flags.intersects(OFlags::WRONLY | OFlags::RDWR) {
-                    return rustix::fs::ftruncate(&f.fd, size);
-                }
+        if let Some(f) = fh.and_then(|fh| self.handles.get(fh)) {
+            if f.layer == UPPER && f.flags.intersects(OFlags::WRONLY | OFlags::RDWR) {
+                return rustix::fs::ftruncate(&f.fd, size);
             }
         }
         let fd = self.layers.open(UPPER, &node.path, OFlags::WRONLY, 0)?;
@@ -203,14 +201,14 @@ impl Overlay {
             }
             fd => fd?,
         };
-        Ok(self.handles.insert(Handle::File(FileHandle {
+        Ok(self.handles.insert(FileHandle {
             fd,
             layer: node.layer,
             ino,
             epoch,
             flags: flags & OFlags::RWMODE,
             reopened: Mutex::new(None),
-        })))
+        }))
     }
 
     /// The fd to read from: the handle's own, or the upper copy if the file was copied up
@@ -232,7 +230,7 @@ impl Overlay {
         Ok(Some(fd))
     }
 
-    pub(crate) fn file(&self, fh: u64) -> R<Arc<Handle>> {
+    pub(crate) fn file(&self, fh: u64) -> R<Arc<FileHandle>> {
         self.handles.get(fh).ok_or(Errno::BADF)
     }
 
@@ -303,24 +301,26 @@ fn timespec(t: Option<TimeOrNow>) -> Timespec {
 }
 
 impl Overlay {
-    /// The merged listing of an open directory, taken at its first read (offset 0) and kept
-    /// so that later offsets index the same list.
-    pub(crate) fn dir_entries(&self, ino: u64, fh: u64, offset: u64) -> R<Arc<Vec<Entry>>> {
-        let h = self.file(fh)?;
-        let Handle::Dir(d) = &*h else {
-            return Err(Errno::NOTDIR);
-        };
-        let mut cached = d.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = cached.as_ref().filter(|_| offset != 0) {
-            return Ok(list.clone());
-        }
+    /// The merged listing of directory `ino` for a read at `offset`: a fresh one at offset 0,
+    /// kept on the node so later offsets of the same pass index the same list, and dropped
+    /// when the pass reads past the end (or the directory changes).
+    pub(crate) fn dir_entries(&self, ino: u64, offset: u64) -> R<Arc<Vec<Entry>>> {
         let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
         let node = self.node(ino)?;
+        if !node.is_dir {
+            return Err(Errno::NOTDIR);
+        }
+        if let Some(list) = node.listing.filter(|_| offset != 0) {
+            if offset as usize >= list.len() {
+                self.table().set_listing(ino, None);
+            }
+            return Ok(list);
+        }
         let dot = |name: &str| Entry { name: name.into(), ino, kind: fuser::FileType::Directory };
         let mut list = vec![dot("."), dot("..")];
         list.extend(super::readdir::list(&self.layers, &node.path, &node.dir_layers)?);
         let list = Arc::new(list);
-        *cached = Some(list.clone());
+        self.table().set_listing(ino, Some(list.clone()));
         Ok(list)
     }
 
@@ -335,14 +335,14 @@ impl Overlay {
     ) -> R<(u64, u64, FileAttr)> {
         let (id, generation, attr, fd) = self.create_entry(who, parent, name, New::File { mode, flags })?;
         let fd = fd.ok_or(Errno::IO)?;
-        let fh = self.handles.insert(Handle::File(FileHandle {
+        let fh = self.handles.insert(FileHandle {
             fd,
             layer: UPPER,
             ino: id,
             epoch: 0,
             flags: OFlags::from_bits_retain(flags as u32) & OFlags::RWMODE,
             reopened: Mutex::new(None),
-        }));
+        });
         Ok((fh, generation, attr))
     }
 }

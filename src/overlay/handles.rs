@@ -1,12 +1,10 @@
-//! Open file and directory handles: one real fd per FUSE open, reused for every read and
-//! write on it (no reopen per request).
+//! Open file handles: one real fd per FUSE open, reused for every read and write on it (no
+//! reopen per request). Directories have none: `opendir` is left to the kernel.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-
-use super::readdir::Entry;
 
 #[derive(Debug)]
 pub(crate) struct FileHandle {
@@ -21,32 +19,20 @@ pub(crate) struct FileHandle {
     pub(crate) reopened: Mutex<Option<Arc<OwnedFd>>>,
 }
 
-#[derive(Debug)]
-pub(crate) struct DirHandle {
-    /// The merged listing, taken at the first read so offsets stay valid for this handle.
-    pub(crate) entries: Mutex<Option<Arc<Vec<Entry>>>>,
-}
-
-#[derive(Debug)]
-pub(crate) enum Handle {
-    File(FileHandle),
-    Dir(DirHandle),
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct Handles {
-    map: RwLock<HashMap<u64, Arc<Handle>>>,
+    map: RwLock<HashMap<u64, Arc<FileHandle>>>,
     next: AtomicU64,
 }
 
 impl Handles {
-    pub(crate) fn insert(&self, h: Handle) -> u64 {
+    pub(crate) fn insert(&self, h: FileHandle) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.map.write().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::new(h));
         id
     }
 
-    pub(crate) fn get(&self, id: u64) -> Option<Arc<Handle>> {
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<FileHandle>> {
         self.map.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 

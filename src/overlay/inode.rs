@@ -20,6 +20,8 @@ pub(crate) struct Node {
     /// Removed from the overlay while the kernel may still hold it.
     pub(crate) dead: bool,
     pub(crate) path: PathBuf,
+    /// The merged listing of a directory during a readdir pass (see `dir_entries`).
+    pub(crate) listing: Option<std::sync::Arc<Vec<super::readdir::Entry>>>,
     /// Other names of a hard-linked file, used when `path` is removed or renamed away.
     pub(crate) aliases: Vec<PathBuf>,
     /// Top-most layer holding the real entry (`UPPER` once copied up).
@@ -37,6 +39,7 @@ impl Node {
             generation,
             dead: false,
             path,
+            listing: None,
             aliases: Vec::new(),
             layer: found.layer,
             dir_layers: found.dir_layers.clone(),
@@ -79,6 +82,7 @@ impl Table {
                 generation: 0,
                 dead: false,
                 path: PathBuf::new(),
+                listing: None,
                 aliases: Vec::new(),
                 layer: root.layer,
                 dir_layers: root.dir_layers,
@@ -238,6 +242,13 @@ impl Table {
         }
     }
 
+    /// Keeps (or drops) the listing of directory `id` for the current readdir pass.
+    pub(crate) fn set_listing(&mut self, id: u64, listing: Option<std::sync::Arc<Vec<super::readdir::Entry>>>) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.listing = listing;
+        }
+    }
+
     /// The live directory node at `path`, if the kernel holds one.
     pub(crate) fn dir_at(&self, path: &Path) -> Option<u64> {
         self.dirs.get(path).copied()
@@ -272,6 +283,8 @@ pub(crate) fn file_type(mode: u32) -> FileType {
     }
 }
 
+// The nanosecond fields are u64 on x86_64 but u32 elsewhere: the casts are for the others.
+#[allow(clippy::unnecessary_cast)]
 /// Attributes as the kernel overlay shows them: the real inode's, with the node id as inode
 /// number and `nlink = 1` for merged directories.
 pub(crate) fn attr(st: &Stat, ino: u64, merged_dir: bool) -> FileAttr {

@@ -36,17 +36,17 @@ pub struct OverlayConfig {
 pub enum OverlayError {
     #[error("no lower layer given: pass at least one lowerdir")]
     NoLower,
-    #[error("cannot open overlay layer {path}: {source}")]
+    #[error("cannot open overlay layer {path}")]
     Layer { path: PathBuf, source: std::io::Error },
     #[error("work directory {work} must be on the same filesystem as upper directory {upper}")]
     WorkOtherFs { work: PathBuf, upper: PathBuf },
-    #[error("cannot open /dev/fuse: {0} (is the fuse module loaded and /dev/fuse mode 0666?)")]
-    DevFuse(std::io::Error),
-    #[error("mount(2) of the FUSE overlay on {path} failed: {source} (the caller must be root of its user namespace with a private mount namespace)")]
+    #[error("cannot open /dev/fuse (is the fuse module loaded and /dev/fuse mode 0666?)")]
+    DevFuse(#[source] std::io::Error),
+    #[error("mount(2) of the FUSE overlay on {path} failed (the caller must be root of its user namespace, in its own mount namespace)")]
     FuseMount { path: PathBuf, source: std::io::Error },
-    #[error("FUSE session on {path} failed: {source}")]
+    #[error("FUSE session on {path} failed")]
     Session { path: PathBuf, source: std::io::Error },
-    #[error("kernel overlayfs mount on {path} failed: {source} (needs Linux >= 5.11 in a user namespace and an upper filesystem with user xattrs; try --overlay-driver fuse)")]
+    #[error("kernel overlayfs mount on {path} failed (needs Linux >= 5.11 in a user namespace and an upper filesystem with user xattrs; try --overlay-driver fuse)")]
     KernelMount { path: PathBuf, source: std::io::Error },
     #[error("invalid overlay option {option}: {reason}")]
     Option { option: String, reason: String },
