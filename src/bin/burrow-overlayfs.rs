@@ -52,16 +52,46 @@ fn parse_args() -> Result<Args> {
 }
 
 fn serve(args: &Args, announce: bool) -> Result<()> {
-    let parsed = options::parse(&args.opts)?;
+    let mut parsed = options::parse(&args.opts)?;
     let mountpoint = &args.mountpoint;
-    fuse::mount_and_serve_with(&parsed.config, mountpoint, parsed.flags, || {
+    // A read-only overlay (no upperdir) gets an empty private upper and work directory that the read-only
+    // mount never writes to; removed when serving ends.
+    let scratch = match parsed.read_only_scratch {
+        true => Some(tempfile_dir()?),
+        false => None,
+    };
+    if let Some(dir) = &scratch {
+        parsed.config.upper = dir.join("upper");
+        parsed.config.work = dir.join("work");
+    }
+    let served = fuse::mount_and_serve_with(&parsed.config, mountpoint, parsed.flags, || {
         if announce {
             let mut out = std::io::stdout();
             let _ = writeln!(out, "{READY}");
             let _ = out.flush();
         }
     })
-    .with_context(|| format!("cannot serve overlay on {}", mountpoint.display()))
+    .with_context(|| format!("cannot serve overlay on {}", mountpoint.display()));
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    served
+}
+
+/// A fresh private directory with empty `upper` and `work` in it, under $TMPDIR.
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for n in 0..100u32 {
+        let dir = base.join(format!("burrow-overlayfs-ro.{}.{n}", std::process::id()));
+        if std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok() {
+            for sub in ["upper", "work"] {
+                std::fs::create_dir(dir.join(sub)).with_context(|| format!("mkdir {}", dir.join(sub).display()))?;
+            }
+            return Ok(dir);
+        }
+    }
+    anyhow::bail!("cannot create a scratch directory in {}", base.display())
 }
 
 /// Starts the server as a detached child and waits until it reports the mount live (exit 0)

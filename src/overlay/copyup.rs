@@ -101,10 +101,13 @@ impl Overlay {
         if table.get(id).is_some() {
             table.moved_up(id, &upper);
         }
-        if is_dir(&found.stat) {
-            if let Some(id) = table.dir_at(path) {
-                table.moved_up(id, &upper);
-            }
+        let merged_dir = if is_dir(&found.stat) { table.dir_at(path) } else { None };
+        if let Some(id) = merged_dir {
+            table.moved_up(id, &upper);
+        }
+        drop(table);
+        if let Some(id) = merged_dir {
+            self.invalidate_attr(id);
         }
         Ok(())
     }

@@ -380,6 +380,18 @@ fn make(
             Some(f) => rustix::fs::fchown(f, uid, gid),
             None => rustix::fs::chownat(dirfd, path, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
         };
+        // chown(2) clears the set-id bits the entry was created with; the kernel's overlay creates it with the
+        // caller's ids directly and keeps them, so put them back.
+        let setid = match what {
+            New::File { mode, .. } | New::Dir { mode } | New::Node { mode, .. } => Some(*mode & 0o7777),
+            _ => None,
+        }
+        .filter(|m| m & 0o6000 != 0);
+        let r = r.and_then(|()| match (setid, &fd) {
+            (Some(m), Some(f)) => rustix::fs::fchmod(f, Mode::from_raw_mode(m)),
+            (Some(m), None) => rustix::fs::chmodat(dirfd, path, Mode::from_raw_mode(m), AtFlags::empty()),
+            (None, _) => Ok(()),
+        });
         if let Err(e) = r {
             let flags = if matches!(what, New::Dir { .. }) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
             let _ = rustix::fs::unlinkat(dirfd, path, flags);

@@ -38,6 +38,8 @@ pub(crate) struct Overlay {
     pub(crate) copyups: AtomicU64,
     pub(crate) euid: u32,
     pub(crate) egid: u32,
+    /// Set once the FUSE session exists: tells the kernel to drop attributes it cached for long.
+    pub(crate) notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 impl Overlay {
@@ -56,7 +58,16 @@ impl Overlay {
             copyups: AtomicU64::new(0),
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
+            notifier: std::sync::Arc::default(),
         })
+    }
+
+    /// Drops the kernel's cached attributes of node `id` (not its page cache: offset -1), for a change the
+    /// kernel cannot see, such as a directory becoming merged on copy-up (its nlink turns to 1 then).
+    pub(crate) fn invalidate_attr(&self, id: u64) {
+        if let Some(n) = self.notifier.get() {
+            let _ = n.inval_inode(fuser::INodeNo(id), -1, 0);
+        }
     }
 
     pub(crate) fn table(&self) -> MutexGuard<'_, Table> {

@@ -54,6 +54,7 @@ pub fn mount_and_serve_with(
     config.n_threads = Some(threads());
     config.clone_fd = true;
     let session_err = |source| OverlayError::Session { path: mountpoint.to_owned(), source };
+    let notifier = fs.notifier.clone();
     let session = match Session::from_fd(fs, dev, SessionACL::All, config) {
         Ok(s) => s,
         Err(e) => {
@@ -61,6 +62,7 @@ pub fn mount_and_serve_with(
             return Err(session_err(e));
         }
     };
+    let _ = notifier.set(session.notifier());
     ready();
     let result = session.run();
     if result.is_err() {

@@ -11,6 +11,9 @@ use super::{OverlayConfig, OverlayError};
 pub struct MountOptions {
     pub config: OverlayConfig,
     pub flags: MountFlags,
+    /// No upperdir was given: a read-only overlay of the lower layers (podman mounts images this way). The
+    /// caller supplies an empty scratch upper and work directory; the read-only mount keeps them empty.
+    pub read_only_scratch: bool,
 }
 
 /// Options fuse-overlayfs accepts that change nothing here (burrow always keeps xattrs and
@@ -80,12 +83,7 @@ pub fn parse(lists: &[String]) -> Result<MountOptions, OverlayError> {
             "squash_to_root" | "squash_to_uid" | "squash_to_gid" => {
                 return Err(bad(opt, "ownership squashing is not supported"))
             }
-            "ro" => {
-                return Err(bad(
-                    opt,
-                    "a read-only overlay is not supported; mount the lower directory read-only instead",
-                ))
-            }
+            "ro" => flags |= MountFlags::RDONLY,
             "nodev" => flags |= MountFlags::NODEV,
             "nosuid" => flags |= MountFlags::NOSUID,
             "noexec" => flags |= MountFlags::NOEXEC,
@@ -97,9 +95,13 @@ pub fn parse(lists: &[String]) -> Result<MountOptions, OverlayError> {
     if lowers.is_empty() {
         return Err(OverlayError::NoLower);
     }
-    let upper = upper.ok_or_else(|| bad("upperdir", "missing (a read-only overlay is not supported)"))?;
+    let Some(upper) = upper else {
+        // Like fuse-overlayfs: lower layers only means a read-only overlay.
+        let config = OverlayConfig { lowers, upper: PathBuf::new(), work: PathBuf::new() };
+        return Ok(MountOptions { config, flags: flags | MountFlags::RDONLY, read_only_scratch: true });
+    };
     let work = work.ok_or_else(|| bad("workdir", "missing"))?;
-    Ok(MountOptions { config: OverlayConfig { lowers, upper, work }, flags })
+    Ok(MountOptions { config: OverlayConfig { lowers, upper, work }, flags, read_only_scratch: false })
 }
 
 #[cfg(test)]
@@ -120,5 +122,13 @@ mod tests {
         assert!(parse(&["lowerdir=/a,upperdir=/u,workdir=/w,uidmapping=0:1000:1".into()]).is_err());
         assert!(parse(&["lowerdir=/a,upperdir=/u,workdir=/w,uidmapping=0:0:65536".into()]).is_ok());
         assert!(parse(&["upperdir=/u,workdir=/w".into()]).is_err());
+    }
+
+    #[test]
+    fn lowers_only_is_a_read_only_overlay() {
+        let o = parse(&["lowerdir=/a:/b,ro".into()]).unwrap();
+        assert!(o.read_only_scratch && o.flags.contains(MountFlags::RDONLY));
+        let o = parse(&["lowerdir=/a,upperdir=/u,workdir=/w,ro".into()]).unwrap();
+        assert!(!o.read_only_scratch && o.flags.contains(MountFlags::RDONLY));
     }
 }
