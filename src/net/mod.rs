@@ -135,9 +135,20 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|p| rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok() && p.is_file())
 }
 
+/// `$XDG_CACHE_HOME/burrow` (default `~/.cache/burrow`), created on demand; None without a home.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let dir = base.join("burrow");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
 fn slirp_backend() -> Option<Backend> {
     let bin = find_in_path(slirp4netns::NAME)?;
-    let features = slirp4netns::detect(&bin);
+    let features = slirp4netns::detect(&bin, cache_dir().as_deref());
     Some(Backend::Slirp4netns { bin, features })
 }
 

@@ -24,14 +24,36 @@ pub struct Features {
     pub seccomp: bool,
 }
 
-/// One `slirp4netns --version` run (about 1 ms): `--enable-sandbox` and `--enable-seccomp` exist
-/// since 0.4.0; seccomp also needs the build to link libseccomp, which `--version` lists.
-pub fn detect(bin: &Path) -> Features {
+/// One `slirp4netns --version` run: `--enable-sandbox` and `--enable-seccomp` exist since 0.4.0;
+/// seccomp also needs the build to link libseccomp, which `--version` lists. The answer is cached in
+/// `cache_dir` under the binary's identity (device, inode, mtime, size), since an exec costs a few ms of
+/// every run's startup.
+pub fn detect(bin: &Path, cache_dir: Option<&Path>) -> Features {
+    use std::os::unix::fs::MetadataExt;
+    let identity = std::fs::metadata(bin).ok().map(|m| format!("{}:{}:{}:{}", m.dev(), m.ino(), m.mtime(), m.size()));
+    let cache = cache_dir.map(|d| d.join("slirp4netns.features"));
+    let cached = |id: &str| {
+        let text = std::fs::read_to_string(cache.as_ref()?).ok()?;
+        let rest = text.trim().strip_prefix(id)?.strip_prefix(' ')?;
+        Some(Features { sandbox: rest.contains("sandbox"), seccomp: rest.contains("seccomp") })
+    };
+    if let Some(f) = identity.as_deref().and_then(cached) {
+        return f;
+    }
     let Ok(out) = Command::new(bin).arg("--version").output() else {
         return Features::default();
     };
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_version(&text)
+    let features = parse_version(&String::from_utf8_lossy(&out.stdout));
+    if let (Some(id), Some(path)) = (identity, cache) {
+        let words = [(features.sandbox, "sandbox"), (features.seccomp, "seccomp")];
+        let list: Vec<&str> = words.iter().filter(|(on, _)| *on).map(|(_, w)| *w).collect();
+        // Written whole then renamed: a concurrent run reads the old or the new file, never half of one.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, format!("{id} {}\n", list.join(" "))).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    features
 }
 
 pub fn parse_version(text: &str) -> Features {
