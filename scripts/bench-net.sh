@@ -66,8 +66,9 @@ for t in iperf3 python3 nsenter unshare; do
 done
 NOTES=()
 [ -x "$BURROW" ] || { NOTES+=("burrow run rows skipped: no executable burrow at $BURROW (BURROW=...)"); BURROW=""; }
-[ -z "${SKIP_LIB:-}" ] && [ -x "${NET_LIB_BIN:-}" ] ||
-  { NOTES+=("attach() rows skipped: no net_lib test binary (NET_LIB_BIN=...)"); NET_LIB_BIN=""; }
+if [ -n "${SKIP_LIB:-}" ] || [ ! -x "${NET_LIB_BIN:-}" ]; then
+  NOTES+=("attach() rows skipped: SKIP_LIB set or no net_lib test binary (NET_LIB_BIN=...)"); NET_LIB_BIN=""
+fi
 
 # --- helpers --------------------------------------------------------------------------------
 # Median connect time in us over n connects (a pause between them: libslirp listens with a
@@ -110,6 +111,7 @@ gbits() { iperf3 -J -t "$SECS" "$@" 2>/dev/null | python3 -c "$GBITS_PY"; } # cl
 # ACCEPT_PY ADDR...): the servers for the published ports, then for each ADDR iperf3 to the host's
 # server both ways and the connect time ("RESULT ADDR c2h h2c_rev us"), "DONE", then it waits for
 # SIGTERM (bash is PID 1 in podman: a trapped TERM is delivered; the servers are killed with it).
+# shellcheck disable=SC2016 # expanded by the inner bash
 IN_SH='
 secs=$1 port=$2 cport=$3 connect_py=$4 gbits_py=$5 accept_py=$6; shift 6
 trap "kill \$(jobs -p) 2>/dev/null; exit 0" TERM
@@ -272,12 +274,13 @@ for be in $BACKENDS; do
   done
 done
 
+# shellcheck disable=SC2086 # $1: the values, one word each
 median() { python3 -c 'import statistics, sys
 v = []
 for w in sys.argv[1:]:
     try: v.append(float(w.split("(")[0]))
     except ValueError: pass
-print(("%.2f" % statistics.median(v)) if v else "-")' $1; }  # shellcheck disable=SC2086 # the values, one word each
+print(("%.2f" % statistics.median(v)) if v else "-")' $1; }
 
 ratio() { python3 -c 'import sys
 a, b = sys.argv[1], sys.argv[2]
