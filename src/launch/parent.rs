@@ -176,13 +176,25 @@ fn write_maps<T>(
 /// The container's init: P1's child in another PID namespace (the FUSE server, P1's other child, is in ours).
 /// Looked up only when a signal must be forwarded, so that P1 need not wake P0 to say it.
 fn find_init(p1: Pid) -> Option<Pid> {
-    let children = std::fs::read_to_string(format!("/proc/{p1}/task/{p1}/children")).ok()?;
     let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    children
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-        .find(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|ns| ns != ours))
-        .map(Pid::from_raw)
+    let in_other_ns = |p: &i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|ns| ns != ours);
+    match std::fs::read_to_string(format!("/proc/{p1}/task/{p1}/children")) {
+        Ok(children) => children.split_whitespace().filter_map(|p| p.parse().ok()).find(in_other_ns),
+        // Kernels without CONFIG_PROC_CHILDREN: look for P1's children by their parent pid.
+        Err(_) => std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| parent_of(*p) == Some(p1.as_raw()))
+            .find(in_other_ns),
+    }
+    .map(Pid::from_raw)
+}
+
+/// The parent pid in /proc/PID/stat (the field after the command name, which may contain spaces).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Forwards signals to init and collects messages until P1 exits; returns the exit code.
