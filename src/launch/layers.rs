@@ -106,11 +106,13 @@ fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Resu
             if wait_ready(&ready_r) {
                 Ok(pid)
             } else {
+                // Dead, or stuck past the deadline: either way it must not outlive this failure.
+                let _ = kill(pid, Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(pid, None);
                 // The server reported its own error to P0; this one only stops P1.
                 Err(StepError {
                     stage: "overlay",
-                    what: "the FUSE overlay server failed to mount".into(),
+                    what: "the FUSE overlay server did not mount (it died, or took more than 10 s)".into(),
                     source: std::io::Error::from_raw_os_error(libc::EIO),
                     hint: String::new(),
                 })
@@ -119,7 +121,16 @@ fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Resu
     }
 }
 
+/// How long the FUSE server may take to mount: milliseconds normally; a stuck mount must not hang burrow.
+const READY_TIMEOUT_MS: u16 = 10_000;
+
 fn wait_ready(r: &OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(r), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(READY_TIMEOUT_MS)) {
+        Ok(0) | Err(_) => return false,
+        Ok(_) => {}
+    }
     let mut byte = [0u8; 1];
     loop {
         match nix::unistd::read(r, &mut byte) {
