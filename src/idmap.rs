@@ -230,12 +230,6 @@ impl fmt::Display for MapLine {
     }
 }
 
-/// Writes the plan's maps for `pid`. With the helpers, both run at once; if either fails the error carries its
-/// stderr, and the caller may fall back to [`write_single`].
-pub fn write_with_helpers(plan: &IdPlan, pid: i32) -> Result<(), IdmapError> {
-    start_helpers(plan, pid).finish()
-}
-
 /// The helpers, started and not yet waited for (the caller does other work meanwhile).
 pub struct Helpers {
     pid: i32,
@@ -252,7 +246,8 @@ impl Helpers {
     }
 }
 
-/// Starts `newuidmap` and `newgidmap` for `pid` at once.
+/// Starts `newuidmap` and `newgidmap` for `pid` at once. If either fails, [`Helpers::finish`] returns an error
+/// carrying its stderr, and the caller may fall back to [`write_single`].
 pub fn start_helpers(plan: &IdPlan, pid: i32) -> Helpers {
     let spawn = |helper: &'static str, lines: &[MapLine]| {
         let path = find_helper(helper).ok_or(IdmapError::HelperMissing { helper })?;

@@ -188,7 +188,10 @@ impl Plan {
 pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
     req.limits.settings()?;
     let needed = req.limits.controllers();
-    let host = Host::probe()?;
+    // auto with nothing to limit or measure: no cgroup at all, so a run pays nothing for it, not even reading
+    // /proc (HPC nodes run thousands of short jobs); `--cgroup-manager systemd|cgroupfs` asks for one regardless.
+    let nothing_to_do = req.manager == ManagerKind::Auto && needed.is_empty() && !req.want_stats;
+    let host = if nothing_to_do { Host::default() } else { Host::probe()? };
     let mut plan = Plan {
         target: Target::Disabled,
         host,
@@ -209,9 +212,7 @@ pub fn preflight(req: &Request) -> Result<Plan, CgroupError> {
             "drop --cgroup-manager disabled".into(),
         );
     }
-    // auto with nothing to limit or measure: no cgroup at all, so a run pays nothing for it (HPC nodes run
-    // thousands of short jobs); `--cgroup-manager systemd|cgroupfs` asks for one regardless.
-    if req.manager == ManagerKind::Auto && needed.is_empty() && !req.want_stats {
+    if nothing_to_do {
         return Ok(plan);
     }
     let (found, reasons) = find_managers(&plan.host, req.manager, &needed);

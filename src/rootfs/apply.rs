@@ -88,8 +88,10 @@ fn bind(src: &Path, dst: &str, readonly: bool, what: &str) -> Result<(), MountEr
     Ok(())
 }
 
-fn set_readonly(path: &str, what: &str) -> Result<(), MountError> {
-    let c = std::ffi::CString::new(path).map_err(|_| err(what)(io::Error::from_raw_os_error(libc::EINVAL)))?;
+/// Makes the mount at `path`, and every mount below it, read-only.
+pub(super) fn set_readonly(path: impl AsRef<Path>, what: &str) -> Result<(), MountError> {
+    let bytes = path.as_ref().as_os_str().as_encoded_bytes();
+    let c = std::ffi::CString::new(bytes).map_err(|_| err(what)(io::Error::from_raw_os_error(libc::EINVAL)))?;
     crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_RDONLY).map_err(err(format!("{what} (read-only)")))
 }
 

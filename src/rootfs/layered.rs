@@ -75,12 +75,7 @@ fn read_only(src: &Path, dst: &Path, name: &Path) -> Result<(), MountError> {
         std::fs::write(dst, b"").map_err(fail(format!("create {}", name.display())))?;
     }
     let what = format!("bind {} read-only", name.display());
-    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(|e| MountError {
-        what: what.clone(),
-        source: e.into(),
-        hint: String::new(),
-    })?;
-    let c = std::ffi::CString::new(dst.as_os_str().as_encoded_bytes())
-        .map_err(|_| fail(what.clone())(io::Error::from_raw_os_error(libc::EINVAL)))?;
-    crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_RDONLY).map_err(fail(what))
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(move |e| MountError { what, source: e.into(), hint: String::new() })?;
+    super::apply::set_readonly(dst, &format!("bind {}", name.display()))
 }
