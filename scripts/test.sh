@@ -2,6 +2,7 @@
 # burrow's whole test suite: the README's test command, and what .ci/run calls.
 #   scripts/test.sh            as root: set the machine up (scripts/ci-setup.sh), build, then run every test
 #                              binary as the unprivileged test users, strict (any skip fails)
+#   scripts/test.sh NAME...    as root: only these test binaries (e.g. network launcher; `vm` for the VM run)
 #   scripts/test.sh            as a normal user: cargo test as yourself (skips print their reason)
 # Environment: BURROW_TEST_STRICT=1 (default as root) turns every skip into a failure.
 set -eu
@@ -50,8 +51,11 @@ as_user() {
 log=$(mktemp /tmp/burrow-test-log.XXXXXX)
 trap 'rm -f "$log" "$log.one"' EXIT
 failed_bins=""
+only=" $* "
+wanted() { [ "$only" = "  " ] || case "$only" in *" $1 "*) true ;; *) false ;; esac; }
 for entry in $(echo "$bins" | tr ' ' '='); do
   name=${entry%%=*}; exe=${entry#*=}
+  wanted "$name" || continue
   case "$name" in
     nosubids) user=$U2 ;;
     *) user=$U1 ;;
@@ -63,6 +67,7 @@ for entry in $(echo "$bins" | tr ' ' '='); do
   [ "$rc" = 0 ] || failed_bins="$failed_bins $name"
 done
 # Cgroup limits are enforced only where cgroup v2 has the controllers: a QEMU VM with systemd as PID 1.
+if wanted vm; then
 echo "== vm: cgroup enforcement (QEMU/TCG, systemd as PID 1, about a minute and a half)"
 vmdir=$CARGO_TARGET_DIR/vm-tests
 rm -rf "$vmdir" && mkdir -p "$vmdir" && cp tests/vm/limits.sh tests/vm/all.sh "$vmdir/" && chmod -R a+rX "$vmdir"
@@ -72,6 +77,7 @@ rc=0
   sh "$repo/scripts/vm-test.sh" "$vmdir/all.sh") > "$log.one" 2>&1 || rc=$?
 cat "$log.one"; cat "$log.one" >> "$log"
 [ "$rc" = 0 ] || failed_bins="$failed_bins vm"
+fi
 
 # One closing line over all test binaries (and the VM scripts' PASS/FAIL lines).
 awk '/^PASS:/ { p++ } /^FAIL:/ { f++ }

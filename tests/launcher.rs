@@ -341,3 +341,54 @@ fn network_none_has_only_loopback_up_and_host_shares_the_hosts() {
     host.sort();
     assert_eq!(inside, host);
 }
+
+/// The network backend starts while the root filesystem is built and the container's init waits for it: a
+/// backend that dies at start (here `false` installed as `pasta`) must fail the run with exit 125 and one line
+/// naming it, and leave no process, mount or state directory behind.
+#[test]
+fn a_network_backend_that_dies_at_start_fails_cleanly() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let bin = tempdir();
+    std::os::unix::fs::symlink("/bin/false", bin.path().join("pasta")).unwrap();
+    let runtime = tempdir();
+    std::fs::set_permissions(runtime.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut c = run_in(r.path(), &["--network", "pasta"], &["sh", "-c", "echo payload-ran"]);
+    let marker = format!("BURROW_TEST_MARKER=dies-at-start-{}", std::process::id());
+    c.env("PATH", format!("{}:/usr/bin:/bin", path_str(bin.path()))).env("XDG_RUNTIME_DIR", runtime.path());
+    c.env("BURROW_TEST_MARKER", &marker[19..]);
+    let o = output(c);
+    expect(&o, 125);
+    let err = stderr(&o);
+    assert!(!stdout(&o).contains("payload-ran"), "the payload ran without its network");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains("pasta"), "the backend is not named: {err}");
+    assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts_before, "host mounts changed");
+    let left: Vec<_> = walk(runtime.path());
+    assert!(left.iter().all(|p| p.is_dir()), "state files left: {left:?}");
+    // Every process of this run (burrow, P1, init, the backend) inherited the marker; none may be left.
+    let left = || with_environ(&marker);
+    assert!(eventually(Duration::from_secs(5), || left().is_empty()), "processes left: {:?}", left());
+}
+
+fn with_environ(entry: &str) -> Vec<i32> {
+    let pids = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok());
+    pids.filter(|pid: &i32| {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        env.split(|b| *b == 0).any(|v| v == entry.as_bytes())
+    })
+    .collect()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}

@@ -20,7 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> ! {
-    if let Err(e) = setup(spec, mapped, layer) {
+    if let Err(e) = setup(spec, &chan, mapped, layer) {
         child_exit(report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)));
     }
     if !spec.init {
@@ -35,7 +35,7 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::p
     child_exit(reap(payload))
 }
 
-fn setup(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -> Result<(), StepError> {
+fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> Result<(), StepError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step("init", "prctl(PR_SET_PDEATHSIG)")?;
     unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
     let ops = plan::plan(&plan_input(spec, mapped, layer));
@@ -43,6 +43,9 @@ fn setup(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -> Res
     nix::unistd::sethostname(&spec.hostname).step("uts", format!("sethostname {}", spec.hostname))?;
     if spec.own_netns {
         loopback_up()?;
+        if spec.net_backend_dir().is_some() && !matches!(chan.recv(), Ok(Some(super::msg::Msg::NetReady))) {
+            child_exit(125); // burrow gave up on the backend and says why itself
+        }
         spec.net.configure_inside().map_err(|e| StepError {
             stage: "network",
             what: e.to_string(),

@@ -10,6 +10,9 @@ pub enum Msg {
     Go,
     /// P0 → P1: as `Go`, but a single-ID map was written (setgroups is denied inside).
     GoSingle,
+    /// P0 → the container's init: the network backend has configured the namespace (sent only when there is a
+    /// backend, which starts while the root filesystem is built).
+    NetReady,
     /// P1 → P0, only when there is something to tell the user: the copy-on-write driver (with --verbose) and a
     /// notice.
     RootReady { driver: String, notice: Option<String> },

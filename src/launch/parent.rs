@@ -82,21 +82,30 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     let mut guard = P1Guard(Some(p1));
     failure_or(ours.wait_for_unshared())?;
     // Before Go: P1 unshares its cgroup namespace only after it is in its cgroup.
-    let attach_cgroup = || -> Result<_, LaunchError> {
-        match stages.cgroup.is_disabled() {
-            true => Ok(None),
-            false => Ok(Some(crate::cgroup::attach(stages.cgroup, p1.as_raw(), &stages.name)?)),
-        }
+    let net_dir = spec.net_backend_dir();
+    let spawn_net = || -> Result<_, LaunchError> {
+        net_dir.map(|dir| crate::net::spawn(&spec.net, p1.as_raw(), dir)).transpose().map_err(LaunchError::from)
     };
-    let (single, cgroup) = write_maps(&spec.ids, p1.as_raw(), notice, attach_cgroup)?;
+    let early_net = spec.net.starts_before_maps();
+    let meanwhile = || -> Result<_, LaunchError> {
+        let cgroup = match stages.cgroup.is_disabled() {
+            true => None,
+            false => Some(crate::cgroup::attach(stages.cgroup, p1.as_raw(), &stages.name)?),
+        };
+        Ok((cgroup, if early_net { spawn_net()? } else { None }))
+    };
+    let (single, (cgroup, starting)) = write_maps(&spec.ids, p1.as_raw(), notice, meanwhile)?;
     if let Some(attached) = &cgroup {
         attached.warnings().iter().for_each(|w| notice(format!("burrow: warning: {w}")));
     }
-    let network = match &spec.state_dir {
-        Some(dir) if spec.net.needs_state_dir() => Some(crate::net::attach(&spec.net, p1.as_raw(), dir)?),
-        _ => None,
-    };
+    let starting = if early_net { starting } else { spawn_net()? };
     ours.send(if single { &Msg::GoSingle } else { &Msg::Go })?;
+    // The backend configures the namespace while P1 and init build the root filesystem; init waits for
+    // NetReady before it touches the tap device.
+    let network = starting.map(crate::net::Starting::wait).transpose()?;
+    if network.is_some() {
+        ours.send(&Msg::NetReady)?;
+    }
     // From here P0 only wakes for a signal, a failure, a notice or P1's exit: every wakeup on the way to the
     // payload costs a scheduling round trip on a busy machine.
     let code = supervise(&ours, p1, cgroup.as_ref(), notice)?;

@@ -54,6 +54,23 @@ impl Drop for Helper {
     }
 }
 
+/// A helper that was started but is not yet known to be ready. P0 lets the container's own setup run while
+/// the helper configures the namespace, and waits for it only before the payload needs the network.
+#[derive(Debug)]
+pub struct Pending {
+    pub helper: Helper,
+    pub ready: OwnedFd,
+    pub log: PathBuf,
+}
+
+impl Pending {
+    /// Waits for the helper's ready signal; see [`wait_ready`].
+    pub fn wait(mut self) -> Result<Helper, NetError> {
+        wait_ready(&mut self.helper, &self.ready, &self.log)?;
+        Ok(self.helper)
+    }
+}
+
 /// Opens (truncating) the helper's log file, used for its stdout and stderr.
 pub fn log_file(name: &'static str, path: &Path) -> Result<(Stdio, Stdio), NetError> {
     let io = |source| NetError::StateFile { helper: name, path: path.to_path_buf(), source };

@@ -307,31 +307,70 @@ impl Attached {
     }
 }
 
-/// P0, after P1 unshared user+net ns and its id maps are written. Returns when the network is
-/// configured (the backend's ready signal). `state_dir` must exist and be private to the user.
+/// A backend started and configuring the namespace; [`Starting::wait`] returns when it is done.
+#[derive(Debug)]
+pub struct Starting {
+    pending: Option<helper::Pending>,
+    /// slirp4netns' port forwards, added over its API socket once it is ready.
+    hostfwd: Option<(PathBuf, Vec<PortSpec>)>,
+}
+
+impl Starting {
+    /// Waits for the backend's ready signal (or its death, or the timeout) and finishes its setup.
+    pub fn wait(self) -> Result<Attached, NetError> {
+        let helper = self.pending.map(helper::Pending::wait).transpose()?;
+        if let Some((dir, specs)) = &self.hostfwd {
+            slirp4netns::publish(dir, specs)?;
+        }
+        Ok(Attached { helper })
+    }
+}
+
+impl Plan {
+    /// Whether the backend may be started before P1's ID maps are written (so that its start-up overlaps
+    /// newuidmap's). pasta can; slirp4netns' sandbox cannot (it calls setegid(0)).
+    pub fn starts_before_maps(&self) -> bool {
+        matches!(self.backend, Backend::Pasta { .. })
+    }
+
+    /// Whether a backend configures the namespace, so that the container's init must wait for it
+    /// (`Msg::NetReady`) before it configures the tap device and starts the payload.
+    pub fn waits_for_backend(&self) -> bool {
+        self.has_tap()
+    }
+}
+
+/// P0, once P1 has unshared its user and network namespaces: starts the backend on `pid`'s namespaces and
+/// returns without waiting for it. `state_dir` must exist and be private to the user.
 ///
 /// pasta is tied to the calling thread by PR_SET_PDEATHSIG: call this from the thread that lives
 /// as long as burrow (the main thread).
-pub fn attach(plan: &Plan, pid: i32, state_dir: &Path) -> Result<Attached, NetError> {
-    let helper = match &plan.backend {
+pub fn spawn(plan: &Plan, pid: i32, state_dir: &Path) -> Result<Starting, NetError> {
+    let mut hostfwd = None;
+    let pending = match &plan.backend {
         Backend::None | Backend::Host => None,
-        Backend::Slirp4netns { bin, features } => Some(slirp4netns::start(
-            &slirp4netns::Start {
+        Backend::Slirp4netns { bin, features } => {
+            let start = slirp4netns::Start {
                 bin,
                 features: *features,
                 allow_host_loopback: plan.allow_host_loopback,
                 publish: &plan.publish,
-            },
-            pid,
-            state_dir,
-        )?),
-        Backend::Pasta { bin } => Some(pasta::start(
+            };
+            hostfwd = Some((state_dir.to_path_buf(), plan.publish.clone()));
+            Some(slirp4netns::spawn(&start, pid, state_dir)?)
+        }
+        Backend::Pasta { bin } => Some(pasta::spawn(
             &pasta::Start { bin, allow_host_loopback: plan.allow_host_loopback, publish: &plan.publish },
             pid,
             state_dir,
         )?),
     };
-    Ok(Attached { helper })
+    Ok(Starting { pending, hostfwd })
+}
+
+/// [`spawn`] and [`Starting::wait`] in one: returns when the network is configured.
+pub fn attach(plan: &Plan, pid: i32, state_dir: &Path) -> Result<Attached, NetError> {
+    spawn(plan, pid, state_dir)?.wait()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::process::Command;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::helper::{self, Helper};
+use super::helper::{self, Helper, Pending};
 use super::publish::{PortSpec, Proto};
 use super::{dns, NetError, MTU, TAP_NAME};
 
@@ -80,7 +80,9 @@ fn ready_fifo(path: &Path) -> Result<OwnedFd, NetError> {
     nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()).map_err(io)
 }
 
-pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetError> {
+/// Starts pasta on `pid`'s namespaces without waiting for it. pasta may join the user namespace before its ID
+/// maps are written (it needs no ID of its own there), so P0 starts it while newuidmap runs.
+pub fn spawn(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Pending, NetError> {
     let fifo = state_dir.join("pasta.pid");
     let log = state_dir.join("pasta.log");
     let ready = ready_fifo(&fifo)?;
@@ -89,9 +91,8 @@ pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetErr
     cmd.args(args(s, &fifo)).arg(pid.to_string()).stdin(std::process::Stdio::null()).stdout(out).stderr(err);
     let child = crate::sys::net::spawn_with_fds(&mut cmd, &[], true)
         .map_err(|source| NetError::Spawn { helper: NAME, source })?;
-    let mut h = Helper { name: NAME, child, keep: Vec::new(), files: vec![fifo, log.clone()] };
-    helper::wait_ready(&mut h, &ready, &log)?;
-    Ok(h)
+    let helper = Helper { name: NAME, child, keep: Vec::new(), files: vec![fifo, log.clone()] };
+    Ok(Pending { helper, ready, log })
 }
 
 #[cfg(test)]

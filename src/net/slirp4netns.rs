@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 
-use super::helper::{self, Helper};
+use super::helper::{self, Helper, Pending};
 use super::publish::PortSpec;
 use super::{dns, NetError, MTU, TAP_NAME};
 
@@ -82,8 +82,14 @@ pub struct Start<'a> {
     pub publish: &'a [PortSpec],
 }
 
-pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetError> {
-    let sock = state_dir.join("slirp4netns.sock");
+fn api_socket(state_dir: &Path) -> PathBuf {
+    state_dir.join("slirp4netns.sock")
+}
+
+/// Starts slirp4netns on `pid`'s namespaces without waiting for it. Only after the ID maps are written: its
+/// sandbox calls setegid(0), which fails in a user namespace without maps ("parent failed").
+pub fn spawn(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Pending, NetError> {
+    let sock = api_socket(state_dir);
     let log = state_dir.join("slirp4netns.log");
     if sock.as_os_str().len() > SUN_PATH_MAX {
         return Err(NetError::SocketPathTooLong { path: sock });
@@ -122,12 +128,14 @@ pub fn start(s: &Start<'_>, pid: i32, state_dir: &Path) -> Result<Helper, NetErr
     // Only slirp4netns may hold these ends: the ready pipe then reports EOF if it dies, and the
     // exit pipe's only write end is the one kept in the Helper.
     drop((ready_w, exit_r));
-    let mut h = Helper { name: NAME, child, keep: vec![exit_w], files: vec![sock.clone(), log.clone()] };
-    helper::wait_ready(&mut h, &ready_r, &log)?;
-    for spec in s.publish {
-        add_hostfwd(&sock, spec)?;
-    }
-    Ok(h)
+    let helper = Helper { name: NAME, child, keep: vec![exit_w], files: vec![sock, log.clone()] };
+    Ok(Pending { helper, ready: ready_r, log })
+}
+
+/// After slirp4netns is ready: asks it, over its API socket, to forward the published ports.
+pub fn publish(state_dir: &Path, specs: &[PortSpec]) -> Result<(), NetError> {
+    let sock = api_socket(state_dir);
+    specs.iter().try_for_each(|spec| add_hostfwd(&sock, spec))
 }
 
 fn hostfwd_request(spec: &PortSpec) -> String {
