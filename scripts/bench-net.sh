@@ -322,9 +322,13 @@ if [ -n "$BURROW" ]; then
   echo "startup: burrow run --network MODE -- /bin/true, $STARTUP_RUNS interleaved runs each"
   set -- python3 "$ROOT/scripts/benchlib.py" -n "$STARTUP_RUNS" --timeout 20 --baseline net-none \
     --case net-none "$BURROW run --network none -- /bin/true"
+  # Reference: the backend started by hand with burrow's flags, exec to ready signal, minus the same script
+  # without the backend (hand-none): the backend's own start-up, which no launcher can hide completely.
+  set -- "$@" --case hand-none "bash $ROOT/scripts/bench-lib/backend-ready.sh none"
   for be in $BACKENDS; do
     command -v "$be" >/dev/null || continue
-    set -- "$@" --case "net-$be" "$BURROW run --network $be -- /bin/true" --target "net-$be - net-none <= 10"
+    set -- "$@" --case "net-$be" "$BURROW run --network $be -- /bin/true" --target "net-$be - net-none <= 10" \
+      --case "hand-$be" "bash $ROOT/scripts/bench-lib/backend-ready.sh $be"
   done
   "$@"
 fi
