@@ -1,0 +1,98 @@
+//! burrow's own forwarder for published ports with slirp4netns (`--port-handler burrow`).
+//!
+//! slirp4netns' `add_hostfwd` carries every byte of a published port through libslirp's user-space
+//! TCP/IP stack. This forwarder relays between two kernel sockets instead: P0 binds the host
+//! sockets in the host's network namespace (the bind is also the busy-port check), P1 forks the
+//! forwarder once it is in the container's network namespace and the backend is ready. A socket
+//! keeps the namespace it was made in, so the forwarder accepts on the host sockets and makes its
+//! connections to the container inside the container's namespace: a published port's bytes go
+//! through two loopback TCP connections and a splice(2) pipe, never through slirp.
+//!
+//! The forwarder connects to the container's address (10.0.2.100), not 127.0.0.1: a published
+//! port then reaches exactly the servers that `add_hostfwd` and podman reach (those listening on
+//! the container's interface or on 0.0.0.0), not a server that bound the container's loopback to
+//! keep it private.
+//!
+//! Lifecycle, as for the FUSE server: P1's child, outside the container's PID namespace (the
+//! container cannot see or signal it), killed by P1 when the container ends and by
+//! PR_SET_PDEATHSIG when P1 dies, so nothing outlives a SIGKILL of burrow.
+
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::unistd::Pid;
+
+use super::publish::{HostSocket, PortSpec};
+use super::{dns, NetError};
+use crate::sys::{fork, Forked};
+
+/// The forwarder's process name (`comm`), for ps and the tests.
+pub const PROCESS_NAME: &str = "burrow-portfwd";
+
+/// The running forwarder; dropping it kills and reaps it.
+#[derive(Debug)]
+pub struct Forwarder {
+    pid: Pid,
+}
+
+impl Forwarder {
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+/// Forks the forwarder (P1, single-threaded, in the container's network namespace, network
+/// ready). The caller's copies of the host sockets are closed when this returns.
+pub fn spawn(sockets: Vec<(PortSpec, HostSocket)>) -> Result<Forwarder, NetError> {
+    let parent = nix::unistd::getpid();
+    match fork().map_err(|source| NetError::Forwarder { what: "fork", source })? {
+        Forked::Child => serve(sockets, parent),
+        Forked::Parent(pid) => Ok(Forwarder { pid }),
+    }
+}
+
+/// The forwarder's main: one thread per host socket; the process ends only by SIGKILL.
+fn serve(sockets: Vec<(PortSpec, HostSocket)>, parent: Pid) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != parent {
+        crate::sys::exit_now(0); // P1 died before the death signal was armed
+    }
+    let _ = nix::sys::prctl::set_name(c"burrow-portfwd");
+    // A write to a connection the peer reset must fail with EPIPE, not kill the forwarder. The
+    // relay threads inherit the mask.
+    let mut pipe = SigSet::empty();
+    pipe.add(Signal::SIGPIPE);
+    let _ = pipe.thread_block();
+    // Traffic to the container's own address goes through `lo`, which init brings up only later.
+    let _ = loopback_up();
+    for (spec, socket) in sockets {
+        let target = SocketAddr::from((dns::CONTAINER_ADDR, spec.container_port));
+        let started = match socket {
+            HostSocket::Tcp(l) => std::thread::Builder::new().spawn(move || tcp::serve(l, target)),
+            HostSocket::Udp(u) => std::thread::Builder::new().spawn(move || udp::serve(u, target)),
+        };
+        if started.is_err() {
+            crate::sys::exit_now(1);
+        }
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    crate::sys::interface_up(sock.as_fd(), "lo")
+}
