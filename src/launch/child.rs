@@ -79,7 +79,10 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
         }
     };
     let code = wait_for_init(init_pid, p0, layer.server, &chan);
-    drop(forwarder);
+    // Before the FUSE server goes: the forwarder passes on the container's last bytes first.
+    if let Some(f) = forwarder {
+        f.stop();
+    }
     layers::cleanup(spec, &layer);
     if getppid() != p0 {
         // burrow itself is gone: nobody else will remove the state directory.

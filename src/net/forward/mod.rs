@@ -14,14 +14,18 @@
 //! keep it private.
 //!
 //! Lifecycle, as for the FUSE server: P1's child, outside the container's PID namespace (the
-//! container cannot see or signal it), killed by P1 when the container ends and by
-//! PR_SET_PDEATHSIG when P1 dies, so nothing outlives a SIGKILL of burrow.
+//! container cannot see or signal it). When the container ends, P1 lets it pass on the last bytes
+//! the container sent (at most [`DRAIN_TIMEOUT`]) and kills it; PR_SET_PDEATHSIG kills it when P1
+//! dies, so nothing outlives a SIGKILL of burrow.
 
 mod tcp;
 mod udp;
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
@@ -33,15 +37,36 @@ use crate::sys::{fork, Forked};
 /// The forwarder's process name (`comm`), for ps and the tests.
 pub const PROCESS_NAME: &str = "burrow-portfwd";
 
-/// The running forwarder; dropping it kills and reaps it.
+/// How long a forwarder may take, once the container ended, to pass on what the container sent last.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The running forwarder; dropping it kills and reaps it at once.
 #[derive(Debug)]
 pub struct Forwarder {
     pid: Pid,
+    /// A byte written here tells the forwarder that the container ended: drain, then exit.
+    drain: OwnedFd,
 }
 
 impl Forwarder {
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
+    }
+
+    /// After the container ended (P1, once init was reaped): lets the forwarder pass on what the
+    /// container sent before it ended (a reply written just before exit), for at most
+    /// [`DRAIN_TIMEOUT`], then kills and reaps it. A slirp4netns hostfwd or a forwarder killed at
+    /// once would cut such a reply short.
+    pub fn stop(self) {
+        let pid = rustix::process::Pid::from_raw(self.pid.as_raw());
+        if let (Ok(_), Some(pid)) = (nix::unistd::write(&self.drain, b"x"), pid) {
+            if let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+                let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+                let ms = u16::try_from(DRAIN_TIMEOUT.as_millis() + 100).unwrap_or(u16::MAX);
+                let _ = nix::poll::poll(&mut fds, PollTimeout::from(ms));
+            }
+        }
+        // Drop: SIGKILL (a no-op when it exited) and reap.
     }
 }
 
@@ -56,14 +81,19 @@ impl Drop for Forwarder {
 /// ready). The caller's copies of the host sockets are closed when this returns.
 pub fn spawn(sockets: Vec<(PortSpec, HostSocket)>) -> Result<Forwarder, NetError> {
     let parent = nix::unistd::getpid();
+    let (drain_r, drain) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| NetError::Forwarder { what: "pipe", source: e.into() })?;
     match fork().map_err(|source| NetError::Forwarder { what: "fork", source })? {
-        Forked::Child => serve(sockets, parent),
-        Forked::Parent(pid) => Ok(Forwarder { pid }),
+        Forked::Child => {
+            drop(drain);
+            serve(sockets, parent, drain_r)
+        }
+        Forked::Parent(pid) => Ok(Forwarder { pid, drain }),
     }
 }
 
 /// The forwarder's main: one thread per host socket; the process ends only by SIGKILL.
-fn serve(sockets: Vec<(PortSpec, HostSocket)>, parent: Pid) -> ! {
+fn serve(sockets: Vec<(PortSpec, HostSocket)>, parent: Pid, drain: OwnedFd) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if nix::unistd::getppid() != parent {
         crate::sys::exit_now(0); // P1 died before the death signal was armed
@@ -86,9 +116,11 @@ fn serve(sockets: Vec<(PortSpec, HostSocket)>, parent: Pid) -> ! {
             crate::sys::exit_now(1);
         }
     }
-    loop {
-        std::thread::park();
-    }
+    // The main thread waits for the end of the container (a byte, or EOF if P1 is gone).
+    let mut byte = [0u8; 1];
+    while let Err(nix::Error::EINTR) = nix::unistd::read(&drain, &mut byte) {}
+    tcp::drain(DRAIN_TIMEOUT);
+    crate::sys::exit_now(0)
 }
 
 fn loopback_up() -> std::io::Result<()> {

@@ -22,8 +22,10 @@ const STACK_SIZE: usize = 64 * 1024;
 /// A local connect is answered at once; this only bounds a wedged namespace.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Container → host directions still relaying, in all listeners: what [`drain`] waits for.
+static DOWNSTREAM: Slots = Slots { used: Mutex::new(0), freed: Condvar::new() };
+
 /// Counts live connections and lets the accept loop wait for a free slot.
-#[derive(Default)]
 struct Slots {
     used: Mutex<usize>,
     freed: Condvar,
@@ -41,13 +43,21 @@ impl Slots {
     fn give_back(&self) {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         *used -= 1;
-        self.freed.notify_one();
+        self.freed.notify_all();
     }
+}
+
+/// Once the container has ended: waits (at most `limit`) until every container → host direction has
+/// passed on what the container sent before it died. Its sockets are closed, so each of these ends
+/// as soon as its data is out.
+pub fn drain(limit: Duration) {
+    let used = DOWNSTREAM.used.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = DOWNSTREAM.freed.wait_timeout_while(used, limit, |n| *n > 0);
 }
 
 /// Accepts forever on `listener` (a host socket) and relays each connection to `target` (inside).
 pub fn serve(listener: TcpListener, target: SocketAddr) {
-    let slots = Arc::new(Slots::default());
+    let slots = Arc::new(Slots { used: Mutex::new(0), freed: Condvar::new() });
     loop {
         slots.take();
         let client = match listener.accept() {
@@ -82,7 +92,9 @@ fn connection(client: TcpStream, target: SocketAddr) {
         return;
     };
     let upstream = std::thread::Builder::new().stack_size(STACK_SIZE).spawn(move || pump(&client2, &server2));
+    *DOWNSTREAM.used.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     pump(&server, &client);
+    DOWNSTREAM.give_back();
     if let Ok(t) = upstream {
         let _ = t.join();
     }
