@@ -125,6 +125,20 @@ done
 echo DONE
 sleep 600 & wait $!'
 
+# The published ports free again (up to 5 s): podman's rootlessport lets go of them a little after
+# `podman run` returned, and burrow binds them for real (a busy port is an error).
+FREE_PY='
+import socket, sys, time
+end = time.time() + 5
+for p in sys.argv[1:]:
+    while True:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: s.bind(("127.0.0.1", int(p))); s.close(); break
+        except OSError:
+            s.close()
+            if time.time() > end: break
+            time.sleep(0.05)'
+
 declare -A RES
 # drive LABEL BACKEND "ADDR..." CMD...: runs IN_SH through CMD (a prefix that ends where `bash -c`
 # goes: nsenter, burrow run, podman run; an executable, not a function, so that $! is the process
@@ -134,6 +148,7 @@ drive() {
   local label=$1 be=$2 addrs=$3; shift 3
   local out=$WORK/drive.out err=$WORK/drive.err
   : >"$out"
+  python3 -c "$FREE_PY" "$PUB_IPERF_PORT" "$PUB_CONNECT_PORT"
   # shellcheck disable=SC2086 # addrs: one word each
   "$@" bash -c "$IN_SH" bash "$SECS" "$HOST_IPERF_PORT" "$HOST_CONNECT_PORT" "$CONNECT_PY" "$GBITS_PY" \
     "$ACCEPT_PY" $addrs >"$out" 2>"$err" &
