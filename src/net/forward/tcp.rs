@@ -151,3 +151,56 @@ pub fn relay(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// The relay on the host's loopback (both ends in one namespace): the bytes arrive whole, the
+    /// client's half-close reaches the server, and the answer sent after it comes back.
+    #[test]
+    fn relays_both_ways_with_half_close() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = server.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut c in server.incoming().flatten() {
+                let mut got = Vec::new();
+                c.read_to_end(&mut got).unwrap();
+                let answer: Vec<u8> = got.iter().rev().copied().collect();
+                c.write_all(&answer).unwrap();
+            }
+        });
+        let published = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = published.local_addr().unwrap().port();
+        std::thread::spawn(move || serve(published, target));
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = c.try_clone().unwrap();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            w.write_all(&sent).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        writer.join().unwrap();
+        assert_eq!(back.len(), data.len());
+        assert!(back.iter().eq(data.iter().rev()));
+    }
+
+    #[test]
+    fn a_refused_connect_closes_the_client() {
+        let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = gone.local_addr().unwrap();
+        drop(gone);
+        let published = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = published.local_addr().unwrap().port();
+        std::thread::spawn(move || serve(published, target));
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 8];
+        assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+    }
+}

@@ -102,3 +102,36 @@ pub fn serve(host: UdpSocket, target: SocketAddr) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two clients, each answered at its own address from the published socket's address.
+    #[test]
+    fn each_client_gets_its_own_replies() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let target = server.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 100];
+            while let Ok((n, from)) = server.recv_from(&mut buf) {
+                let mut answer = b"re:".to_vec();
+                answer.extend_from_slice(&buf[..n]);
+                server.send_to(&answer, from).unwrap();
+            }
+        });
+        let published = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = published.local_addr().unwrap();
+        std::thread::spawn(move || serve(published, target));
+        for i in 0..2 {
+            let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let msg = format!("ping{i}");
+            c.send_to(msg.as_bytes(), addr).unwrap();
+            let mut buf = [0u8; 100];
+            let (n, from) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], format!("re:{msg}").as_bytes());
+            assert_eq!(from, addr);
+        }
+    }
+}
