@@ -464,6 +464,8 @@ time.sleep(1000)";
         let (child, port, _lines) = serve_published("slirp4netns", &[], PEER);
         let fwd = forwarders(child.0.id());
         assert_eq!(fwd.len(), 1, "one forwarder while the container runs: {fwd:?}");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", fwd[0])).unwrap();
+        assert!(status.contains("CapEff:\t0000000000000000"), "the forwarder keeps capabilities: {status}");
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.read_to_string(&mut String::new()).unwrap();
         let o = wait_output(child.take(), Duration::from_secs(20));

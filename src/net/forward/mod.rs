@@ -106,6 +106,13 @@ fn serve(sockets: Vec<(PortSpec, HostSocket)>, parent: Pid, drain: OwnedFd) -> !
     let _ = pipe.thread_block();
     // Traffic to the container's own address goes through `lo`, which init brings up only later.
     let _ = loopback_up();
+    // Nothing below needs a capability (P1 has all of them in the container's user namespace): the
+    // forwarder, which holds host sockets and talks to the container, keeps none. Threads inherit it.
+    let none = rustix::thread::CapabilitySet::empty();
+    let sets = rustix::thread::CapabilitySets { effective: none, permitted: none, inheritable: none };
+    if rustix::thread::set_capabilities(None, sets).is_err() {
+        crate::sys::exit_now(1);
+    }
     for (spec, socket) in sockets {
         let target = SocketAddr::from((dns::CONTAINER_ADDR, spec.container_port));
         let started = match socket {
