@@ -1,10 +1,11 @@
 //! User-mode networking: `--network none | host | slirp4netns | pasta | auto`.
 //!
 //! Two steps, split like the launch: [`preflight`] (P0, before any fork) picks the backend, checks
-//! the flags and that published host ports are free, so that every user error comes before
-//! anything is created; [`attach`] (P0, once P1 has unshared its user and network namespaces and
-//! its id maps are written) starts the backend on P1's namespace and returns when the network is
-//! configured. The returned [`Attached`] stops the backend when dropped.
+//! the flags and that published host ports are free (binding them for burrow's own forwarder), so
+//! that every user error comes before anything is created; [`attach`] (P0, once P1 has unshared its
+//! user and network namespaces and its id maps are written) starts the backend on P1's namespace
+//! and returns when the network is configured. The returned [`Attached`] stops the backend when
+//! dropped. With slirp4netns, P1 then starts the port forwarder ([`Plan::start_forwarder`]).
 
 pub mod dns;
 pub mod forward;
@@ -220,11 +221,12 @@ fn choose(req: &Request, notices: &mut Vec<String>) -> Result<Backend, NetError>
         Mode::Host => Backend::Host,
         Mode::Slirp4netns => slirp_backend().ok_or(missing("slirp4netns", "slirp4netns"))?,
         Mode::Pasta => pasta_backend().ok_or(missing("pasta", "passt"))?,
-        // Published UDP without host loopback works only with pasta: prefer it then.
+        // Published UDP without host loopback through add_hostfwd (--port-handler slirp4netns) works only with
+        // pasta: prefer it then.
         Mode::Auto if slirp_udp_blocked(req).is_some() => match pasta_backend() {
             Some(b) => {
                 notices.push(
-                    "burrow: using pasta: slirp4netns cannot publish UDP ports while host loopback is closed"
+                    "burrow: using pasta: slirp4netns' add_hostfwd (--port-handler slirp4netns) cannot publish UDP ports while host loopback is closed"
                         .to_string(),
                 );
                 b
