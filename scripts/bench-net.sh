@@ -11,7 +11,8 @@
 # <= 10 ms to startup). Only loopback and the backends' internal addresses carry traffic.
 #
 # Rows: the real `burrow run --network BACKEND --allow-host-loopback -p ...` (clients and servers
-# inside the container, host root), `podman run` with the same backend (private storage and
+# inside the container, host root; published ports through burrow's forwarder with slirp4netns), the
+# same with `--port-handler slirp4netns` (slirp4netns only: add_hostfwd), `podman run` with the same backend (private storage and
 # runtime dir, --runtime runc; a backend podman cannot run is printed and skipped), and the
 # startup cost: `burrow run --network none|slirp4netns|pasta -- /bin/true`, interleaved through
 # scripts/benchlib.py (target: each backend adds <= 10 ms to the median).
@@ -124,6 +125,20 @@ done
 echo DONE
 sleep 600 & wait $!'
 
+# The published ports free again (up to 5 s): podman's rootlessport lets go of them a little after
+# `podman run` returned, and burrow binds them for real (a busy port is an error).
+FREE_PY='
+import socket, sys, time
+end = time.time() + 5
+for p in sys.argv[1:]:
+    while True:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: s.bind(("127.0.0.1", int(p))); s.close(); break
+        except OSError:
+            s.close()
+            if time.time() > end: break
+            time.sleep(0.05)'
+
 declare -A RES
 # drive LABEL BACKEND "ADDR..." CMD...: runs IN_SH through CMD (a prefix that ends where `bash -c`
 # goes: nsenter, burrow run, podman run; an executable, not a function, so that $! is the process
@@ -133,6 +148,7 @@ drive() {
   local label=$1 be=$2 addrs=$3; shift 3
   local out=$WORK/drive.out err=$WORK/drive.err
   : >"$out"
+  python3 -c "$FREE_PY" "$PUB_IPERF_PORT" "$PUB_CONNECT_PORT"
   # shellcheck disable=SC2086 # addrs: one word each
   "$@" bash -c "$IN_SH" bash "$SECS" "$HOST_IPERF_PORT" "$HOST_CONNECT_PORT" "$CONNECT_PY" "$GBITS_PY" \
     "$ACCEPT_PY" $addrs >"$out" 2>"$err" &
@@ -176,10 +192,10 @@ addrs_for() { # BACKEND GATEWAY-NAME: the host-loopback addresses to measure (pa
 }
 
 # --- the real `burrow run` (host root; python3 and iperf3 come from the host's /usr) -----------
-run_burrow_run() {
-  local be=$1
-  drive run "$be" "$(addrs_for "$be" host.burrow.internal)" "$BURROW" run --network "$be" --allow-host-loopback \
-    -p "127.0.0.1:$PUB_IPERF_PORT:5201" -p "127.0.0.1:$PUB_CONNECT_PORT:5202" --
+run_burrow_run() { # BACKEND [LABEL EXTRA-FLAGS...]
+  local be=$1 label=${2:-run}; shift; [ $# = 0 ] || shift
+  drive "$label" "$be" "$(addrs_for "$be" host.burrow.internal)" "$BURROW" run --network "$be" --allow-host-loopback \
+    -p "127.0.0.1:$PUB_IPERF_PORT:5201" -p "127.0.0.1:$PUB_CONNECT_PORT:5202" "$@" --
 }
 
 # --- podman, private storage and runtime dir (its pause process is ours, stopped at exit) --------
@@ -267,6 +283,8 @@ for be in $BACKENDS; do
   command -v "$be" >/dev/null || { NOTES+=("$be not installed: skipped"); continue; }
   for _ in $(seq "$REPS"); do   # the rows alternate, REPS rounds
     [ -z "$BURROW" ] || run_burrow_run "$be"
+    # slirp4netns' own port path (add_hostfwd through libslirp), the alternative to burrow's forwarder.
+    [ -z "$BURROW" ] || [ "$be" != slirp4netns ] || run_burrow_run "$be" runhf --port-handler slirp4netns
     [ -z "$NET_LIB_BIN" ] || run_burrow_lib "$be"
     run_hand "$be"
     # shellcheck disable=SC2046
@@ -288,28 +306,29 @@ try: print("%.2f" % (float(a) / float(b)))
 except Exception: print("-")' "$1" "$2"; }
 
 TARGETS=()
-echo "| backend | metric | burrow run | attach() | by hand | podman | run/hand |"
-echo "|---|---|---|---|---|---|---|"
+echo "| backend | metric | burrow run | run --port-handler slirp4netns | attach() | by hand | podman | run/hand |"
+echo "|---|---|---|---|---|---|---|---|"
 for be in $BACKENDS; do
   command -v "$be" >/dev/null || continue
   for m in gw_c2h gw_h2c_rev lo_c2h lo_h2c_rev pub_h2c pub_c2h gw_lat lo_lat pub_lat; do
     r=$(median "${RES[run,$be,$m]:-}") l=$(median "${RES[lib,$be,$m]:-}")
-    h=$(median "${RES[hand,$be,$m]:-}") q=$(median "${RES[podman,$be,$m]:-}")
-    [ "$r$l$h$q" != "----" ] || continue
+    h=$(median "${RES[hand,$be,$m]:-}") q=$(median "${RES[podman,$be,$m]:-}") f=$(median "${RES[runhf,$be,$m]:-}")
+    [ "$r$f$l$h$q" != "-----" ] || continue
     unit="Gbit/s"; case $m in *_lat) unit="connect us" ;; esac
     x=$(ratio "$r" "$h")
-    echo "| $be | $m $unit | $r | $l | $h | $q | $x |"
+    echo "| $be | $m $unit | $r | $f | $l | $h | $q | $x |"
     if [ "$unit" = "Gbit/s" ] && [ "$x" != - ]; then
       ok=$(python3 -c 'import sys; print("met" if float(sys.argv[1]) >= 0.95 else "NOT met")' "$x")
       TARGETS+=("target burrow run >= 0.95x hand-started: $be $m: $x ($r / $h Gbit/s): $ok")
     fi
   done
-  echo "| $be | time to network ready, ms | | $(median "${RES[lib,$be,attach_ms]:-}") (attach()) | $(median "${RES[hand,$be,attach_ms]:-}") (polled, coarse) | | |"
+  echo "| $be | time to network ready, ms | | | $(median "${RES[lib,$be,attach_ms]:-}") (attach()) | $(median "${RES[hand,$be,attach_ms]:-}") (polled, coarse) | | |"
 done
 echo
 echo "gw: container -> host.burrow.internal/10.0.2.2 -> server on the host's 127.0.0.1; lo: container's"
 echo "127.0.0.1 -> pasta's splice path (-T auto) -> the host's; *_h2c_rev: the same connection, reversed (-R);"
-echo "pub_*: host 127.0.0.1 -> published port -> container (pub_c2h: -R). podman: its default port handler."
+echo "pub_*: host 127.0.0.1 -> published port -> container (pub_c2h: -R): burrow run with slirp4netns: burrow's"
+echo "forwarder (splice); run --port-handler slirp4netns, attach() and by hand: add_hostfwd; podman: rootlessport."
 echo "medians of $REPS alternating runs, iperf3 ${SECS}s; connect: median us of 200. run/hand: burrow run / by hand."
 for t in "${TARGETS[@]}"; do echo "$t"; done
 for n in "${NOTES[@]}"; do echo "note: $n"; done

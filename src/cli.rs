@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable).
     #[arg(long = "publish", short = 'p', value_name = "SPEC")]
     pub publish: Vec<crate::net::PortSpec>,
+    /// Who carries published ports with slirp4netns: burrow (its splice forwarder, default) or slirp4netns
+    /// (add_hostfwd through libslirp).
+    #[arg(long, value_name = "HANDLER")]
+    pub port_handler: Option<crate::net::PortHandler>,
     /// Let the container reach the host's loopback services as host.burrow.internal.
     #[arg(long)]
     pub allow_host_loopback: bool,
@@ -165,6 +169,7 @@ impl RunArgs {
             publish: self.publish.clone(),
             allow_host_loopback: self.allow_host_loopback,
             dns: self.dns.clone(),
+            port_handler: self.port_handler,
         }
     }
 }

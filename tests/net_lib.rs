@@ -56,7 +56,8 @@ pub fn published_ports_reach_the_container(mode: Mode) {
         vec![format!("127.0.0.1:{tp}:8080").parse().unwrap(), format!("127.0.0.1:{up}:5353/udp").parse().unwrap()];
     let dir = tempfile::tempdir().unwrap();
     let t = Target::new();
-    let mut r = Request { publish, ..req(mode) };
+    // Only the launcher's P1 starts burrow's forwarder: the library test drives slirp4netns' add_hostfwd.
+    let mut r = Request { publish, port_handler: Some(net::PortHandler::Slirp4netns), ..req(mode) };
     if mode == Mode::Slirp4netns {
         // libslirp drops UDP replies while host loopback is closed: preflight must say so.
         let e = net::preflight(&r).unwrap_err();
@@ -375,6 +376,8 @@ fn bench_attach_and_hold() {
             .map(|s| s.parse().unwrap())
             .collect(),
         dns: Vec::new(),
+        // The library alone has no forwarder (P1 starts it): published ports go through add_hostfwd.
+        port_handler: Some(net::PortHandler::Slirp4netns),
     };
     let dir = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
@@ -399,9 +402,35 @@ fn auto_prefers_pasta_for_published_udp() {
     }
     let plan = net::preflight(&Request {
         publish: vec![format!("127.0.0.1:{}:53/udp", free_port()).parse().unwrap()],
+        port_handler: Some(net::PortHandler::Slirp4netns),
         ..req(Mode::Auto)
     })
     .unwrap();
     assert_eq!(plan.backend_name(), "pasta");
     assert!(plan.notices().iter().any(|n| n.contains("UDP")), "{:?}", plan.notices());
+}
+
+#[test]
+fn burrow_port_handler_binds_the_host_ports_in_preflight() {
+    if backend_missing(Mode::Slirp4netns) {
+        return;
+    }
+    let (tp, up) = (free_port(), free_port());
+    let publish: Vec<PortSpec> =
+        vec![format!("127.0.0.1:{tp}:80").parse().unwrap(), format!("127.0.0.1:{up}:53/udp").parse().unwrap()];
+    // Published UDP needs no host loopback with burrow's forwarder: auto keeps slirp4netns.
+    let plan = net::preflight(&Request { publish: publish.clone(), ..req(Mode::Auto) }).unwrap();
+    assert_eq!(plan.backend_name(), "slirp4netns");
+    assert!(plan.forwards_ports());
+    // The bind is the check: the ports stay taken while the plan holds them, and are free once closed.
+    assert!(TcpListener::bind(("127.0.0.1", tp)).is_err(), "TCP port {tp} not held by the plan");
+    assert!(UdpSocket::bind(("127.0.0.1", up)).is_err(), "UDP port {up} not held by the plan");
+    let again = net::preflight(&Request { publish: publish.clone(), ..req(Mode::Slirp4netns) }).unwrap_err();
+    assert!(again.to_string().contains("already in use"), "{again}");
+    plan.close_host_sockets();
+    TcpListener::bind(("127.0.0.1", tp)).unwrap();
+    UdpSocket::bind(("127.0.0.1", up)).unwrap();
+    let hostfwd =
+        net::preflight(&Request { port_handler: Some(net::PortHandler::Slirp4netns), ..req(Mode::Slirp4netns) });
+    assert!(!hostfwd.unwrap().forwards_ports());
 }

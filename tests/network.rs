@@ -180,6 +180,129 @@ fn a_busy_port_or_a_malformed_publish_fails_before_anything_starts(backend: &str
     assert!(made.is_empty(), "{backend}: something was set up before the error: {made:?}");
 }
 
+/// A deterministic byte stream (xorshift64), so that both ends can check every byte without a hash crate.
+fn stream(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Sends `data` to the published port, half-closes, and returns all that comes back.
+fn send_and_read_back(port: u16, data: &[u8]) -> Vec<u8> {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the published TCP port");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            w.write_all(data).expect("send to the published port");
+            w.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::with_capacity(data.len());
+        (&s).read_to_end(&mut back).expect("read from the published port");
+        back
+    })
+}
+
+/// Starts `script` in a container publishing 127.0.0.1:PORT:8080 and waits for its "ready" line.
+fn serve_published(
+    backend: &str,
+    extra: &[&str],
+    script: &str,
+) -> (Reaped, u16, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let mut args = vec!["-p", publish.as_str()];
+    args.extend_from_slice(extra);
+    let mut c = py(backend, &args, script);
+    // stdin: a server that waits for a line gets EOF when the test drops the pipe (wait_output).
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Reaped(c.spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready", "{backend}");
+    (child, port, lines)
+}
+
+/// Closes the container's stdin (the servers below wait for it) and waits for burrow to exit.
+fn finish(mut child: Reaped) -> std::process::Output {
+    drop(child.0.stdin.take());
+    wait_output(child.take(), Duration::from_secs(20))
+}
+
+/// Reads everything until the client half-closes, then sends it all back: the answer travels only after
+/// the end of the request, as in HTTP/1.0 or a shell pipe. The container then waits for a line on stdin
+/// (see `serve_published`), so that its end does not race the bytes still in flight.
+const ECHO_AFTER_EOF: &str = "import socket, sys
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(('0.0.0.0', 8080)); t.listen(1)
+print('ready', flush=True)
+c, a = t.accept(); data = bytearray()
+while True:
+    b = c.recv(1 << 20)
+    if not b: break
+    data += b
+c.sendall(data); c.close()
+print('echoed', len(data), a[0], flush=True)
+sys.stdin.readline()";
+
+fn a_large_transfer_through_a_published_port_is_intact_both_ways(backend: &str) {
+    let (child, port, mut lines) = serve_published(backend, &[], ECHO_AFTER_EOF);
+    let data = stream(0x5eed, 64 << 20);
+    let back = send_and_read_back(port, &data);
+    let done = lines.next().unwrap().unwrap();
+    assert!(done.starts_with(&format!("echoed {}", data.len())), "{backend}: host to container: {done}");
+    assert!(data.starts_with(&back), "{backend}: the bytes echoed back differ from those sent");
+    if backend == "pasta" && back.len() < data.len() {
+        // Known: Debian 12's pasta (2023-03-09) loses the tail of a spliced connection's container-to-host
+        // direction when the container closes it (the container still runs; measured: 57 of 64 MiB arrive).
+        eprintln!("KNOWN: pasta cut the echo short: {} of {} bytes", back.len(), data.len());
+    } else {
+        assert_eq!(back.len(), data.len(), "{backend}: bytes echoed back");
+    }
+    let o = finish(child);
+    assert!(o.status.success(), "{backend}: {}", stderr(&o));
+}
+
+/// One thread per connection, each echoing as it reads, until CLIENTS connections are served.
+const ECHO_CONCURRENT: &str = "import socket, threading, sys
+n = 8
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(('0.0.0.0', 8080)); t.listen(n)
+print('ready', flush=True)
+def echo(c):
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        c.sendall(b)
+    c.close()
+ts = [threading.Thread(target=echo, args=(t.accept()[0],)) for _ in range(n)]
+[x.start() for x in ts]; [x.join() for x in ts]
+print('served', n, flush=True)
+sys.stdin.readline()";
+
+fn concurrent_connections_through_a_published_port_stay_apart(backend: &str) {
+    const CLIENTS: u64 = 8;
+    let (child, port, mut lines) = serve_published(backend, &[], ECHO_CONCURRENT);
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                scope.spawn(move || {
+                    let data = stream(i + 1, (1 << 20) + i as usize * 4099);
+                    assert!(send_and_read_back(port, &data) == data, "{backend}: client {i} got other bytes back");
+                })
+            })
+            .collect();
+        clients.into_iter().for_each(|c| c.join().unwrap());
+    });
+    assert_eq!(lines.next().unwrap().unwrap(), format!("served {CLIENTS}"), "{backend}");
+    let o = finish(child);
+    assert!(o.status.success(), "{backend}: {}", stderr(&o));
+}
+
 macro_rules! for_each_backend {
     ($($name:ident),*) => {
         mod slirp4netns { $( #[test] fn $name() { if let Some(r) = super::require("slirp4netns") { crate::skip!("{r}"); } super::$name("slirp4netns") } )* }
@@ -192,5 +315,174 @@ for_each_backend!(
     published_tcp_and_udp_ports_reach_the_container,
     resolv_conf_points_at_the_forwarder_or_the_given_server,
     no_backend_process_remains_after_exit_or_sigkill,
-    a_busy_port_or_a_malformed_publish_fails_before_anything_starts
+    a_busy_port_or_a_malformed_publish_fails_before_anything_starts,
+    a_large_transfer_through_a_published_port_is_intact_both_ways,
+    concurrent_connections_through_a_published_port_stay_apart
 );
+
+/// burrow's own forwarder for published ports with slirp4netns (`--port-handler burrow`, the default), and
+/// slirp4netns' add_hostfwd behind `--port-handler slirp4netns`.
+mod port_handler {
+    use super::*;
+
+    fn require() -> bool {
+        let reason = super::require("slirp4netns");
+        let skip = |r: String| crate::skip!("{r}");
+        reason.map(skip).is_none()
+    }
+
+    /// The forwarder processes below burrow's process `pid`.
+    fn forwarders(pid: u32) -> Vec<i32> {
+        let comm = |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        descendants(pid as i32).into_iter().filter(|p| comm(p).trim() == "burrow-portfwd").collect()
+    }
+
+    const PEER: &str = "import socket
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(('0.0.0.0', 8080)); t.listen(1)
+print('ready', flush=True)
+c, a = t.accept(); c.sendall(b'hi\\n'); c.close()
+print('peer', a[0], flush=True)";
+
+    /// Which address the container sees a published connection come from: its own with the forwarder
+    /// (the forwarder connects from inside), slirp's host gateway with add_hostfwd.
+    fn peer_seen(handler: &[&str]) -> String {
+        let (child, port, mut lines) = serve_published("slirp4netns", handler, PEER);
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hi\n", "{handler:?}");
+        let peer = lines.next().unwrap().unwrap();
+        let o = wait_output(child.take(), Duration::from_secs(20));
+        assert!(o.status.success(), "{}", stderr(&o));
+        peer
+    }
+
+    #[test]
+    fn both_handlers_publish_tcp_and_show_their_source_address() {
+        if !require() {
+            return;
+        }
+        assert_eq!(peer_seen(&[]), "peer 10.0.2.100");
+        assert_eq!(peer_seen(&["--port-handler", "burrow"]), "peer 10.0.2.100");
+        assert_eq!(peer_seen(&["--port-handler", "slirp4netns"]), "peer 10.0.2.2");
+    }
+
+    const UDP_ECHO: &str = "import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 8081))
+print('ready', flush=True)
+for _ in range(2):
+    d, a = u.recvfrom(100); u.sendto(b'udp:' + d, a)
+print('served', flush=True)";
+
+    #[test]
+    fn published_udp_works_without_host_loopback() {
+        if !require() {
+            return;
+        }
+        let port = free_udp_port();
+        let publish = format!("127.0.0.1:{port}:8081/udp");
+        let mut c = py("slirp4netns", &["-p", &publish], UDP_ECHO);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = Reaped(c.spawn().unwrap());
+        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        // Two clients: two flows, each answered at its own address.
+        for client in 0..2 {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let msg = format!("ping{client}");
+            sock.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+            let mut buf = [0u8; 100];
+            let (n, from) = sock.recv_from(&mut buf).expect("the reply of the published UDP port");
+            assert_eq!(&buf[..n], format!("udp:{msg}").as_bytes());
+            assert_eq!(from.port(), port, "the reply must come from the published port");
+        }
+        assert_eq!(lines.next().unwrap().unwrap(), "served");
+        let o = wait_output(child.take(), Duration::from_secs(20));
+        assert!(o.status.success(), "{}", stderr(&o));
+        // add_hostfwd still refuses it, with the way out in the message.
+        let mut c = py("slirp4netns", &["-p", &publish, "--port-handler", "slirp4netns"], "pass");
+        c.env("TMPDIR", tempdir().path());
+        let o = output(c);
+        expect(&o, 125);
+        assert!(stderr(&o).contains("--allow-host-loopback"), "{}", stderr(&o));
+    }
+
+    #[test]
+    fn a_large_transfer_through_add_hostfwd_is_intact() {
+        if !require() {
+            return;
+        }
+        let (child, port, mut lines) =
+            serve_published("slirp4netns", &["--port-handler", "slirp4netns"], ECHO_AFTER_EOF);
+        let data = stream(7, 16 << 20);
+        assert!(send_and_read_back(port, &data) == data, "add_hostfwd: the echoed bytes differ");
+        assert!(lines.next().unwrap().unwrap().starts_with("echoed"));
+        let o = finish(child);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+
+    #[test]
+    fn a_reply_sent_just_before_the_container_exits_arrives_whole() {
+        if !require() {
+            return;
+        }
+        // ECHO_AFTER_EOF without the wait: the container ends right after its last write. The client reads
+        // only after a pause, so that most of the reply (16 MiB: the host side's socket buffers fill, the
+        // rest waits in the pipe and the container's sockets) is still in flight when the container is gone.
+        // The forwarder drains it before P1 kills it.
+        let script = ECHO_AFTER_EOF.replace("sys.stdin.readline()", "");
+        let (child, port, mut lines) = serve_published("slirp4netns", &[], &script);
+        let data = stream(11, 16 << 20);
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&data).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        assert!(lines.next().unwrap().unwrap().starts_with("echoed"));
+        assert_eq!(back.len(), data.len(), "the reply was cut short by the container's exit");
+        assert!(back == data);
+        let o = finish(child);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+
+    const HOLD: &str = "import socket, time
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(('0.0.0.0', 8080)); t.listen(1)
+print('ready', flush=True)
+c, a = t.accept(); c.sendall(b'hi\\n'); c.close()
+time.sleep(1000)";
+
+    #[test]
+    fn no_forwarder_remains_after_exit_or_sigkill() {
+        if !require() {
+            return;
+        }
+        // A normal exit, with a connection served.
+        let (child, port, _lines) = serve_published("slirp4netns", &[], PEER);
+        let fwd = forwarders(child.0.id());
+        assert_eq!(fwd.len(), 1, "one forwarder while the container runs: {fwd:?}");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", fwd[0])).unwrap();
+        assert!(status.contains("CapEff:\t0000000000000000"), "the forwarder keeps capabilities: {status}");
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.read_to_string(&mut String::new()).unwrap();
+        let o = wait_output(child.take(), Duration::from_secs(20));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!alive(fwd[0]), "forwarder {} left after a normal exit", fwd[0]);
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "the published port is still bound after exit");
+        // SIGKILL of burrow with a connection open.
+        let (mut child, port, _lines) = serve_published("slirp4netns", &[], HOLD);
+        let fwd = forwarders(child.0.id());
+        assert_eq!(fwd.len(), 1, "{fwd:?}");
+        let _open = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        assert!(eventually(Duration::from_secs(10), || !alive(fwd[0])), "forwarder {} left after SIGKILL", fwd[0]);
+        assert!(
+            eventually(Duration::from_secs(10), || TcpListener::bind(("127.0.0.1", port)).is_ok()),
+            "the published port is still bound after SIGKILL"
+        );
+    }
+}

@@ -57,6 +57,10 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
     };
     // The cgroup namespace comes after P0 placed us in the container's cgroup, so that it becomes its root.
     t!(unshare(CloneFlags::CLONE_NEWCGROUP).step("namespaces", "unshare(cgroup)"));
+    // The backend may still be configuring the tap device: a connection that arrives before the payload listens
+    // is refused either way. Forked before anything else, so that neither the FUSE server nor init inherits the
+    // host sockets; it dies with P1 (dropped below).
+    let forwarder = t!(spec.net.start_forwarder().map_err(net_err));
     // Nothing mounted from here on may propagate anywhere.
     t!(nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step("mounts", "make / private"));
@@ -76,6 +80,10 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
         }
     };
     let code = wait_for_init(init_pid, p0, layer.server, &chan);
+    // Before the FUSE server goes: the forwarder passes on the container's last bytes first.
+    if let Some(f) = forwarder {
+        f.stop();
+    }
     layers::cleanup(spec, &layer);
     if getppid() != p0 {
         // burrow itself is gone: nobody else will remove the state directory.
@@ -84,6 +92,14 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
         }
     }
     Ok(code)
+}
+
+fn net_err(e: crate::net::NetError) -> StepError {
+    let (what, source) = match e {
+        crate::net::NetError::Forwarder { what, source } => (format!("start burrow's port forwarder: {what}"), source),
+        e => (e.to_string(), std::io::Error::from_raw_os_error(libc::EIO)),
+    };
+    StepError { stage: "network", what, source, hint: String::new() }
 }
 
 fn chan_err(e: super::channel::ChannelError) -> StepError {

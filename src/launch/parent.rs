@@ -79,6 +79,8 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
         Forked::Parent(pid) => pid,
     };
     drop(theirs);
+    // P1 holds its own copies of the published ports' host sockets, for its forwarder.
+    spec.net.close_host_sockets();
     let mut guard = P1Guard(Some(p1));
     failure_or(ours.wait_for_unshared())?;
     // Before Go: P1 unshares its cgroup namespace only after it is in its cgroup.

@@ -1,12 +1,14 @@
 //! User-mode networking: `--network none | host | slirp4netns | pasta | auto`.
 //!
 //! Two steps, split like the launch: [`preflight`] (P0, before any fork) picks the backend, checks
-//! the flags and that published host ports are free, so that every user error comes before
-//! anything is created; [`attach`] (P0, once P1 has unshared its user and network namespaces and
-//! its id maps are written) starts the backend on P1's namespace and returns when the network is
-//! configured. The returned [`Attached`] stops the backend when dropped.
+//! the flags and that published host ports are free (binding them for burrow's own forwarder), so
+//! that every user error comes before anything is created; [`attach`] (P0, once P1 has unshared its
+//! user and network namespaces and its id maps are written) starts the backend on P1's namespace
+//! and returns when the network is configured. The returned [`Attached`] stops the backend when
+//! dropped. With slirp4netns, P1 then starts the port forwarder ([`Plan::start_forwarder`]).
 
 pub mod dns;
+pub mod forward;
 mod helper;
 mod netlink;
 pub mod pasta;
@@ -17,11 +19,13 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
 pub use dns::ResolverPaths;
-pub use publish::{PortSpec, Proto, PublishError};
+pub use forward::Forwarder;
+pub use publish::{HostSocket, PortSpec, Proto, PublishError};
 
 /// Both backends run with the largest MTU the tap device allows: about 3x the throughput of 1500.
 pub const MTU: u32 = 65520;
@@ -64,6 +68,39 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Who carries published ports with slirp4netns (`--port-handler`; pasta always forwards itself,
+/// with its own splice path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortHandler {
+    /// burrow's forwarder ([`forward`]): kernel sockets and splice(2), the container sees
+    /// connections from its own address.
+    #[default]
+    Burrow,
+    /// slirp4netns' `add_hostfwd` over its API socket: every byte through libslirp; the container
+    /// sees connections from 10.0.2.2; published UDP needs --allow-host-loopback.
+    Slirp4netns,
+}
+
+impl FromStr for PortHandler {
+    type Err = NetError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "burrow" => Ok(PortHandler::Burrow),
+            "slirp4netns" => Ok(PortHandler::Slirp4netns),
+            _ => Err(NetError::UnknownPortHandler(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for PortHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortHandler::Burrow => "burrow",
+            PortHandler::Slirp4netns => "slirp4netns",
+        })
+    }
+}
+
 /// What the user asked for (from the command line).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
@@ -71,12 +108,18 @@ pub struct Request {
     pub publish: Vec<PortSpec>,
     pub allow_host_loopback: bool,
     pub dns: Vec<IpAddr>,
+    /// None: the default (burrow); Some when given on the command line.
+    pub port_handler: Option<PortHandler>,
 }
 
 #[derive(Debug, Error)]
 pub enum NetError {
     #[error("unknown network mode `{0}` (auto, none, host, slirp4netns or pasta)")]
     UnknownMode(String),
+    #[error("unknown port handler `{0}` (burrow or slirp4netns)")]
+    UnknownPortHandler(String),
+    #[error("cannot start burrow's port forwarder: {what}: {source}")]
+    Forwarder { what: &'static str, source: std::io::Error },
     #[error("--network {mode}: `{helper}` is not installed (in $PATH); install the package `{package}` or pick another --network")]
     NotInstalled { mode: Mode, helper: &'static str, package: &'static str },
     #[error(
@@ -97,7 +140,7 @@ pub enum NetError {
     SocketPathTooLong { path: PathBuf },
     #[error("cannot publish {spec} through the slirp4netns API ({socket}): {desc}")]
     Hostfwd { spec: PortSpec, socket: PathBuf, desc: String },
-    #[error("--publish {spec} with slirp4netns needs --allow-host-loopback: libslirp drops a published UDP port's replies while host loopback is closed; use --network pasta or allow host loopback")]
+    #[error("--publish {spec} with --port-handler slirp4netns needs --allow-host-loopback: libslirp drops a published UDP port's replies while host loopback is closed; use --port-handler burrow, --network pasta or allow host loopback")]
     SlirpUdpNeedsHostLoopback { spec: PortSpec },
     #[error("cannot set the queue length of {dev} in the container: {source}")]
     TxQueue { dev: &'static str, source: std::io::Error },
@@ -122,6 +165,10 @@ pub struct Plan {
     dns: Vec<IpAddr>,
     notices: Vec<String>,
     resolver: ResolverPaths,
+    port_handler: PortHandler,
+    /// Host sockets bound in preflight for burrow's forwarder; taken by [`Plan::start_forwarder`]
+    /// (P1) or closed by [`Plan::close_host_sockets`] (P0, after the fork).
+    host_sockets: Arc<Mutex<Vec<(PortSpec, HostSocket)>>>,
 }
 
 /// pasta's tap device drops packets when its 1000-packet queue fills (pasta never sets it); this
@@ -158,9 +205,9 @@ fn pasta_backend() -> Option<Backend> {
 
 /// libslirp sends a UDP reply to the host-side peer it shows as 10.0.2.2, and
 /// `--disable-host-loopback` drops exactly that (podman issue #4586): published UDP needs host
-/// loopback open with slirp4netns.
+/// loopback open with slirp4netns' own forwarding (burrow's forwarder does not go through slirp).
 fn slirp_udp_blocked(req: &Request) -> Option<PortSpec> {
-    if req.allow_host_loopback {
+    if req.allow_host_loopback || req.port_handler.unwrap_or_default() == PortHandler::Burrow {
         return None;
     }
     req.publish.iter().find(|p| p.proto == Proto::Udp).copied()
@@ -174,11 +221,12 @@ fn choose(req: &Request, notices: &mut Vec<String>) -> Result<Backend, NetError>
         Mode::Host => Backend::Host,
         Mode::Slirp4netns => slirp_backend().ok_or(missing("slirp4netns", "slirp4netns"))?,
         Mode::Pasta => pasta_backend().ok_or(missing("pasta", "passt"))?,
-        // Published UDP without host loopback works only with pasta: prefer it then.
+        // Published UDP without host loopback through add_hostfwd (--port-handler slirp4netns) works only with
+        // pasta: prefer it then.
         Mode::Auto if slirp_udp_blocked(req).is_some() => match pasta_backend() {
             Some(b) => {
                 notices.push(
-                    "burrow: using pasta: slirp4netns cannot publish UDP ports while host loopback is closed"
+                    "burrow: using pasta: slirp4netns' add_hostfwd (--port-handler slirp4netns) cannot publish UDP ports while host loopback is closed"
                         .to_string(),
                 );
                 b
@@ -204,6 +252,9 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
     if let (Backend::Slirp4netns { .. }, Some(spec)) = (&backend, slirp_udp_blocked(req)) {
         return Err(NetError::SlirpUdpNeedsHostLoopback { spec });
     }
+    let port_handler = req.port_handler.unwrap_or_default();
+    let forward = matches!(backend, Backend::Slirp4netns { .. }) && port_handler == PortHandler::Burrow;
+    let mut host_sockets = Vec::new();
     if !req.publish.is_empty() {
         match backend {
             Backend::None if req.mode == Mode::Auto => {
@@ -215,8 +266,12 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
             }
             Backend::None => return Err(NetError::PublishNeedsBackend { mode: "none" }),
             Backend::Host => return Err(NetError::PublishNeedsBackend { mode: "host" }),
+            _ if forward => host_sockets = publish::bind_host_ports(&req.publish)?,
             _ => publish::check_host_ports(&req.publish)?,
         }
+    }
+    if req.port_handler.is_some() && !matches!(backend, Backend::Slirp4netns { .. }) {
+        notices.push("burrow: --port-handler applies to --network slirp4netns only; ignored".to_string());
     }
     if req.allow_host_loopback && matches!(backend, Backend::None) {
         notices.push("burrow: --allow-host-loopback has no effect with --network none".to_string());
@@ -228,6 +283,8 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
         dns: req.dns.clone(),
         notices,
         resolver: ResolverPaths::default(),
+        port_handler,
+        host_sockets: Arc::new(Mutex::new(host_sockets)),
     })
 }
 
@@ -257,6 +314,34 @@ impl Plan {
 
     fn has_tap(&self) -> bool {
         matches!(self.backend, Backend::Slirp4netns { .. } | Backend::Pasta { .. })
+    }
+
+    /// Whether burrow's forwarder carries the published ports (slirp4netns with `--port-handler
+    /// burrow` and at least one `-p`).
+    pub fn forwards_ports(&self) -> bool {
+        let slirp = matches!(self.backend, Backend::Slirp4netns { .. });
+        slirp && self.port_handler == PortHandler::Burrow && !self.publish.is_empty()
+    }
+
+    fn sockets(&self) -> std::sync::MutexGuard<'_, Vec<(PortSpec, HostSocket)>> {
+        self.host_sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// P0, right after forking P1: closes P0's copies of the host sockets (P1 holds its own).
+    pub fn close_host_sockets(&self) {
+        self.sockets().clear();
+    }
+
+    /// P1, in the container's network namespace after [`attach`] returned in P0 (so the network is
+    /// configured), single-threaded, before it forks anything that must not hold the host sockets:
+    /// forks burrow's port forwarder (when it has ports to forward) and closes P1's copies of the
+    /// host sockets. Dropping the returned [`Forwarder`] kills it.
+    pub fn start_forwarder(&self) -> Result<Option<Forwarder>, NetError> {
+        let sockets = std::mem::take(&mut *self.sockets());
+        if sockets.is_empty() {
+            return Ok(None);
+        }
+        forward::spawn(sockets).map(Some)
     }
 
     /// Reads the host's resolver files from other paths (tests).
@@ -350,13 +435,11 @@ pub fn spawn(plan: &Plan, pid: i32, state_dir: &Path) -> Result<Starting, NetErr
     let pending = match &plan.backend {
         Backend::None | Backend::Host => None,
         Backend::Slirp4netns { bin, features } => {
-            let start = slirp4netns::Start {
-                bin,
-                features: *features,
-                allow_host_loopback: plan.allow_host_loopback,
-                publish: &plan.publish,
-            };
-            hostfwd = Some((state_dir.to_path_buf(), plan.publish.clone()));
+            let start = slirp4netns::Start { bin, features: *features, allow_host_loopback: plan.allow_host_loopback };
+            // With --port-handler burrow, burrow's forwarder (started by P1) carries them instead of add_hostfwd.
+            if plan.port_handler != PortHandler::Burrow {
+                hostfwd = Some((state_dir.to_path_buf(), plan.publish.clone()));
+            }
             Some(slirp4netns::spawn(&start, pid, state_dir)?)
         }
         Backend::Pasta { bin } => Some(pasta::spawn(

@@ -1,5 +1,6 @@
-//! `-p/--publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]`: parsing, and the check that the host
-//! ports are free, done before anything is created so that a busy port fails fast and cleanly.
+//! `-p/--publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]`: parsing, and binding the host ports
+//! (or checking that they are free, for backends that bind them themselves), done before anything
+//! is created so that a busy port fails fast and cleanly.
 
 use std::fmt;
 use std::io;
@@ -125,9 +126,24 @@ impl FromStr for PortSpec {
     }
 }
 
+/// A host socket bound for one published port: a listener for TCP, a bound socket for UDP.
+#[derive(Debug)]
+pub enum HostSocket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
 /// Checks that no spec is repeated and that every host port can be bound right now.
-/// The sockets are closed again at once: the backend binds them itself a few ms later.
+/// The sockets are closed again at once: for the backends that bind the ports themselves a few ms
+/// later (pasta, slirp4netns' `add_hostfwd`).
 pub fn check_host_ports(specs: &[PortSpec]) -> Result<(), PublishError> {
+    bind_host_ports(specs).map(drop)
+}
+
+/// Checks that no spec is repeated and binds every host port, for burrow's own forwarder: the
+/// bind is the check, so there is no window in which another program can take the port.
+pub fn bind_host_ports(specs: &[PortSpec]) -> Result<Vec<(PortSpec, HostSocket)>, PublishError> {
+    let mut bound = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let clash = specs[..i].iter().any(|o| {
             o.proto == spec.proto
@@ -137,26 +153,24 @@ pub fn check_host_ports(specs: &[PortSpec]) -> Result<(), PublishError> {
         if clash {
             return Err(PublishError::Duplicate { spec: *spec });
         }
-        check_one(spec)?;
+        bound.push((*spec, bind_one(spec)?));
     }
-    Ok(())
+    Ok(bound)
 }
 
-fn check_one(spec: &PortSpec) -> Result<(), PublishError> {
+fn bind_one(spec: &PortSpec) -> Result<HostSocket, PublishError> {
     let addr = spec.host_addr();
-    // std sets SO_REUSEADDR on TCP listeners, so a port in TIME_WAIT counts as free (the backend
-    // binds with SO_REUSEADDR too); only a live listener makes this fail.
+    // std sets SO_REUSEADDR on TCP listeners, so a port in TIME_WAIT counts as free (the backends
+    // bind with SO_REUSEADDR too); only a live listener makes this fail. std's sockets are
+    // close-on-exec: the payload never inherits them.
     let res = match spec.proto {
-        Proto::Tcp => TcpListener::bind(addr).map(drop),
-        Proto::Udp => UdpSocket::bind(addr).map(drop),
+        Proto::Tcp => TcpListener::bind(addr).map(HostSocket::Tcp),
+        Proto::Udp => UdpSocket::bind(addr).map(HostSocket::Udp),
     };
-    match res {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            Err(PublishError::Busy { spec: *spec, addr, proto: spec.proto.as_str() })
-        }
-        Err(e) => Err(PublishError::Bind { spec: *spec, addr, proto: spec.proto.as_str(), errno: e.to_string() }),
-    }
+    res.map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => PublishError::Busy { spec: *spec, addr, proto: spec.proto.as_str() },
+        _ => PublishError::Bind { spec: *spec, addr, proto: spec.proto.as_str(), errno: e.to_string() },
+    })
 }
 
 #[cfg(test)]

@@ -79,7 +79,6 @@ pub struct Start<'a> {
     pub bin: &'a Path,
     pub features: Features,
     pub allow_host_loopback: bool,
-    pub publish: &'a [PortSpec],
 }
 
 fn api_socket(state_dir: &Path) -> PathBuf {

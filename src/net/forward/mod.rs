@@ -1,0 +1,137 @@
+//! burrow's own forwarder for published ports with slirp4netns (`--port-handler burrow`).
+//!
+//! slirp4netns' `add_hostfwd` carries every byte of a published port through libslirp's user-space
+//! TCP/IP stack. This forwarder relays between two kernel sockets instead: P0 binds the host
+//! sockets in the host's network namespace (the bind is also the busy-port check), P1 forks the
+//! forwarder once it is in the container's network namespace and the backend is ready. A socket
+//! keeps the namespace it was made in, so the forwarder accepts on the host sockets and makes its
+//! connections to the container inside the container's namespace: a published port's bytes go
+//! through two loopback TCP connections and a splice(2) pipe, never through slirp.
+//!
+//! The forwarder connects to the container's address (10.0.2.100), not 127.0.0.1: a published
+//! port then reaches exactly the servers that `add_hostfwd` and podman reach (those listening on
+//! the container's interface or on 0.0.0.0), not a server that bound the container's loopback to
+//! keep it private.
+//!
+//! Lifecycle, as for the FUSE server: P1's child, outside the container's PID namespace (the
+//! container cannot see or signal it). When the container ends, P1 lets it pass on the last bytes
+//! the container sent (at most [`DRAIN_TIMEOUT`]) and kills it; PR_SET_PDEATHSIG kills it when P1
+//! dies, so nothing outlives a SIGKILL of burrow.
+
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::unistd::Pid;
+
+use super::publish::{HostSocket, PortSpec};
+use super::{dns, NetError};
+use crate::sys::{fork, Forked};
+
+/// The forwarder's process name (`comm`), for ps and the tests.
+pub const PROCESS_NAME: &str = "burrow-portfwd";
+
+/// How long a forwarder may take, once the container ended, to pass on what the container sent last.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The running forwarder; dropping it kills and reaps it at once.
+#[derive(Debug)]
+pub struct Forwarder {
+    pid: Pid,
+    /// A byte written here tells the forwarder that the container ended: drain, then exit.
+    drain: OwnedFd,
+}
+
+impl Forwarder {
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// After the container ended (P1, once init was reaped): lets the forwarder pass on what the
+    /// container sent before it ended (a reply written just before exit), for at most
+    /// [`DRAIN_TIMEOUT`], then kills and reaps it. A slirp4netns hostfwd or a forwarder killed at
+    /// once would cut such a reply short.
+    pub fn stop(self) {
+        let pid = rustix::process::Pid::from_raw(self.pid.as_raw());
+        if let (Ok(_), Some(pid)) = (nix::unistd::write(&self.drain, b"x"), pid) {
+            if let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+                let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+                let ms = u16::try_from(DRAIN_TIMEOUT.as_millis() + 100).unwrap_or(u16::MAX);
+                let _ = nix::poll::poll(&mut fds, PollTimeout::from(ms));
+            }
+        }
+        // Drop: SIGKILL (a no-op when it exited) and reap.
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+/// Forks the forwarder (P1, single-threaded, in the container's network namespace, network
+/// ready). The caller's copies of the host sockets are closed when this returns.
+pub fn spawn(sockets: Vec<(PortSpec, HostSocket)>) -> Result<Forwarder, NetError> {
+    let parent = nix::unistd::getpid();
+    let (drain_r, drain) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| NetError::Forwarder { what: "pipe", source: e.into() })?;
+    match fork().map_err(|source| NetError::Forwarder { what: "fork", source })? {
+        Forked::Child => {
+            drop(drain);
+            serve(sockets, parent, drain_r)
+        }
+        Forked::Parent(pid) => Ok(Forwarder { pid, drain }),
+    }
+}
+
+/// The forwarder's main: one thread per host socket; the process ends only by SIGKILL.
+fn serve(sockets: Vec<(PortSpec, HostSocket)>, parent: Pid, drain: OwnedFd) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != parent {
+        crate::sys::exit_now(0); // P1 died before the death signal was armed
+    }
+    let _ = nix::sys::prctl::set_name(c"burrow-portfwd");
+    // A write to a connection the peer reset must fail with EPIPE, not kill the forwarder. The
+    // relay threads inherit the mask.
+    let mut pipe = SigSet::empty();
+    pipe.add(Signal::SIGPIPE);
+    let _ = pipe.thread_block();
+    // Traffic to the container's own address goes through `lo`, which init brings up only later.
+    let _ = loopback_up();
+    // Nothing below needs a capability (P1 has all of them in the container's user namespace): the
+    // forwarder, which holds host sockets and talks to the container, keeps none. Threads inherit it.
+    let none = rustix::thread::CapabilitySet::empty();
+    let sets = rustix::thread::CapabilitySets { effective: none, permitted: none, inheritable: none };
+    if rustix::thread::set_capabilities(None, sets).is_err() {
+        crate::sys::exit_now(1);
+    }
+    for (spec, socket) in sockets {
+        let target = SocketAddr::from((dns::CONTAINER_ADDR, spec.container_port));
+        let started = match socket {
+            HostSocket::Tcp(l) => std::thread::Builder::new().spawn(move || tcp::serve(l, target)),
+            HostSocket::Udp(u) => std::thread::Builder::new().spawn(move || udp::serve(u, target)),
+        };
+        if started.is_err() {
+            crate::sys::exit_now(1);
+        }
+    }
+    // The main thread waits for the end of the container (a byte, or EOF if P1 is gone).
+    let mut byte = [0u8; 1];
+    while let Err(nix::Error::EINTR) = nix::unistd::read(&drain, &mut byte) {}
+    tcp::drain(DRAIN_TIMEOUT);
+    crate::sys::exit_now(0)
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    crate::sys::interface_up(sock.as_fd(), "lo")
+}
