@@ -485,4 +485,29 @@ time.sleep(1000)";
             "the published port is still bound after SIGKILL"
         );
     }
+
+    /// The forwarder lives outside the container, so only something on the host can kill it: the container
+    /// goes on (its exit code is its own) and burrow says, once, that its published ports stopped working.
+    #[test]
+    fn a_dead_forwarder_is_reported_and_the_container_goes_on() {
+        if !require() {
+            return;
+        }
+        let script = "import sys\nprint('ready', flush=True)\nsys.stdin.readline()\nsys.exit(7)";
+        let (mut child, _port, _lines) = serve_published("slirp4netns", &[], script);
+        let fwd = forwarders(child.0.id());
+        assert_eq!(fwd.len(), 1, "{fwd:?}");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(fwd[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(eventually(Duration::from_secs(5), || !alive(fwd[0])), "the forwarder was not reaped");
+        // Give P1 a moment to notice before the container ends.
+        std::thread::sleep(Duration::from_millis(200));
+        let stdin = child.0.stdin.take().unwrap();
+        drop(stdin);
+        let o = wait_output(child.take(), Duration::from_secs(20));
+        assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+        let err = stderr(&o);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("port forwarder")).collect();
+        assert_eq!(warnings.len(), 1, "{err}");
+        assert!(warnings[0].contains(&format!("pid {}", fwd[0])) && warnings[0].contains("SIGKILL"), "{err}");
+    }
 }

@@ -60,7 +60,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
     // The backend may still be configuring the tap device: a connection that arrives before the payload listens
     // is refused either way. Forked before anything else, so that neither the FUSE server nor init inherits the
     // host sockets; it dies with P1 (dropped below).
-    let forwarder = t!(spec.net.start_forwarder().map_err(net_err));
+    let mut forwarder = t!(spec.net.start_forwarder().map_err(net_err));
     // Nothing mounted from here on may propagate anywhere.
     t!(nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step("mounts", "make / private"));
@@ -79,7 +79,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
             ));
         }
     };
-    let code = wait_for_init(init_pid, p0, layer.server, &chan);
+    let code = wait_for_init(init_pid, p0, layer.server, forwarder.as_mut(), &chan);
     // Before the FUSE server goes: the forwarder passes on the container's last bytes first.
     if let Some(f) = forwarder {
         f.stop();
@@ -113,7 +113,13 @@ fn chan_err(e: super::channel::ChannelError) -> StepError {
 
 /// Waits for init; kills the container when P0 is gone or the FUSE server died. Returns init's status as an
 /// exit code.
-fn wait_for_init(init_pid: Pid, p0: Pid, server: Option<Pid>, chan: &Channel) -> i32 {
+fn wait_for_init(
+    init_pid: Pid,
+    p0: Pid,
+    server: Option<Pid>,
+    mut forwarder: Option<&mut crate::net::Forwarder>,
+    chan: &Channel,
+) -> i32 {
     let Ok(sfd) = signals::signalfd() else {
         return wait_blocking(init_pid);
     };
@@ -133,6 +139,14 @@ fn wait_for_init(init_pid: Pid, p0: Pid, server: Option<Pid>, chan: &Channel) ->
                 report(chan, "overlay", message, libc::ENOTCONN);
                 let _ = kill(init_pid, Signal::SIGKILL);
             }
+        }
+        if let Some(how) = forwarder.as_deref_mut().and_then(|f| f.exited().map(|how| (f.pid(), how))) {
+            // The container goes on (its own work is unaffected); its published ports no longer reach it.
+            let text = format!(
+                "burrow: warning: the port forwarder (pid {}) {}; published ports no longer reach the container",
+                how.0, how.1
+            );
+            let _ = chan.send(&Msg::Notice { text });
         }
         match waitpid(init_pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => continue,

@@ -16,6 +16,8 @@ pub enum Msg {
     /// P1 → P0, only when there is something to tell the user: the copy-on-write driver (with --verbose) and a
     /// notice.
     RootReady { driver: String, notice: Option<String> },
+    /// P1 → P0: something the user must know while the container runs (P0 prints it as it is).
+    Notice { text: String },
     /// Any stage → P0: setup failed; P0 prints it once and exits 125.
     Failed { stage: String, errno: i32, message: String },
     /// The payload's process → P0: exec failed (exit 126 or 127).

@@ -248,6 +248,7 @@ fn supervise(
                     .into_iter()
                     .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
                     .for_each(&mut *notice),
+                Ok(Some(Msg::Notice { text })) => notice(text),
                 Ok(Some(m)) => failure_seen = failure_seen.or(failure(m)),
                 Ok(None) | Err(_) => chan_open = false,
             }

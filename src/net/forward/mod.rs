@@ -46,6 +46,8 @@ pub struct Forwarder {
     pid: Pid,
     /// A byte written here tells the forwarder that the container ended: drain, then exit.
     drain: OwnedFd,
+    /// Already reaped by [`Forwarder::exited`]: its pid may belong to another process now.
+    reaped: bool,
 }
 
 impl Forwarder {
@@ -58,6 +60,9 @@ impl Forwarder {
     /// [`DRAIN_TIMEOUT`], then kills and reaps it. A slirp4netns hostfwd or a forwarder killed at
     /// once would cut such a reply short.
     pub fn stop(self) {
+        if self.reaped {
+            return;
+        }
         let pid = rustix::process::Pid::from_raw(self.pid.as_raw());
         if let (Ok(_), Some(pid)) = (nix::unistd::write(&self.drain, b"x"), pid) {
             if let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
@@ -70,8 +75,31 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// P1, on SIGCHLD: if the forwarder has exited (it should live as long as the container), reaps it and
+    /// describes how it ended, so that the user learns that the published ports stopped working.
+    pub fn exited(&mut self) -> Option<String> {
+        use nix::sys::wait::{WaitPidFlag, WaitStatus};
+        if self.reaped {
+            return None;
+        }
+        let how = match nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => return None,
+            Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+            Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+            Ok(other) => format!("ended ({other:?})"),
+            Err(e) => format!("is gone ({e})"),
+        };
+        self.reaped = true;
+        Some(how)
+    }
+}
+
 impl Drop for Forwarder {
     fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
         let _ = kill(self.pid, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, None);
     }
@@ -88,7 +116,7 @@ pub fn spawn(sockets: Vec<(PortSpec, HostSocket)>) -> Result<Forwarder, NetError
             drop(drain);
             serve(sockets, parent, drain_r)
         }
-        Forked::Parent(pid) => Ok(Forwarder { pid, drain }),
+        Forked::Parent(pid) => Ok(Forwarder { pid, drain, reaped: false }),
     }
 }
 
