@@ -12,7 +12,7 @@
 #
 # Rows: the real `burrow run --network BACKEND --allow-host-loopback -p ...` (clients and servers
 # inside the container, host root; published ports through burrow's forwarder with slirp4netns), the
-# same with `--port-handler slirp4netns` (slirp4netns only: add_hostfwd), `podman run` with the same backend (private storage and
+# same with `--port-handler BACKEND` (the backend's own forwarding: add_hostfwd, pasta's -t), `podman run` with the same backend (private storage and
 # runtime dir, --runtime runc; a backend podman cannot run is printed and skipped), and the
 # startup cost: `burrow run --network none|slirp4netns|pasta -- /bin/true`, interleaved through
 # scripts/benchlib.py (target: each backend adds <= 10 ms to the median).
@@ -283,8 +283,9 @@ for be in $BACKENDS; do
   command -v "$be" >/dev/null || { NOTES+=("$be not installed: skipped"); continue; }
   for _ in $(seq "$REPS"); do   # the rows alternate, REPS rounds
     [ -z "$BURROW" ] || run_burrow_run "$be"
-    # slirp4netns' own port path (add_hostfwd through libslirp), the alternative to burrow's forwarder.
-    [ -z "$BURROW" ] || [ "$be" != slirp4netns ] || run_burrow_run "$be" runhf --port-handler slirp4netns
+    # The backend's own port path (slirp4netns: add_hostfwd through libslirp; pasta: its -t/-u splice), the
+    # alternative to burrow's forwarder.
+    [ -z "$BURROW" ] || run_burrow_run "$be" runhf --port-handler "$be"
     [ -z "$NET_LIB_BIN" ] || run_burrow_lib "$be"
     run_hand "$be"
     # shellcheck disable=SC2046
@@ -306,7 +307,7 @@ try: print("%.2f" % (float(a) / float(b)))
 except Exception: print("-")' "$1" "$2"; }
 
 TARGETS=()
-echo "| backend | metric | burrow run | run --port-handler slirp4netns | attach() | by hand | podman | run/hand |"
+echo "| backend | metric | burrow run | run --port-handler BACKEND | attach() | by hand | podman | run/hand |"
 echo "|---|---|---|---|---|---|---|---|"
 for be in $BACKENDS; do
   command -v "$be" >/dev/null || continue
@@ -327,8 +328,9 @@ done
 echo
 echo "gw: container -> host.burrow.internal/10.0.2.2 -> server on the host's 127.0.0.1; lo: container's"
 echo "127.0.0.1 -> pasta's splice path (-T auto) -> the host's; *_h2c_rev: the same connection, reversed (-R);"
-echo "pub_*: host 127.0.0.1 -> published port -> container (pub_c2h: -R): burrow run with slirp4netns: burrow's"
-echo "forwarder (splice); run --port-handler slirp4netns, attach() and by hand: add_hostfwd; podman: rootlessport."
+echo "pub_*: host 127.0.0.1 -> published port -> container (pub_c2h: -R): burrow run: burrow's forwarder (splice);"
+echo "run --port-handler BACKEND, attach() and by hand: the backend's own (slirp4netns add_hostfwd, pasta -t splice);"
+echo "podman: rootlessport."
 echo "medians of $REPS alternating runs, iperf3 ${SECS}s; connect: median us of 200. run/hand: burrow run / by hand."
 for t in "${TARGETS[@]}"; do echo "$t"; done
 for n in "${NOTES[@]}"; do echo "note: $n"; done

@@ -56,8 +56,9 @@ pub fn published_ports_reach_the_container(mode: Mode) {
         vec![format!("127.0.0.1:{tp}:8080").parse().unwrap(), format!("127.0.0.1:{up}:5353/udp").parse().unwrap()];
     let dir = tempfile::tempdir().unwrap();
     let t = Target::new();
-    // Only the launcher's P1 starts burrow's forwarder: the library test drives slirp4netns' add_hostfwd.
-    let mut r = Request { publish, port_handler: Some(net::PortHandler::Slirp4netns), ..req(mode) };
+    // Only the launcher's P1 starts burrow's forwarder: the library test drives the backend's own forwarding.
+    let own = if mode == Mode::Pasta { net::PortHandler::Pasta } else { net::PortHandler::Slirp4netns };
+    let mut r = Request { publish, port_handler: Some(own), ..req(mode) };
     if mode == Mode::Slirp4netns {
         // libslirp drops UDP replies while host loopback is closed: preflight must say so.
         let e = net::preflight(&r).unwrap_err();
@@ -395,19 +396,23 @@ fn bench_attach_and_hold() {
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }
 
+/// A handler that belongs to the other backend is ignored with a notice (burrow's forwarder is used), and
+/// add_hostfwd with published UDP and host loopback closed is refused with the fix in one line.
 #[test]
-fn auto_prefers_pasta_for_published_udp() {
-    if skip_unless(installed("pasta"), "pasta is not installed") {
+fn a_port_handler_of_the_other_backend_falls_back_to_burrows() {
+    if backend_missing(Mode::Slirp4netns) || backend_missing(Mode::Pasta) {
         return;
     }
-    let plan = net::preflight(&Request {
-        publish: vec![format!("127.0.0.1:{}:53/udp", free_port()).parse().unwrap()],
-        port_handler: Some(net::PortHandler::Slirp4netns),
-        ..req(Mode::Auto)
-    })
-    .unwrap();
-    assert_eq!(plan.backend_name(), "pasta");
-    assert!(plan.notices().iter().any(|n| n.contains("UDP")), "{:?}", plan.notices());
+    let publish: Vec<PortSpec> = vec![format!("127.0.0.1:{}:53/udp", free_port()).parse().unwrap()];
+    let r = Request { publish: publish.clone(), port_handler: Some(net::PortHandler::Slirp4netns), ..req(Mode::Pasta) };
+    let plan = net::preflight(&r).unwrap();
+    assert!(plan.forwards_ports());
+    assert!(plan.notices().iter().any(|n| n.contains("--port-handler slirp4netns applies to")), "{:?}", plan.notices());
+    drop(plan);
+    let r = Request { publish, port_handler: Some(net::PortHandler::Slirp4netns), ..req(Mode::Auto) };
+    let e = net::preflight(&r).unwrap_err();
+    assert!(matches!(e, NetError::SlirpUdpNeedsHostLoopback { .. }), "{e}");
+    assert!(e.to_string().contains("--port-handler burrow"), "{e}");
 }
 
 #[test]

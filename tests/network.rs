@@ -77,11 +77,21 @@ d, a = u.recvfrom(100); u.sendto(b'udp:' + d, a)
 print('served', d.decode(), flush=True)";
 
 fn published_tcp_and_udp_ports_reach_the_container(backend: &str) {
+    published_tcp_and_udp_with(backend, &[]);
+}
+
+/// Debian 12's pasta (2023-03-09) has two bugs on its own forwarding path (`--port-handler pasta`), which
+/// burrow's forwarder (the default) avoids: they are tolerated, and printed as KNOWN, only there.
+fn pasta_own_forwarding(extra: &[&str]) -> bool {
+    extra.windows(2).any(|w| w == ["--port-handler", "pasta"])
+}
+
+fn published_tcp_and_udp_with(backend: &str, extra: &[&str]) {
     let (tp, up) = (free_port(), free_udp_port());
     let (t, u) = (format!("127.0.0.1:{tp}:8080"), format!("127.0.0.1:{up}:8081/udp"));
-    // libslirp answers published UDP from the host-side peer, which --disable-host-loopback drops: the UDP
-    // case runs with host loopback allowed on both backends, so the list stays the same.
-    let mut c = py(backend, &["-p", &t, "-p", &u, "--allow-host-loopback"], SERVE);
+    let mut args = vec!["-p", &t, "-p", &u];
+    args.extend_from_slice(extra);
+    let mut c = py(backend, &args, SERVE);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = Reaped(c.spawn().unwrap());
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
@@ -104,7 +114,7 @@ fn published_tcp_and_udp_ports_reach_the_container(backend: &str) {
     }
     // The datagram must reach the server in every case.
     assert_eq!(lines.next().unwrap().unwrap(), "served ping", "{backend}: the published UDP port did not deliver");
-    if backend == "pasta" && answer.is_none() {
+    if pasta_own_forwarding(extra) && answer.is_none() {
         // Known: Debian 12's pasta (2023-03-09) drops the reply of a UDP flow it spliced from the host's
         // loopback (the request arrives, as checked above). Newer pasta must pass the assertion below.
         eprintln!("KNOWN: pasta lost the UDP reply on its loopback splice path");
@@ -251,13 +261,17 @@ print('echoed', len(data), a[0], flush=True)
 sys.stdin.readline()";
 
 fn a_large_transfer_through_a_published_port_is_intact_both_ways(backend: &str) {
-    let (child, port, mut lines) = serve_published(backend, &[], ECHO_AFTER_EOF);
+    large_transfer_with(backend, &[]);
+}
+
+fn large_transfer_with(backend: &str, extra: &[&str]) {
+    let (child, port, mut lines) = serve_published(backend, extra, ECHO_AFTER_EOF);
     let data = stream(0x5eed, 64 << 20);
     let back = send_and_read_back(port, &data);
     let done = lines.next().unwrap().unwrap();
     assert!(done.starts_with(&format!("echoed {}", data.len())), "{backend}: host to container: {done}");
     assert!(data.starts_with(&back), "{backend}: the bytes echoed back differ from those sent");
-    if backend == "pasta" && back.len() < data.len() {
+    if pasta_own_forwarding(extra) && back.len() < data.len() {
         // Known: Debian 12's pasta (2023-03-09) loses the tail of a spliced connection's container-to-host
         // direction when the container closes it (the container still runs; measured: 57 of 64 MiB arrive).
         eprintln!("KNOWN: pasta cut the echo short: {} of {} bytes", back.len(), data.len());
@@ -509,5 +523,20 @@ time.sleep(1000)";
         let warnings: Vec<&str> = err.lines().filter(|l| l.contains("port forwarder")).collect();
         assert_eq!(warnings.len(), 1, "{err}");
         assert!(warnings[0].contains(&format!("pid {}", fwd[0])) && warnings[0].contains("SIGKILL"), "{err}");
+    }
+
+    /// pasta's own forwarding (`--port-handler pasta`): TCP and UDP reach the container; the two bugs of
+    /// Debian 12's pasta on this path are tolerated and printed as KNOWN (see `pasta_own_forwarding`).
+    #[test]
+    fn pasta_own_forwarding_still_publishes() {
+        if super::require("pasta").map(|r| crate::skip!("{r}")).is_some() {
+            return;
+        }
+        let pasta = ["--port-handler", "pasta"];
+        published_tcp_and_udp_with("pasta", &pasta);
+        large_transfer_with("pasta", &pasta);
+        // No forwarder of burrow's on this path.
+        let (child, _port, _lines) = serve_published("pasta", &pasta, PEER);
+        assert!(forwarders(child.0.id()).is_empty(), "burrow's forwarder runs with --port-handler pasta");
     }
 }

@@ -68,17 +68,19 @@ impl fmt::Display for Mode {
     }
 }
 
-/// Who carries published ports with slirp4netns (`--port-handler`; pasta always forwards itself,
-/// with its own splice path).
+/// Who carries published ports (`--port-handler`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PortHandler {
-    /// burrow's forwarder ([`forward`]): kernel sockets and splice(2), the container sees
-    /// connections from its own address.
+    /// burrow's forwarder ([`forward`]), with either backend: kernel sockets and splice(2), no user-space
+    /// network stack on the way; the container sees connections from its own address.
     #[default]
     Burrow,
     /// slirp4netns' `add_hostfwd` over its API socket: every byte through libslirp; the container
     /// sees connections from 10.0.2.2; published UDP needs --allow-host-loopback.
     Slirp4netns,
+    /// pasta's own `-t`/`-u`: spliced when the client is on the host's loopback. Debian 12's pasta loses the
+    /// reply of a published UDP flow and the tail of a TCP answer when the container closes the connection.
+    Pasta,
 }
 
 impl FromStr for PortHandler {
@@ -87,6 +89,7 @@ impl FromStr for PortHandler {
         match s {
             "burrow" => Ok(PortHandler::Burrow),
             "slirp4netns" => Ok(PortHandler::Slirp4netns),
+            "pasta" => Ok(PortHandler::Pasta),
             _ => Err(NetError::UnknownPortHandler(s.to_string())),
         }
     }
@@ -97,6 +100,7 @@ impl fmt::Display for PortHandler {
         f.write_str(match self {
             PortHandler::Burrow => "burrow",
             PortHandler::Slirp4netns => "slirp4netns",
+            PortHandler::Pasta => "pasta",
         })
     }
 }
@@ -140,7 +144,7 @@ pub enum NetError {
     SocketPathTooLong { path: PathBuf },
     #[error("cannot publish {spec} through the slirp4netns API ({socket}): {desc}")]
     Hostfwd { spec: PortSpec, socket: PathBuf, desc: String },
-    #[error("--publish {spec} with --port-handler slirp4netns needs --allow-host-loopback: libslirp drops a published UDP port's replies while host loopback is closed; use --port-handler burrow, --network pasta or allow host loopback")]
+    #[error("--publish {spec} with --port-handler slirp4netns needs --allow-host-loopback: libslirp drops a published UDP port's replies while host loopback is closed; use the default --port-handler burrow or allow host loopback")]
     SlirpUdpNeedsHostLoopback { spec: PortSpec },
     #[error("cannot set the queue length of {dev} in the container: {source}")]
     TxQueue { dev: &'static str, source: std::io::Error },
@@ -221,18 +225,6 @@ fn choose(req: &Request, notices: &mut Vec<String>) -> Result<Backend, NetError>
         Mode::Host => Backend::Host,
         Mode::Slirp4netns => slirp_backend().ok_or(missing("slirp4netns", "slirp4netns"))?,
         Mode::Pasta => pasta_backend().ok_or(missing("pasta", "passt"))?,
-        // Published UDP without host loopback through add_hostfwd (--port-handler slirp4netns) works only with
-        // pasta: prefer it then.
-        Mode::Auto if slirp_udp_blocked(req).is_some() => match pasta_backend() {
-            Some(b) => {
-                notices.push(
-                    "burrow: using pasta: slirp4netns' add_hostfwd (--port-handler slirp4netns) cannot publish UDP ports while host loopback is closed"
-                        .to_string(),
-                );
-                b
-            }
-            None => slirp_backend().unwrap_or(Backend::None),
-        },
         Mode::Auto => match slirp_backend().or_else(pasta_backend) {
             Some(b) => b,
             None => {
@@ -252,8 +244,19 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
     if let (Backend::Slirp4netns { .. }, Some(spec)) = (&backend, slirp_udp_blocked(req)) {
         return Err(NetError::SlirpUdpNeedsHostLoopback { spec });
     }
-    let port_handler = req.port_handler.unwrap_or_default();
-    let forward = matches!(backend, Backend::Slirp4netns { .. }) && port_handler == PortHandler::Burrow;
+    let mut port_handler = req.port_handler.unwrap_or_default();
+    let own = match backend {
+        Backend::Slirp4netns { .. } => Some(PortHandler::Slirp4netns),
+        Backend::Pasta { .. } => Some(PortHandler::Pasta),
+        Backend::None | Backend::Host => None,
+    };
+    if port_handler != PortHandler::Burrow && Some(port_handler) != own {
+        notices.push(format!(
+            "burrow: --port-handler {port_handler} applies to --network {port_handler} only; using burrow's forwarder"
+        ));
+        port_handler = PortHandler::Burrow;
+    }
+    let forward = own.is_some() && port_handler == PortHandler::Burrow;
     let mut host_sockets = Vec::new();
     if !req.publish.is_empty() {
         match backend {
@@ -269,9 +272,6 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
             _ if forward => host_sockets = publish::bind_host_ports(&req.publish)?,
             _ => publish::check_host_ports(&req.publish)?,
         }
-    }
-    if req.port_handler.is_some() && !matches!(backend, Backend::Slirp4netns { .. }) {
-        notices.push("burrow: --port-handler applies to --network slirp4netns only; ignored".to_string());
     }
     if req.allow_host_loopback && matches!(backend, Backend::None) {
         notices.push("burrow: --allow-host-loopback has no effect with --network none".to_string());
@@ -316,11 +316,10 @@ impl Plan {
         matches!(self.backend, Backend::Slirp4netns { .. } | Backend::Pasta { .. })
     }
 
-    /// Whether burrow's forwarder carries the published ports (slirp4netns with `--port-handler
-    /// burrow` and at least one `-p`).
+    /// Whether burrow's forwarder carries the published ports (a backend, `--port-handler burrow`, at least
+    /// one `-p`).
     pub fn forwards_ports(&self) -> bool {
-        let slirp = matches!(self.backend, Backend::Slirp4netns { .. });
-        slirp && self.port_handler == PortHandler::Burrow && !self.publish.is_empty()
+        self.has_tap() && self.port_handler == PortHandler::Burrow && !self.publish.is_empty()
     }
 
     fn sockets(&self) -> std::sync::MutexGuard<'_, Vec<(PortSpec, HostSocket)>> {
@@ -443,7 +442,11 @@ pub fn spawn(plan: &Plan, pid: i32, state_dir: &Path) -> Result<Starting, NetErr
             Some(slirp4netns::spawn(&start, pid, state_dir)?)
         }
         Backend::Pasta { bin } => Some(pasta::spawn(
-            &pasta::Start { bin, allow_host_loopback: plan.allow_host_loopback, publish: &plan.publish },
+            &pasta::Start {
+                bin,
+                allow_host_loopback: plan.allow_host_loopback,
+                publish: if plan.forwards_ports() { &[] } else { &plan.publish },
+            },
             pid,
             state_dir,
         )?),
