@@ -300,6 +300,23 @@ pub(crate) fn writable_mode(flags: OFlags) -> OFlags {
     }
 }
 
+/// What a write by `who` does to the set-ID bits of the file `fd` when the caller lacks
+/// CAP_FSETID (the kernel says so with `FUSE_WRITE_KILL_SUIDGID`; it sends it for direct-I/O
+/// writes instead of clearing the bits itself): set-user-ID goes, set-group-ID goes if the
+/// group may execute or the caller is neither in the file's group nor root of the namespace.
+pub(crate) fn drop_setid_for_write(fd: &OwnedFd, who: Caller) -> R<()> {
+    let st = rustix::fs::fstat(fd)?;
+    let mode = st.st_mode & 0o7777;
+    let mut kill = mode & 0o4000;
+    if mode & 0o2000 != 0 && (mode & 0o010 != 0 || (who.gid != st.st_gid && who.uid != 0)) {
+        kill |= 0o2000;
+    }
+    if kill == 0 {
+        return Ok(());
+    }
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode & !kill))
+}
+
 fn timespec(t: Option<TimeOrNow>) -> Timespec {
     match t {
         None => Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
