@@ -66,6 +66,9 @@ impl Filesystem for Overlay {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_MAX_PAGES,
+            // Symlink targets never change in place (a new link is a new inode), so the
+            // kernel may keep them: no READLINK on every walk through /bin or /lib.
+            InitFlags::FUSE_CACHE_SYMLINKS,
         ] {
             let _ = config.add_capabilities(flag);
         }
