@@ -304,7 +304,9 @@ pub(crate) fn writable_mode(flags: OFlags) -> OFlags {
 /// CAP_FSETID (the kernel says so with `FUSE_WRITE_KILL_SUIDGID`; it sends it for direct-I/O
 /// writes instead of clearing the bits itself): set-user-ID goes, set-group-ID goes if the
 /// group may execute or the caller is neither in the file's group nor root of the namespace.
-pub(crate) fn drop_setid_for_write(fd: &OwnedFd, who: Caller) -> R<()> {
+/// Returns whether the mode changed: the kernel must then be told, as it only drops its cached
+/// size and times after a direct write (a `stat` asking for the mode alone would show the bits).
+pub(crate) fn drop_setid_for_write(fd: &OwnedFd, who: Caller) -> R<bool> {
     let st = rustix::fs::fstat(fd)?;
     let mode = st.st_mode & 0o7777;
     let mut kill = mode & 0o4000;
@@ -312,9 +314,10 @@ pub(crate) fn drop_setid_for_write(fd: &OwnedFd, who: Caller) -> R<()> {
         kill |= 0o2000;
     }
     if kill == 0 {
-        return Ok(());
+        return Ok(false);
     }
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode & !kill))
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode & !kill))?;
+    Ok(true)
 }
 
 fn timespec(t: Option<TimeOrNow>) -> Timespec {

@@ -255,8 +255,10 @@ impl Filesystem for Overlay {
         };
         let f = &*h;
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-            if let Err(err) = super::filesystem::drop_setid_for_write(&f.fd, caller(req)) {
-                return reply.error(e(err));
+            match super::filesystem::drop_setid_for_write(&f.fd, caller(req)) {
+                Ok(true) => self.invalidate_attr(f.ino),
+                Ok(false) => {}
+                Err(err) => return reply.error(e(err)),
             }
         }
         let mut done = 0;
