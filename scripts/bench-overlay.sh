@@ -22,7 +22,9 @@
 # Environment: REPS (5; --quick: 2), WRITE_MB (1024; --quick: 256), NFILES (10000),
 # CFILES (150), BENCH_DIR (/var/tmp/burrow-bench), BENCH_USER (burrow-t1),
 # BURROW_OVERLAYFS (release build under CARGO_TARGET_DIR or ./target), FUSE_OVERLAYFS, BURROW (the
-# burrow binary next to BURROW_OVERLAYFS; the kernel-driver comparison is skipped without it).
+# burrow binary next to BURROW_OVERLAYFS; the kernel-driver comparison is skipped without it),
+# BURROW_OVERLAYFS_BASE (another burrow-overlayfs build, e.g. of the main branch: adds the config
+# burrow-base, interleaved with the others, for a before/after comparison in one run).
 #
 # Each run gets a fresh directory under BENCH_DIR/runs, a directory marked `chattr +T` (ext4's
 # "top of a directory hierarchy"): ext4 then spreads the run directories over its block groups.
@@ -141,6 +143,7 @@ run_one() { # CONFIG WORKLOAD
     else
         out=$(as_user env DEBIAN="$DEBIAN" DEBIAN_USER="$DEBIAN_USER" LAYER="$LAYER" RUN="$RUN" WRITE_MB="$WRITE_MB" \
             NFILES="$NFILES" FUSE_OVERLAYFS="$FUSE_OVERLAYFS" BURROW_OVERLAYFS="$BURROW_OVERLAYFS" \
+            BURROW_OVERLAYFS_BASE="${BURROW_OVERLAYFS_BASE:-}" \
             unshare --map-root-user --map-auto --mount --propagation private \
             sh "$HERE/bench-lib/overlay-run.sh" "$1" "$2" 2>&1) || true
     fi
@@ -157,6 +160,7 @@ make_layer
 CONFIGS="plain kernel"
 [ -x "$FUSE_OVERLAYFS" ] && CONFIGS="$CONFIGS fuse-overlayfs"
 if [ -x "$BURROW_OVERLAYFS" ]; then CONFIGS="$CONFIGS burrow"; else echo "note: $BURROW_OVERLAYFS missing (cargo build --release)" >&2; fi
+[ -n "${BURROW_OVERLAYFS_BASE:-}" ] && CONFIGS="$CONFIGS burrow-base"
 MAIN_CONFIGS=$CONFIGS
 if [ ! -x "$BURROW" ]; then
     echo "note: $BURROW missing: no kernel-driver comparison" >&2
@@ -203,13 +207,15 @@ END {
     split("tar-cold tar-warm find-cold create-10k delete-10k write-fsync read-warm compile", wl, " ")
     printf "\nmedian wall time, ms\n%-12s", "workload"
     for (i = 1; i <= nc; i++) printf " %15s", cfg[i]
-    printf " %11s %11s\n", "burrow/fovl", "burrow/kern"
+    printf " %11s %11s%s\n", "burrow/fovl", "burrow/kern", (index(configs, "burrow-base") ? "  burrow/base" : "")
     for (w = 1; w <= 8; w++) {
         printf "%-12s", wl[w]
         for (i = 1; i <= nc; i++) { m = median(cfg[i] SUBSEP wl[w]); if (m < 0) printf " %15s", "n/a"; else printf " %15.0f", m }
         b = median("burrow" SUBSEP wl[w]); f = median("fuse-overlayfs" SUBSEP wl[w]); k = median("kernel" SUBSEP wl[w])
         if (b >= 0 && f > 0) printf " %6.2fx %-4s", b / f, (b / f <= 0.7 ? "ok" : "MISS"); else printf " %11s", "n/a"
         if (b >= 0 && k > 0) printf " %6.2fx %-4s", b / k, (b / k <= 2 ? "ok" : "MISS"); else printf " %11s", "n/a"
+        z = median("burrow-base" SUBSEP wl[w])
+        if (z > 0 && b >= 0) printf " %10.2fx", b / z
         printf "\n"
     }
     printf "\nFUSE server peak RSS (VmHWM, max over runs):"

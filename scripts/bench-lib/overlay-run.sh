@@ -3,11 +3,11 @@
 # mount CONFIG, run WORKLOAD, print "RESULT <name> <ms>" lines and, for FUSE servers,
 # "HWM <kB>" (VmHWM: peak resident set size), then unmount.
 #
-#   overlay-run.sh CONFIG WORKLOAD      CONFIG: plain|kernel|fuse-overlayfs|burrow|kernel-u|container
+#   overlay-run.sh CONFIG WORKLOAD      CONFIG: plain|kernel|fuse-overlayfs|burrow|burrow-base|kernel-u|container
 #                                       WORKLOAD: tar|find|files|write|read|compile
 # Environment (set by bench-overlay.sh): DEBIAN (lower rootfs), LAYER (bench layer with the
 # big file and C sources), RUN (empty scratch dir on the benchmark's disk), WRITE_MB, NFILES,
-# FUSE_OVERLAYFS, BURROW_OVERLAYFS; DEBIAN_USER (a copy of DEBIAN owned by the benchmark user's
+# FUSE_OVERLAYFS, BURROW_OVERLAYFS, BURROW_OVERLAYFS_BASE; DEBIAN_USER (a copy of DEBIAN owned by the benchmark user's
 # mapped ids) for kernel-u.
 # kernel-u is the hand-made kernel overlay mount over DEBIAN_USER; container is the same workload
 # run inside `burrow run --rootfs DEBIAN_USER --overlay-driver kernel` on its own root (no mount
@@ -62,9 +62,10 @@ case $CONFIG in
         mount -t overlay -o "lowerdir=$LOWERS,upperdir=$RUN/upper,workdir=$RUN/work,userxattr" overlay "$RUN/mnt"
         R=$RUN/mnt; W=$RUN/mnt
         ;;
-    fuse-overlayfs|burrow)
+    fuse-overlayfs|burrow|burrow-base)
         prog=$FUSE_OVERLAYFS
         [ "$CONFIG" = burrow ] && prog=$BURROW_OVERLAYFS
+        [ "$CONFIG" = burrow-base ] && prog=$BURROW_OVERLAYFS_BASE
         "$prog" -f -o "lowerdir=$LOWERS,upperdir=$RUN/upper,workdir=$RUN/work" "$RUN/mnt" >"$RUN/fuse.log" 2>&1 &
         PID=$!
         i=0
