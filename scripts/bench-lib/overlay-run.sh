@@ -9,10 +9,11 @@
 # big file and C sources), RUN (empty scratch dir on the benchmark's disk), WRITE_MB, NFILES,
 # FUSE_OVERLAYFS, BURROW_OVERLAYFS, BURROW_OVERLAYFS_BASE; DEBIAN_USER (a copy of DEBIAN owned by the benchmark user's
 # mapped ids) for kernel-u.
-# kernel-u is the hand-made kernel overlay mount over DEBIAN_USER; container is the same workload
-# run inside `burrow run --rootfs DEBIAN_USER --overlay-driver kernel` on its own root (no mount
-# here): the pair measures what burrow's kernel driver adds. Both print a "MOUNT" line with the
-# overlay's options as /proc/self/mountinfo shows them.
+# kernel-u is the hand-made kernel overlay mount over DEBIAN_USER, the workload run chrooted into
+# it with this script bound in; container is the same workload run inside `burrow run --rootfs
+# DEBIAN_USER --overlay-driver kernel` on its own root (no mount here). Both run the tree's own
+# tar, find, perl, rm and dd: the pair measures what burrow's kernel driver adds. Both print a
+# "MOUNT" line with the overlay's options as /proc/self/mountinfo shows them.
 set -eu
 CONFIG=$1
 WORKLOAD=$2
@@ -43,14 +44,22 @@ mount_line() {
 PID=
 case $CONFIG in
     container)
-        # Inside burrow run: the root is burrow's overlay; bench-overlay.sh bound this script in.
+        # Inside burrow run (or the chroot of kernel-u): the root is the overlay, this script is
+        # bound in.
         R=/; W=
-        mount_line /
+        [ -r /proc/self/mountinfo ] && mount_line /
         ;;
     kernel-u)
         mount -t overlay -o "lowerdir=$DEBIAN_USER,upperdir=$RUN/upper,workdir=$RUN/work,userxattr" overlay "$RUN/mnt"
-        R=$RUN/mnt; W=$RUN/mnt
         mount_line "$RUN/mnt"
+        mkdir "$RUN/mnt/bench"
+        mount --bind "$(cd "$(dirname "$0")" && pwd)" "$RUN/mnt/bench"
+        # Device nodes do not open on a mount made in a user namespace: the host's /dev, as in
+        # the container.
+        mount --rbind /dev "$RUN/mnt/dev"
+        chroot "$RUN/mnt" /bin/sh /bench/overlay-run.sh container "$WORKLOAD"
+        umount -R "$RUN/mnt"
+        exit 0
         ;;
     plain)
         # No overlay: reads from the lower directories themselves, writes to a scratch
