@@ -117,7 +117,12 @@ impl Overlay {
     pub(crate) fn getattr(&self, ino: u64, fh: Option<u64>) -> R<FileAttr> {
         let node = self.node(ino)?;
         let st = match fh.and_then(|fh| self.handles.get(fh)) {
-            Some(f) => rustix::fs::fstat(&f.fd)?,
+            // A read-only handle opened before a copy-up still holds the lower file: the
+            // attributes (the size the kernel reads up to) are the upper copy's, as for reads.
+            Some(f) => match self.read_fd(&f)? {
+                Some(upper) => rustix::fs::fstat(&*upper)?,
+                None => rustix::fs::fstat(&f.fd)?,
+            },
             None => self.stat_node(&node)?,
         };
         Ok(self.attr_of(ino, &node, &st))
