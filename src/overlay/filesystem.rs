@@ -117,7 +117,12 @@ impl Overlay {
     pub(crate) fn getattr(&self, ino: u64, fh: Option<u64>) -> R<FileAttr> {
         let node = self.node(ino)?;
         let st = match fh.and_then(|fh| self.handles.get(fh)) {
-            Some(f) => rustix::fs::fstat(&f.fd)?,
+            // A read-only handle opened before a copy-up still holds the lower file: the
+            // attributes (the size the kernel reads up to) are the upper copy's, as for reads.
+            Some(f) => match self.read_fd(&f)? {
+                Some(upper) => rustix::fs::fstat(&*upper)?,
+                None => rustix::fs::fstat(&f.fd)?,
+            },
             None => self.stat_node(&node)?,
         };
         Ok(self.attr_of(ino, &node, &st))
@@ -298,6 +303,26 @@ pub(crate) fn writable_mode(flags: OFlags) -> OFlags {
         OFlags::WRONLY => OFlags::RDWR,
         mode => mode,
     }
+}
+
+/// What a write by `who` does to the set-ID bits of the file `fd` when the caller lacks
+/// CAP_FSETID (the kernel says so with `FUSE_WRITE_KILL_SUIDGID`; it sends it for direct-I/O
+/// writes instead of clearing the bits itself): set-user-ID goes, set-group-ID goes if the
+/// group may execute or the caller is neither in the file's group nor root of the namespace.
+/// Returns whether the mode changed: the kernel must then be told, as it only drops its cached
+/// size and times after a direct write (a `stat` asking for the mode alone would show the bits).
+pub(crate) fn drop_setid_for_write(fd: &OwnedFd, who: Caller) -> R<bool> {
+    let st = rustix::fs::fstat(fd)?;
+    let mode = st.st_mode & 0o7777;
+    let mut kill = mode & 0o4000;
+    if mode & 0o2000 != 0 && (mode & 0o010 != 0 || (who.gid != st.st_gid && who.uid != 0)) {
+        kill |= 0o2000;
+    }
+    if kill == 0 {
+        return Ok(false);
+    }
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode & !kill))?;
+    Ok(true)
 }
 
 fn timespec(t: Option<TimeOrNow>) -> Timespec {

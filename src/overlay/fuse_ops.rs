@@ -66,6 +66,9 @@ impl Filesystem for Overlay {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_MAX_PAGES,
+            // Symlink targets never change in place (a new link is a new inode), so the
+            // kernel may keep them: no READLINK on every walk through /bin or /lib.
+            InitFlags::FUSE_CACHE_SYMLINKS,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -198,8 +201,7 @@ impl Filesystem for Overlay {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match Overlay::open(self, ino.0, flags.0) {
-            // Only this server changes the layers, so cached pages stay valid across opens.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(FileHandle(fh), open_flags(flags.0)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -237,12 +239,12 @@ impl Filesystem for Overlay {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -252,6 +254,13 @@ impl Filesystem for Overlay {
             Err(err) => return reply.error(e(err)),
         };
         let f = &*h;
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            match super::filesystem::drop_setid_for_write(&f.fd, caller(req)) {
+                Ok(true) => self.invalidate_attr(f.ino),
+                Ok(false) => {}
+                Err(err) => return reply.error(e(err)),
+            }
+        }
         let mut done = 0;
         while done < data.len() {
             match rustix::io::pwrite(&f.fd, &data[done..], offset + done as u64) {
@@ -401,9 +410,7 @@ impl Filesystem for Overlay {
         reply: ReplyCreate,
     ) {
         match self.create_file(caller(req), parent.0, name, mode, flags) {
-            Ok((fh, g, attr)) => {
-                reply.created(&self.ttl, &attr, Generation(g), FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
-            }
+            Ok((fh, g, attr)) => reply.created(&self.ttl, &attr, Generation(g), FileHandle(fh), open_flags(flags)),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -438,6 +445,19 @@ impl Filesystem for Overlay {
             Ok(p) => reply.offset(p as i64),
             Err(err) => reply.error(e(err)),
         }
+    }
+}
+
+/// How the kernel should cache an open file. Only this server changes the layers, so cached
+/// pages stay valid across opens (keep-cache). A write-only open can never be read or mmapped,
+/// so it goes around the page cache (direct I/O): one copy less per write, and no
+/// security.capability lookup before each write (the kernel's file_remove_privs); the set-id
+/// bits that a write must clear are cleared here instead (see `write`).
+fn open_flags(flags: i32) -> FopenFlags {
+    if flags & libc::O_ACCMODE == libc::O_WRONLY {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::FOPEN_KEEP_CACHE
     }
 }
 
