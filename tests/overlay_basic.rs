@@ -49,13 +49,19 @@ impl Drop for Scratch {
 /// `$B` the binary. `mnt` mounts the overlay of `l` (or `$LOWERS`) on `m`; the trap unmounts
 /// it so the server exits. Returns stdout; panics with stderr on failure.
 fn run_in_ns(dir: &Path, script: &str) -> String {
+    run_in_ns_with(dir, &["-Urm"], script)
+}
+
+/// As [`run_in_ns`], with other `unshare` flags (e.g. `--map-auto` for more than one ID).
+fn run_in_ns_with(dir: &Path, unshare: &[&str], script: &str) -> String {
     let full = format!(
         "cd \"$T\"\n\
          mnt() {{ \"$B\" -o \"lowerdir=${{LOWERS:-l}},upperdir=u,workdir=w\" m; trap 'umount m' EXIT; }}\n\
          {script}"
     );
     let out = Command::new("unshare")
-        .args(["-Urm", "sh", "-euc", &full])
+        .args(unshare)
+        .args(["sh", "-euc", &full])
         .env("B", BIN)
         .env("T", dir)
         .output()
@@ -260,4 +266,32 @@ fn unmapped_host_owners_stay_readable_where_mode_allows() {
     assert_eq!(lines[1].trim(), "5", "world-readable file must stay readable: {out}");
     assert_eq!(lines[2], "denied", "mode must still forbid writing: {out}");
     assert_eq!(lines[3], "upper-clean", "a refused write must not copy up: {out}");
+}
+
+/// A write by a user without CAP_FSETID clears the set-user-ID bit (kernel rule). Write-only opens bypass the
+/// page cache, so the server clears it on FUSE_WRITE_KILL_SUIDGID and must drop the kernel's cached
+/// attributes: a mode-only `stat` (statx with STATX_MODE) once still showed 4757.
+#[test]
+fn a_write_by_another_user_clears_the_set_id_bit() {
+    if !can_run() {
+        return;
+    }
+    let mapped = Command::new("unshare").args(["--map-auto", "-Ur", "true"]).status().is_ok_and(|s| s.success());
+    if !mapped {
+        assert!(!strict(), "unshare --map-auto fails: the test user needs /etc/subuid and /etc/subgid ranges");
+        println!("SKIP: unshare --map-auto fails (no subordinate ids)");
+        return;
+    }
+    let s = Scratch::new("setid");
+    let out = run_in_ns_with(
+        &s.0,
+        &["--map-auto", "-Urm"],
+        &format!(
+            "{FIXTURE}mnt\n\
+             chmod 4757 m/d/k; stat -c %a m/d/k\n\
+             setpriv --reuid=1000 --regid=1000 --clear-groups sh -c 'printf x >> m/d/k'\n\
+             stat -c %a m/d/k; cat m/d/k; echo"
+        ),
+    );
+    assert_eq!(out, "4757\n757\nkeepx\n", "set-user-ID bit after another user's write");
 }

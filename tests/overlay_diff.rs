@@ -42,6 +42,13 @@ use std::time::{Duration, Instant};
 
 const DEFAULT_SEED: u64 = 0x6275_7272_6f77;
 
+/// Sequences that once disagreed, run on every test run after the seeded ones (each is the
+/// sequence's own seed, as printed in its reproducer):
+/// - 108256570798764: a descriptor opened read-only before a copy-up read only up to the lower
+///   file's size (getattr through its handle fstat'ed the lower file). Found at sequence 822 of a
+///   2,000-sequence run.
+const REGRESSION_SEEDS: &[u64] = &[108_256_570_798_764];
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -68,8 +75,8 @@ fn differential_random_sequences() {
     let started = Instant::now();
     let (mut failures, mut total_ops, mut ran) = (0u64, 0usize, 0u64);
     let mut report = String::new();
-    for i in 0..seqs {
-        let seed = base.wrapping_add(i);
+    let seeds = (0..seqs).map(|i| base.wrapping_add(i)).chain(REGRESSION_SEEDS.iter().copied());
+    for (i, seed) in seeds.enumerate() {
         let mut rng = rng::Rng::new(seed);
         let count = rng.range(5, 40) as usize;
         let list = ops::random_ops(&mut rng, count);
@@ -141,8 +148,7 @@ fn cross_driver_upper_reads_the_same() {
     let seqs = env_u64("BURROW_DIFF_CROSS_SEQS", 200);
     let base = env_u64("BURROW_DIFF_SEED", DEFAULT_SEED);
     let mut failures = Vec::new();
-    for i in 0..seqs {
-        let seed = base.wrapping_add(i);
+    for seed in (0..seqs).map(|i| base.wrapping_add(i)) {
         if let Err(e) = special::cross_driver(&env, seed) {
             failures.push(format!("seed {seed}: {e}"));
         }
