@@ -106,7 +106,7 @@ GBITS_PY='
 import json, sys
 try: print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))
 except Exception: print("fail")'
-gbits() { iperf3 -J -t "$SECS" "$@" 2>/dev/null | python3 -c "$GBITS_PY"; } # client args: receiver Gbit/s
+gbits() { timeout $((SECS + 30)) iperf3 -J -t "$SECS" "$@" 2>/dev/null | python3 -c "$GBITS_PY"; } # client args: receiver Gbit/s
 
 # What runs inside every container/namespace (bash -c IN_SH bash SECS PORT CPORT CONNECT_PY GBITS_PY
 # ACCEPT_PY ADDR...): the servers for the published ports, then for each ADDR iperf3 to the host's
@@ -118,7 +118,7 @@ secs=$1 port=$2 cport=$3 connect_py=$4 gbits_py=$5 accept_py=$6; shift 6
 trap "kill \$(jobs -p) 2>/dev/null; exit 0" TERM
 iperf3 -s -p 5201 >/dev/null 2>&1 &
 python3 -c "$accept_py" 0.0.0.0 5202 >/dev/null 2>&1 &
-g() { iperf3 -J -t "$secs" "$@" 2>/dev/null | python3 -c "$gbits_py"; }
+g() { timeout $((secs + 30)) iperf3 -J -t "$secs" "$@" 2>/dev/null | python3 -c "$gbits_py"; }
 for a in "$@"; do
   echo "RESULT $a $(g -c "$a" -p "$port") $(g -c "$a" -p "$port" -R) $(python3 -c "$connect_py" "$a" "$cport" 200)"
 done

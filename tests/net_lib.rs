@@ -368,8 +368,9 @@ fn bench_attach_and_hold() {
         return;
     };
     let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let mode: Mode = env("BURROW_NET_BENCH_MODE").parse().unwrap();
     let request = Request {
-        mode: env("BURROW_NET_BENCH_MODE").parse().unwrap(),
+        mode,
         allow_host_loopback: env("BURROW_NET_BENCH_ALLOW") == "1",
         publish: env("BURROW_NET_BENCH_PUBLISH")
             .split(',')
@@ -377,8 +378,9 @@ fn bench_attach_and_hold() {
             .map(|s| s.parse().unwrap())
             .collect(),
         dns: Vec::new(),
-        // The library alone has no forwarder (P1 starts it): published ports go through add_hostfwd.
-        port_handler: Some(net::PortHandler::Slirp4netns),
+        // The library alone has no forwarder (P1 starts it): published ports go through the backend's own
+        // forwarding (slirp4netns' add_hostfwd, pasta's -t/-u).
+        port_handler: Some(if mode == Mode::Pasta { net::PortHandler::Pasta } else { net::PortHandler::Slirp4netns }),
     };
     let dir = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
