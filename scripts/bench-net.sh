@@ -230,15 +230,28 @@ podman_cleanup() {
   rm -rf "$WORK/podman" 2>/dev/null || "${PODMAN[@]}" unshare rm -rf "$WORK/podman" 2>/dev/null || true
 }
 # --- the same backends started by hand with the same flags ---------------------------------
+# Polls "$@" until it succeeds; gives up (status 1) when process $1 died or after 10 s.
+ready_or_fail() {
+  local bp=$1 end=$((SECONDS + 10)); shift
+  until "$@"; do
+    { kill -0 "$bp" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; } || return 1
+    sleep 0.001
+  done
+}
+tap_up() { ns "$1" ip -4 -o addr show dev tap0 2>/dev/null | grep -q 10.0.2.100; }
+
 run_hand() {
   local be=$1 p; p=$(new_target)
   local t0 t1 bp
+  python3 -c "$FREE_PY" "$PUB_IPERF_PORT" "$PUB_CONNECT_PORT"
   if [ "$be" = slirp4netns ]; then
     rm -f "$WORK/api.sock"
     t0=$(date +%s%N)
     slirp4netns --configure --mtu=65520 --enable-sandbox --enable-seccomp --api-socket "$WORK/api.sock" \
       "$p" tap0 >"$WORK/slirp.log" 2>&1 & bp=$!; PIDS+=("$bp")
-    until ns "$p" ip -4 -o addr show dev tap0 2>/dev/null | grep -q 10.0.2.100; do sleep 0.001; done
+    if ! ready_or_fail "$bp" tap_up "$p"; then
+      NOTES+=("by hand: slirp4netns did not get ready: $(tail -n 1 "$WORK/slirp.log")"); kill "$bp"; return
+    fi
     t1=$(date +%s%N)
     for spec in ${PUBLISH//,/ }; do
       IFS=: read -r hip hport cport <<<"$spec"
@@ -253,7 +266,9 @@ run_hand() {
       --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 -t "127.0.0.1/$PUB_IPERF_PORT:5201" \
       -t "127.0.0.1/$PUB_CONNECT_PORT:5202" -u none -T auto -U auto --pid "$WORK/pasta.pid" "$p" \
       >"$WORK/pasta.log" 2>&1 & bp=$!; PIDS+=("$bp")
-    until [ -s "$WORK/pasta.pid" ]; do sleep 0.001; done
+    if ! ready_or_fail "$bp" test -s "$WORK/pasta.pid"; then
+      NOTES+=("by hand: pasta did not get ready: $(tail -n 1 "$WORK/pasta.log")"); kill "$bp"; return
+    fi
     t1=$(date +%s%N)
     drive hand "$be" "$(addrs_for "$be" 10.0.2.2)" nsenter --preserve-credentials -U -n -t "$p"
   fi
