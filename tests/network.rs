@@ -164,6 +164,13 @@ fn no_backend_process_remains_after_exit_or_sigkill(backend: &str) {
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let during: Vec<i32> = backends_of_mine().into_iter().filter(|p| !before.contains(p)).collect();
     assert!(!during.is_empty(), "{backend}: no backend process while the container runs");
+    // burrow reads its signals from a signalfd with them blocked; the backend must not inherit that mask
+    // (it would ignore SIGTERM and SIGHUP; pasta's tap path also ran slower with it).
+    for p in &during {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        let blocked = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap_or("SigBlk: gone");
+        assert!(blocked.ends_with("0000000000000000") || blocked.ends_with("gone"), "{backend} {p}: {blocked}");
+    }
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     let left = || during.iter().copied().filter(|p| alive(*p)).collect::<Vec<_>>();

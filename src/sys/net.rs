@@ -22,6 +22,9 @@ pub fn spawn_with_fds(cmd: &mut Command, inherit: &[RawFd], die_with_parent: boo
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
         }
+        // burrow blocks the signals it reads from a signalfd; a blocked mask survives exec, and a helper
+        // must start with the default one (it would otherwise ignore SIGTERM, SIGHUP, SIGCHLD...).
+        nix::sys::signal::SigSet::empty().thread_set_mask()?;
         if die_with_parent {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             // The parent may have died between fork and prctl: then the signal never comes.
@@ -31,8 +34,8 @@ pub fn spawn_with_fds(cmd: &mut Command, inherit: &[RawFd], die_with_parent: boo
         }
         Ok(())
     };
-    // SAFETY: the hook runs between fork and exec in the child. It only calls fcntl, prctl,
-    // getppid (async-signal-safe) and allocates nothing: `inherit` was copied before the fork.
+    // SAFETY: the hook runs between fork and exec in the child. It only calls fcntl, pthread_sigmask,
+    // prctl, getppid (async-signal-safe) and allocates nothing: `inherit` was copied before the fork.
     unsafe {
         cmd.pre_exec(hook);
     }
