@@ -70,8 +70,8 @@ pub struct RunArgs {
     /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable).
     #[arg(long = "publish", short = 'p', value_name = "SPEC")]
     pub publish: Vec<crate::net::PortSpec>,
-    /// Who carries published ports with slirp4netns: burrow (its splice forwarder, default) or slirp4netns
-    /// (add_hostfwd through libslirp).
+    /// Who carries published ports: burrow (its splice forwarder, default), or the backend's own forwarding:
+    /// slirp4netns (add_hostfwd through libslirp) or pasta (its -t/-u).
     #[arg(long, value_name = "HANDLER")]
     pub port_handler: Option<crate::net::PortHandler>,
     /// Let the container reach the host's loopback services as host.burrow.internal.

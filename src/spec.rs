@@ -100,7 +100,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 impl RunSpec {
     /// Where the network backend keeps its sockets, when there is a backend to start (P0) and wait for (init).
     pub fn net_backend_dir(&self) -> Option<&Path> {
-        self.state_dir.as_deref().filter(|_| self.own_netns && self.net.waits_for_backend())
+        self.state_dir.as_deref().filter(|_| self.net.needs_state_dir())
     }
 }
 

@@ -140,13 +140,15 @@ fn wait_for_init(
                 let _ = kill(init_pid, Signal::SIGKILL);
             }
         }
-        if let Some(how) = forwarder.as_deref_mut().and_then(|f| f.exited().map(|how| (f.pid(), how))) {
-            // The container goes on (its own work is unaffected); its published ports no longer reach it.
-            let text = format!(
-                "burrow: warning: the port forwarder (pid {}) {}; published ports no longer reach the container",
-                how.0, how.1
-            );
-            let _ = chan.send(&Msg::Notice { text });
+        if let Some(f) = forwarder.as_deref_mut() {
+            if let Some(how) = f.exited() {
+                // The container goes on (its own work is unaffected); its published ports no longer reach it.
+                let pid = f.pid();
+                let text = format!(
+                    "burrow: warning: the port forwarder (pid {pid}) {how}; published ports no longer reach the container"
+                );
+                let _ = chan.send(&Msg::Notice { text });
+            }
         }
         match waitpid(init_pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => continue,

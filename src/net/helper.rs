@@ -93,7 +93,7 @@ pub fn log_tail(path: &Path) -> String {
 
 /// Waits until `ready` has data (the helper's ready signal), the helper exits, or the timeout.
 /// Both are watched at once (a pidfd next to the ready fd), so a dying helper is reported at once.
-pub fn wait_ready(helper: &mut Helper, ready: &OwnedFd, log: &Path) -> Result<(), NetError> {
+fn wait_ready(helper: &mut Helper, ready: &OwnedFd, log: &Path) -> Result<(), NetError> {
     let pid = rustix::process::Pid::from_raw(helper.pid() as i32).ok_or(NetError::Internal("helper pid is 0"))?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| NetError::Spawn { helper: helper.name, source: e.into() })?;

@@ -2,10 +2,11 @@
 //!
 //! Two steps, split like the launch: [`preflight`] (P0, before any fork) picks the backend, checks
 //! the flags and that published host ports are free (binding them for burrow's own forwarder), so
-//! that every user error comes before anything is created; [`attach`] (P0, once P1 has unshared its
-//! user and network namespaces and its id maps are written) starts the backend on P1's namespace
-//! and returns when the network is configured. The returned [`Attached`] stops the backend when
-//! dropped. With slirp4netns, P1 then starts the port forwarder ([`Plan::start_forwarder`]).
+//! that every user error comes before anything is created; [`spawn`] (P0, once P1 has unshared its
+//! user and network namespaces: pasta while newuidmap runs, slirp4netns after the maps) starts the
+//! backend on P1's namespace, and [`Starting::wait`] returns when the network is configured
+//! ([`attach`] is both in one). The returned [`Attached`] stops the backend when dropped. When
+//! burrow's forwarder carries published ports, P1 starts it ([`Plan::start_forwarder`]).
 
 pub mod dns;
 pub mod forward;
@@ -307,9 +308,16 @@ impl Plan {
         }
     }
 
-    /// Whether [`attach`] starts a helper (and so needs a state directory for its sockets).
+    /// Whether [`spawn`] starts a helper, which needs a state directory for its sockets and which the
+    /// container's init waits for (`Msg::NetReady`) before it configures the tap device.
     pub fn needs_state_dir(&self) -> bool {
         self.has_tap()
+    }
+
+    /// Whether the backend may be started before P1's ID maps are written (so that its start-up overlaps
+    /// newuidmap's). pasta can; slirp4netns' sandbox cannot (it calls setegid(0)).
+    pub fn starts_before_maps(&self) -> bool {
+        matches!(self.backend, Backend::Pasta { .. })
     }
 
     fn has_tap(&self) -> bool {
@@ -331,8 +339,8 @@ impl Plan {
         self.sockets().clear();
     }
 
-    /// P1, in the container's network namespace after [`attach`] returned in P0 (so the network is
-    /// configured), single-threaded, before it forks anything that must not hold the host sockets:
+    /// P1, in the container's network namespace after `Go` (the backend may still be configuring the tap
+    /// device), single-threaded, before it forks anything that must not hold the host sockets:
     /// forks burrow's port forwarder (when it has ports to forward) and closes P1's copies of the
     /// host sockets. Dropping the returned [`Forwarder`] kills it.
     pub fn start_forwarder(&self) -> Result<Option<Forwarder>, NetError> {
@@ -410,20 +418,6 @@ impl Starting {
     }
 }
 
-impl Plan {
-    /// Whether the backend may be started before P1's ID maps are written (so that its start-up overlaps
-    /// newuidmap's). pasta can; slirp4netns' sandbox cannot (it calls setegid(0)).
-    pub fn starts_before_maps(&self) -> bool {
-        matches!(self.backend, Backend::Pasta { .. })
-    }
-
-    /// Whether a backend configures the namespace, so that the container's init must wait for it
-    /// (`Msg::NetReady`) before it configures the tap device and starts the payload.
-    pub fn waits_for_backend(&self) -> bool {
-        self.has_tap()
-    }
-}
-
 /// P0, once P1 has unshared its user and network namespaces: starts the backend on `pid`'s namespaces and
 /// returns without waiting for it. `state_dir` must exist and be private to the user.
 ///
@@ -435,8 +429,8 @@ pub fn spawn(plan: &Plan, pid: i32, state_dir: &Path) -> Result<Starting, NetErr
         Backend::None | Backend::Host => None,
         Backend::Slirp4netns { bin, features } => {
             let start = slirp4netns::Start { bin, features: *features, allow_host_loopback: plan.allow_host_loopback };
-            // With --port-handler burrow, burrow's forwarder (started by P1) carries them instead of add_hostfwd.
-            if plan.port_handler != PortHandler::Burrow {
+            // Unless burrow's forwarder (started by P1) carries them, add_hostfwd does.
+            if !plan.forwards_ports() {
                 hostfwd = Some((state_dir.to_path_buf(), plan.publish.clone()));
             }
             Some(slirp4netns::spawn(&start, pid, state_dir)?)
