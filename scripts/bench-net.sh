@@ -20,7 +20,9 @@
 # Env: SECS (iperf3 seconds, default 3), REPS (repetitions, default 3), BACKENDS (default "slirp4netns pasta"),
 #      NET_LIB_BIN (the net_lib test binary; built with cargo if unset; rows skipped if that fails),
 #      BURROW (release burrow binary; default $CARGO_TARGET_DIR/release/burrow, else target/release),
-#      STARTUP_RUNS (interleaved runs per startup case, default 20), SKIP_PODMAN=1, SKIP_LIB=1.
+#      STARTUP_RUNS (interleaved runs per startup case, default 20), SKIP_PODMAN=1, SKIP_LIB=1,
+#      ROWS (which rows run, default "run runhf lib hand podman"; e.g. ROWS="run hand" REPS=10 for a
+#      tighter burrow/by-hand comparison), SKIP_STARTUP=1.
 # To add rows: call `drive LABEL BACKEND "ADDR..." PREFIX...` where PREFIX runs `bash -c ...` inside
 # the container or namespace; add LABEL to the table printer at the end.
 set -uo pipefail   # no -e: one failed measurement prints "fail", the rest still runs
@@ -49,7 +51,10 @@ if [ -z "${BURROW:-}" ]; then
   BURROW=$ROOT/target/release/burrow
   [ -e "$BURROW" ] || [ -z "${CARGO_TARGET_DIR:-}" ] || BURROW=$CARGO_TARGET_DIR/release/burrow
 fi
-if [ -z "${NET_LIB_BIN:-}" ] && [ -z "${SKIP_LIB:-}" ] && command -v cargo >/dev/null; then
+ROWS=" ${ROWS:-run runhf lib hand podman} "
+row() { [[ $ROWS == *" $1 "* ]]; }
+
+if [ -z "${NET_LIB_BIN:-}" ] && [ -z "${SKIP_LIB:-}" ] && row lib && command -v cargo >/dev/null; then
   NET_LIB_BIN=$(cd "$ROOT" && cargo test --test net_lib --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))/\1/p' | tail -1)
 fi
 if [ "$(id -u)" = 0 ]; then   # root only picks the user; everything below runs as that user
@@ -60,7 +65,7 @@ if [ "$(id -u)" = 0 ]; then   # root only picks the user; everything below runs 
     USER="$U" LOGNAME="$U" PATH=/usr/sbin:/usr/bin:/sbin:/bin XDG_RUNTIME_DIR="/run/user/$UIDN" \
     DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$UIDN/bus" SECS="$SECS" REPS="$REPS" BACKENDS="$BACKENDS" \
     STARTUP_RUNS="$STARTUP_RUNS" BURROW="$BURROW" NET_LIB_BIN="${NET_LIB_BIN:-}" SKIP_LIB="${SKIP_LIB:-}" \
-    SKIP_PODMAN="${SKIP_PODMAN:-}" "$0"
+    SKIP_PODMAN="${SKIP_PODMAN:-}" ROWS="${ROWS:-}" SKIP_STARTUP="${SKIP_STARTUP:-}" "$0"
 fi
 for t in iperf3 python3 nsenter unshare; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 2; }
@@ -77,6 +82,7 @@ fi
 CONNECT_PY='
 import socket, statistics, sys, time
 h, p, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+h = socket.gethostbyname(h)   # once: the name lookup (host.burrow.internal, /etc/hosts) is not the connect
 ts, failed = [], 0
 for _ in range(n):
     t = time.perf_counter()
@@ -297,14 +303,14 @@ fi
 for be in $BACKENDS; do
   command -v "$be" >/dev/null || { NOTES+=("$be not installed: skipped"); continue; }
   for _ in $(seq "$REPS"); do   # the rows alternate, REPS rounds
-    [ -z "$BURROW" ] || run_burrow_run "$be"
+    [ -z "$BURROW" ] || ! row run || run_burrow_run "$be"
     # The backend's own port path (slirp4netns: add_hostfwd through libslirp; pasta: its -t/-u splice), the
     # alternative to burrow's forwarder.
-    [ -z "$BURROW" ] || run_burrow_run "$be" runhf --port-handler "$be"
-    [ -z "$NET_LIB_BIN" ] || run_burrow_lib "$be"
-    run_hand "$be"
+    [ -z "$BURROW" ] || ! row runhf || run_burrow_run "$be" runhf --port-handler "$be"
+    [ -z "$NET_LIB_BIN" ] || ! row lib || run_burrow_lib "$be"
+    ! row hand || run_hand "$be"
     # shellcheck disable=SC2046
-    [ -z "${PODMAN_OK[$be]:-}" ] || drive podman "$be" 10.0.2.2 $(podman_cmd "$be")
+    [ -z "${PODMAN_OK[$be]:-}" ] || ! row podman || drive podman "$be" 10.0.2.2 $(podman_cmd "$be")
   done
 done
 
@@ -321,6 +327,29 @@ a, b = sys.argv[1], sys.argv[2]
 try: print("%.2f" % (float(a) / float(b)))
 except Exception: print("-")' "$1" "$2"; }
 
+# verdict "RUN VALUES" "HAND VALUES": the ratio of medians against 0.95 with a bootstrap 95 % interval
+# (2,000 resamples of each row): "met", "NOT met" (the whole interval below 0.95) or "not settled"
+# (below 0.95, but the interval reaches it: the rows' own spread is larger than the gap); below 0.95 with
+# fewer than 5 runs a row, no verdict.
+VERDICT_PY='
+import random, statistics, sys
+def vals(s):
+    out = []
+    for w in s.split():
+        try: out.append(float(w.split("(")[0]))
+        except ValueError: pass
+    return out
+a, b = vals(sys.argv[1]), vals(sys.argv[2])
+r = statistics.median(a) / statistics.median(b)
+rng = random.Random(1)
+boot = sorted(statistics.median(rng.choices(a, k=len(a))) / statistics.median(rng.choices(b, k=len(b)))
+              for _ in range(2000))
+lo, hi = boot[50], boot[1949]
+if r >= 0.95: word = "met"
+elif min(len(a), len(b)) < 5: word = "below, too few runs to judge (REPS>=5)"
+else: word = "NOT met" if hi < 0.95 else "not settled"
+print("%s (95%% interval %.2f-%.2f, %d/%d runs)" % (word, lo, hi, len(a), len(b)))'
+
 TARGETS=()
 echo "| backend | metric | burrow run | run --port-handler BACKEND | attach() | by hand | podman | run/hand |"
 echo "|---|---|---|---|---|---|---|---|"
@@ -334,7 +363,7 @@ for be in $BACKENDS; do
     x=$(ratio "$r" "$h")
     echo "| $be | $m $unit | $r | $f | $l | $h | $q | $x |"
     if [ "$unit" = "Gbit/s" ] && [ "$x" != - ]; then
-      ok=$(python3 -c 'import sys; print("met" if float(sys.argv[1]) >= 0.95 else "NOT met")' "$x")
+      ok=$(python3 -c "$VERDICT_PY" "${RES[run,$be,$m]}" "${RES[hand,$be,$m]}")
       TARGETS+=("target burrow run >= 0.95x hand-started: $be $m: $x ($r / $h Gbit/s): $ok")
     fi
   done
@@ -353,7 +382,7 @@ echo "raw:"
 for k in "${!RES[@]}"; do echo "  $k:${RES[$k]}"; done | sort
 
 # --- startup cost of networking --------------------------------------------------------------
-if [ -n "$BURROW" ]; then
+if [ -n "$BURROW" ] && [ -z "${SKIP_STARTUP:-}" ]; then
   echo
   echo "startup: burrow run --network MODE -- /bin/true, $STARTUP_RUNS interleaved runs each"
   set -- python3 "$ROOT/scripts/benchlib.py" -n "$STARTUP_RUNS" --timeout 20 --baseline net-none \
