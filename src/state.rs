@@ -5,9 +5,11 @@
 //! directory. A base under /tmp is refused unless the caller owns it and nobody else can enter it, so another
 //! user cannot pre-create it. Paths stay short enough for unix socket addresses (108 bytes).
 //!
-//! A run that needs no state (no networking helper, no overlay) creates nothing.
+//! A run that needs no state (no networking helper, no overlay) creates nothing. A run killed before it could
+//! clean up leaves its directory; the next run removes it (see [`StateDir`]).
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use nix::fcntl::{Flock, FlockArg};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +58,37 @@ fn ensure_private(path: &Path, uid: u32) -> Result<(), StateError> {
 }
 
 /// One container's state directory, removed when dropped.
+///
+/// It holds `lock`, flock'ed by burrow. P1, the FUSE server and the container's init inherit the descriptor
+/// by fork (exec closes it), so the lock is held for as long as any process of the run lives. A directory
+/// whose lock nobody holds was left by a run killed (SIGKILL, OOM) before any of its processes could remove
+/// it; the next run that creates a state directory removes it.
 #[derive(Debug)]
 pub struct StateDir {
     path: PathBuf,
+    /// None where the filesystem has no locks (NFS without lockd): the directory is then never swept.
+    _lock: Option<Flock<std::fs::File>>,
 }
 
+/// The lock file of a state directory (created as `lock.new`, locked, then renamed: a run that looks at
+/// `lock` never finds it unlocked while its owner is alive).
+const LOCK: &str = "lock";
+
 impl StateDir {
-    /// Creates `BASE/<id>`.
+    /// Creates `BASE/<id>`, locks it, and removes the directories of runs that are gone.
     pub fn create(id: &str) -> Result<StateDir, StateError> {
-        let path = base_dir()?.join(id);
+        let base = base_dir()?;
+        let path = base.join(id);
         std::fs::DirBuilder::new().mode(0o700).create(&path).map_err(io(&path))?;
-        Ok(StateDir { path })
+        let lock = match take_lock(&path) {
+            Ok(lock) => lock,
+            Err(e) => {
+                remove_tree(&path);
+                return Err(io(&path)(e));
+            }
+        };
+        sweep(&base, id);
+        Ok(StateDir { path, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
@@ -78,6 +100,63 @@ impl Drop for StateDir {
     fn drop(&mut self) {
         remove_tree(&self.path);
     }
+}
+
+fn take_lock(dir: &Path) -> std::io::Result<Option<Flock<std::fs::File>>> {
+    let new = dir.join("lock.new");
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&new)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            std::fs::rename(&new, dir.join(LOCK))?;
+            Ok(Some(lock))
+        }
+        // No `lock` file then: a sweep leaves a directory without one alone once the run has put anything in it.
+        Err((_, nix::errno::Errno::ENOLCK | nix::errno::Errno::EOPNOTSUPP)) => {
+            std::fs::remove_file(&new)?;
+            Ok(None)
+        }
+        Err((_, e)) => Err(e.into()),
+    }
+}
+
+/// Removes the state directories under `base` that no live run holds (see [`StateDir`]). A directory without
+/// a lock file goes only when it holds nothing else either (a run killed between its mkdir and its lock) and
+/// is older than a minute; one with other files (made by a burrow without locks) stays, and so do names that
+/// are not container ids.
+fn sweep(base: &Path, own: &str) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name == own || !is_id(name) {
+            continue;
+        }
+        let dir = entry.path();
+        match std::fs::File::open(dir.join(LOCK)) {
+            // Held while removing, so that two runs sweeping at once do not both work on it.
+            Ok(file) => {
+                if let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                    remove_tree(&dir);
+                }
+            }
+            // Killed between its mkdir and the rename of its lock: nothing else in it yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let old = std::fs::symlink_metadata(&dir)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(60)));
+                let unstarted = std::fs::read_dir(&dir).is_ok_and(|d| d.flatten().all(|e| e.file_name() == "lock.new"));
+                if old && unstarted {
+                    remove_tree(&dir);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Whether `name` is an id from [`new_id`].
+fn is_id(name: &str) -> bool {
+    name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Removes a state directory; files the container created may need write permission added first.
@@ -134,6 +213,55 @@ mod tests {
         let (a, b) = (new_id(), new_id());
         assert!(a.len() == 12 && a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_sweep_removes_only_directories_nobody_holds() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path();
+        let mk = |name: &str, lock: bool, file: bool| {
+            let d = base.join(name);
+            std::fs::create_dir(&d).unwrap();
+            if lock {
+                std::fs::write(d.join(LOCK), "").unwrap();
+            }
+            if file {
+                std::fs::write(d.join("slirp4netns.sock"), "").unwrap();
+            }
+            d
+        };
+        let gone = mk("0123456789ab", true, true);
+        let held = mk("bbbbbbbbbbbb", true, true);
+        let _holder = Flock::lock(std::fs::File::open(held.join(LOCK)).unwrap(), FlockArg::LockExclusive).unwrap();
+        let own = mk("cccccccccccc", true, true);
+        let legacy = mk("dddddddddddd", false, true);
+        let young_empty = mk("eeeeeeeeeeee", false, false);
+        let old_empty = mk("ffffffffffff", false, false);
+        std::fs::write(old_empty.join("lock.new"), "").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        std::fs::File::open(&old_empty).unwrap().set_modified(old).unwrap();
+        let not_an_id = mk("keep-me", true, true);
+        sweep(base, "cccccccccccc");
+        assert!(!gone.exists(), "a directory nobody holds was kept");
+        assert!(!old_empty.exists(), "an old directory with nothing but lock.new was kept");
+        for kept in [&held, &own, &legacy, &young_empty, &not_an_id] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+    }
+
+    #[test]
+    fn a_new_state_directory_is_locked_while_it_lives() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("0123456789ab");
+        std::fs::create_dir(&dir).unwrap();
+        let lock = take_lock(&dir).unwrap().expect("tmpfs has locks");
+        assert!(!dir.join("lock.new").exists());
+        let other = std::fs::File::open(dir.join(LOCK)).unwrap();
+        let other = Flock::lock(other, FlockArg::LockExclusiveNonblock).map(|_| ()).map_err(|(_, e)| e);
+        assert_eq!(other, Err(nix::errno::Errno::EWOULDBLOCK));
+        drop(lock);
+        sweep(t.path(), "");
+        assert!(!dir.exists());
     }
 
     #[test]

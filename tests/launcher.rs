@@ -392,3 +392,47 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A run whose every process was SIGKILLed (burrow, P1, init: nobody left to clean up) leaves its state
+/// directory; the next run that creates one removes it, and never the directory of a run that is alive.
+#[test]
+fn the_state_directory_of_a_killed_run_is_removed_by_the_next_run() {
+    let _ = require_subids!();
+    if !std::path::Path::new("/usr/bin/slirp4netns").exists() {
+        skip!("slirp4netns is not installed (a run needs a state directory: a network backend gives it one)");
+    }
+    let r = Rootfs::new();
+    let runtime = tempdir();
+    std::fs::set_permissions(runtime.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let base = runtime.path().join("burrow");
+    let dirs =
+        || -> Vec<_> { std::fs::read_dir(&base).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default() };
+    let marker = format!("BURROW_TEST_MARKER=killed-run-{}", std::process::id());
+    let run = |cmd: &[&str]| {
+        let mut c = run_in(r.path(), &["--network", "slirp4netns"], cmd);
+        c.env("XDG_RUNTIME_DIR", runtime.path());
+        c
+    };
+    let mut first = run(&["sh", "-c", "echo ready; sleep 1000"]);
+    first.env("BURROW_TEST_MARKER", &marker[19..]).stdout(Stdio::piped());
+    let mut child = Reaped(first.spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let live = dirs();
+    assert_eq!(live.len(), 1, "one state directory expected: {live:?}");
+    // A run while the first is alive leaves the first's directory alone (and removes its own).
+    expect(&output(run(&["true"])), 0);
+    assert_eq!(dirs(), live, "the live run's state directory was touched");
+    // Kill every process of the first run at once: none of them can clean up.
+    let procs = with_environ(&marker);
+    assert!(procs.len() >= 3, "burrow, P1 and init expected: {procs:?}");
+    for p in &procs {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), nix::sys::signal::Signal::SIGKILL);
+    }
+    let left = || with_environ(&marker);
+    assert!(eventually(Duration::from_secs(10), || left().is_empty()), "processes left: {:?}", left());
+    let _ = child.0.wait();
+    assert_eq!(dirs(), live, "the killed run's directory should still be there before the next run");
+    expect(&output(run(&["true"])), 0);
+    assert_eq!(dirs(), Vec::<std::path::PathBuf>::new(), "state directories left after the next run");
+}
