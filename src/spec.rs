@@ -96,7 +96,6 @@ pub struct OverlayPaths {
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Builds the spec; `ids` was planned from the caller and `--userns` already.
 impl RunSpec {
     /// Where the network backend keeps its sockets, when there is a backend to start (P0) and wait for (init).
     pub fn net_backend_dir(&self) -> Option<&Path> {
@@ -104,6 +103,7 @@ impl RunSpec {
     }
 }
 
+/// Builds the spec; `ids` was planned from the caller and `--userns` already.
 pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan) -> Result<RunSpec, SpecError> {
     let root = match &args.rootfs {
         Some(p) => {

@@ -73,6 +73,7 @@ pub struct StateDir {
 /// The lock file of a state directory (created as `lock.new`, locked, then renamed: a run that looks at
 /// `lock` never finds it unlocked while its owner is alive).
 const LOCK: &str = "lock";
+const LOCK_NEW: &str = "lock.new";
 
 impl StateDir {
     /// Creates `BASE/<id>`, locks it, and removes the directories of runs that are gone.
@@ -103,7 +104,7 @@ impl Drop for StateDir {
 }
 
 fn take_lock(dir: &Path) -> std::io::Result<Option<Flock<std::fs::File>>> {
-    let new = dir.join("lock.new");
+    let new = dir.join(LOCK_NEW);
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&new)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => {
@@ -144,7 +145,7 @@ fn sweep(base: &Path, own: &str) {
                 let old = std::fs::symlink_metadata(&dir)
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(60)));
-                let unstarted = std::fs::read_dir(&dir).is_ok_and(|d| d.flatten().all(|e| e.file_name() == "lock.new"));
+                let unstarted = std::fs::read_dir(&dir).is_ok_and(|d| d.flatten().all(|e| e.file_name() == LOCK_NEW));
                 if old && unstarted {
                     remove_tree(&dir);
                 }
@@ -237,7 +238,7 @@ mod tests {
         let legacy = mk("dddddddddddd", false, true);
         let young_empty = mk("eeeeeeeeeeee", false, false);
         let old_empty = mk("ffffffffffff", false, false);
-        std::fs::write(old_empty.join("lock.new"), "").unwrap();
+        std::fs::write(old_empty.join(LOCK_NEW), "").unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
         std::fs::File::open(&old_empty).unwrap().set_modified(old).unwrap();
         let not_an_id = mk("keep-me", true, true);
@@ -255,7 +256,7 @@ mod tests {
         let dir = t.path().join("0123456789ab");
         std::fs::create_dir(&dir).unwrap();
         let lock = take_lock(&dir).unwrap().expect("tmpfs has locks");
-        assert!(!dir.join("lock.new").exists());
+        assert!(!dir.join(LOCK_NEW).exists());
         let other = std::fs::File::open(dir.join(LOCK)).unwrap();
         let other = Flock::lock(other, FlockArg::LockExclusiveNonblock).map(|_| ()).map_err(|(_, e)| e);
         assert_eq!(other, Err(nix::errno::Errno::EWOULDBLOCK));

@@ -121,7 +121,7 @@ pub struct Request {
 pub enum NetError {
     #[error("unknown network mode `{0}` (auto, none, host, slirp4netns or pasta)")]
     UnknownMode(String),
-    #[error("unknown port handler `{0}` (burrow or slirp4netns)")]
+    #[error("unknown port handler `{0}` (burrow, slirp4netns or pasta)")]
     UnknownPortHandler(String),
     #[error("cannot start burrow's port forwarder: {what}: {source}")]
     Forwarder { what: &'static str, source: std::io::Error },
@@ -257,8 +257,6 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
         ));
         port_handler = PortHandler::Burrow;
     }
-    let forward = own.is_some() && port_handler == PortHandler::Burrow;
-    let mut host_sockets = Vec::new();
     if !req.publish.is_empty() {
         match backend {
             Backend::None if req.mode == Mode::Auto => {
@@ -270,14 +268,13 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
             }
             Backend::None => return Err(NetError::PublishNeedsBackend { mode: "none" }),
             Backend::Host => return Err(NetError::PublishNeedsBackend { mode: "host" }),
-            _ if forward => host_sockets = publish::bind_host_ports(&req.publish)?,
-            _ => publish::check_host_ports(&req.publish)?,
+            Backend::Slirp4netns { .. } | Backend::Pasta { .. } => {}
         }
     }
     if req.allow_host_loopback && matches!(backend, Backend::None) {
         notices.push("burrow: --allow-host-loopback has no effect with --network none".to_string());
     }
-    Ok(Plan {
+    let plan = Plan {
         backend,
         publish: req.publish.clone(),
         allow_host_loopback: req.allow_host_loopback,
@@ -285,8 +282,14 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
         notices,
         resolver: ResolverPaths::default(),
         port_handler,
-        host_sockets: Arc::new(Mutex::new(host_sockets)),
-    })
+        host_sockets: Arc::default(),
+    };
+    if plan.forwards_ports() {
+        *plan.sockets() = publish::bind_host_ports(&plan.publish)?;
+    } else {
+        publish::check_host_ports(&plan.publish)?;
+    }
+    Ok(plan)
 }
 
 impl Plan {

@@ -1,12 +1,13 @@
-//! burrow's own forwarder for published ports with slirp4netns (`--port-handler burrow`).
+//! burrow's own forwarder for published ports, with either backend (`--port-handler burrow`, the default).
 //!
 //! slirp4netns' `add_hostfwd` carries every byte of a published port through libslirp's user-space
-//! TCP/IP stack. This forwarder relays between two kernel sockets instead: P0 binds the host
-//! sockets in the host's network namespace (the bind is also the busy-port check), P1 forks the
-//! forwarder once it is in the container's network namespace and the backend is ready. A socket
-//! keeps the namespace it was made in, so the forwarder accepts on the host sockets and makes its
-//! connections to the container inside the container's namespace: a published port's bytes go
-//! through two loopback TCP connections and a splice(2) pipe, never through slirp.
+//! TCP/IP stack, and Debian 12's pasta loses replies on its own path. This forwarder relays between two
+//! kernel sockets instead: P0 binds the host sockets in the host's network namespace (the bind is also
+//! the busy-port check), P1 forks the forwarder once it is in the container's network namespace (the
+//! backend may still be configuring the tap device; a connection before the payload listens is refused
+//! either way). A socket keeps the namespace it was made in, so the forwarder accepts on the host
+//! sockets and makes its connections to the container inside the container's namespace: a published
+//! port's bytes go through two kernel TCP connections and a splice(2) pipe, never through the backend.
 //!
 //! The forwarder connects to the container's address (10.0.2.100), not 127.0.0.1: a published
 //! port then reaches exactly the servers that `add_hostfwd` and podman reach (those listening on
@@ -73,9 +74,7 @@ impl Forwarder {
         }
         // Drop: SIGKILL (a no-op when it exited) and reap.
     }
-}
 
-impl Forwarder {
     /// P1, on SIGCHLD: if the forwarder has exited (it should live as long as the container), reaps it and
     /// describes how it ended, so that the user learns that the published ports stopped working.
     pub fn exited(&mut self) -> Option<String> {
