@@ -13,6 +13,7 @@ pub mod net;
 pub mod overlay;
 pub mod rootfs;
 pub mod run;
+pub mod security;
 pub mod spec;
 pub mod state;
 pub mod sys;

@@ -71,6 +71,8 @@ pub struct RunSpec {
     pub net: crate::net::Plan,
     pub init: bool,
     pub verbose: bool,
+    /// What the payload gives up before exec (see `security`).
+    pub hardening: crate::security::Profile,
 }
 
 /// The copy-on-write layer: the driver asked for and where its directories are.
@@ -189,6 +191,7 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         own_netns: net.unshare_netns(),
         net,
         init: !args.no_init,
+        hardening: crate::security::Profile::default(),
         verbose: args.verbose,
     })
 }

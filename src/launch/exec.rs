@@ -1,25 +1,56 @@
-//! The payload's last steps: a clean signal mask, its user and groups, then execve.
+//! The payload's last steps: a clean signal mask, its user and groups, its hardening, then execve.
 //! An exec failure travels to P0 as `Msg::ExecFailed` (exit 127 when not found, 126 when not executable).
+//!
+//! Every process that becomes a payload ends here: the run's payload (forked by init) and, for the lifecycle
+//! commands, a process that joined a running container. [`Payload`] is all they need, and is serializable so
+//! that a container's state can keep it.
 
 use super::channel::Channel;
 use super::child::Mapped;
 use super::msg::Msg;
 use super::{child_exit, report, signals};
+use crate::security;
 use crate::spec::RunSpec;
 use nix::unistd::{Gid, Uid};
+use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-pub fn payload(spec: &RunSpec, chan: &Channel, mapped: Mapped) -> ! {
-    if let Err(e) = prepare(spec, mapped) {
+/// Everything the last stage needs to become the payload.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Payload {
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// uid and gid inside the container.
+    pub user: (u32, u32),
+    /// setgroups(2) is allowed in the user namespace (maps written by the helpers, not a single-ID map).
+    pub setgroups_allowed: bool,
+    pub hardening: security::Profile,
+}
+
+impl Payload {
+    pub fn of(spec: &RunSpec, mapped: Mapped) -> Payload {
+        Payload {
+            command: spec.command.clone(),
+            env: spec.env.clone(),
+            user: spec.user,
+            setgroups_allowed: mapped.setgroups_allowed,
+            hardening: spec.hardening.clone(),
+        }
+    }
+}
+
+/// Becomes the payload: drops to its user, applies its hardening, then execs it. Never returns.
+pub fn payload(p: &Payload, chan: &Channel) -> ! {
+    if let Err(e) = prepare(p) {
         child_exit(report(chan, "user", e.to_string(), e as i32));
     }
-    let command = &spec.command[0];
-    let search_path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
+    let command = &p.command[0];
+    let search_path = p.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
     let candidates = candidates(command, search_path);
-    let argv: Vec<CString> = spec.command.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
-    let envp: Vec<CString> = spec.env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
+    let argv: Vec<CString> = p.command.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
+    let envp: Vec<CString> = p.env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
     // Like a shell: a permission error on one candidate is remembered, but later candidates are still tried.
     let mut errno = nix::Error::ENOENT;
     for path in &candidates {
@@ -37,10 +68,10 @@ pub fn payload(spec: &RunSpec, chan: &Channel, mapped: Mapped) -> ! {
     child_exit(code)
 }
 
-fn prepare(spec: &RunSpec, mapped: Mapped) -> Result<(), nix::Error> {
+fn prepare(p: &Payload) -> Result<(), nix::Error> {
     signals::unblock_all()?;
-    let (uid, gid) = spec.user;
-    if mapped.setgroups_allowed {
+    let (uid, gid) = p.user;
+    if p.setgroups_allowed {
         // Drop the host's supplementary groups (they show as the overflow gid inside).
         nix::unistd::setgroups(&[Gid::from_raw(gid)])?;
     }

@@ -23,11 +23,12 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::p
     if let Err(e) = setup(spec, &chan, mapped, layer) {
         child_exit(report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)));
     }
+    let payload = exec::Payload::of(spec, mapped);
     if !spec.init {
-        exec::payload(spec, &chan, mapped)
+        exec::payload(&payload, &chan)
     }
     let payload = match fork() {
-        Ok(Forked::Child) => exec::payload(spec, &chan, mapped),
+        Ok(Forked::Child) => exec::payload(&payload, &chan),
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => child_exit(report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0))),
     };
