@@ -5,6 +5,8 @@
 #   scripts/test.sh NAME...    as root: only these test binaries (e.g. network launcher; `vm` for the VM run)
 #   scripts/test.sh            as a normal user: cargo test as yourself (skips print their reason)
 # Environment: BURROW_TEST_STRICT=1 (default as root) turns every skip into a failure.
+#   BURROW_TEST_QUICK=1 skips setup, format and lints (a developer's inner loop; CI never sets it).
+#   BURROW_TEST_FILTER=TEXT passes TEXT to each test binary (runs only the tests whose names contain it).
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -17,13 +19,15 @@ fi
 U1=${BURROW_TEST_USER:-burrow-t1}           # has subordinate ids
 U2=${BURROW_TEST_USER_NOSUB:-burrow-t2}     # has none
 export BURROW_TEST_STRICT=${BURROW_TEST_STRICT:-1}
-sh scripts/ci-setup.sh
+[ -n "${BURROW_TEST_QUICK:-}" ] || sh scripts/ci-setup.sh
 
 # Build as root into a target directory the test users can read (the checkout itself may be private).
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/burrow-target}
-echo "== format and lints"
-cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
+if [ -z "${BURROW_TEST_QUICK:-}" ]; then
+  echo "== format and lints"
+  cargo fmt --check
+  cargo clippy --all-targets --quiet -- -D warnings
+fi
 echo "== build"
 cargo build --quiet --all-targets
 bins=$(cargo test --no-run --message-format=json 2>/dev/null |
@@ -62,7 +66,7 @@ for entry in $(echo "$bins" | tr ' ' '='); do
   esac
   echo "== $name (as $user)"
   rc=0
-  (cd /tmp && as_user "$user" "$exe") > "$log.one" 2>&1 || rc=$?
+  (cd /tmp && as_user "$user" "$exe" ${BURROW_TEST_FILTER:+"$BURROW_TEST_FILTER"}) > "$log.one" 2>&1 || rc=$?
   cat "$log.one"; cat "$log.one" >> "$log"
   [ "$rc" = 0 ] || failed_bins="$failed_bins $name"
 done
