@@ -4,12 +4,12 @@
 
 use super::channel::Channel;
 use super::msg::Msg;
+use super::fork::{fork_tied, Tied};
 use super::{child_exit, init, layers, report, signals, Step, StepError};
 use crate::spec::RunSpec;
-use crate::sys::{fork, Forked};
 use nix::mount::MsFlags;
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{getppid, Pid};
 
@@ -23,7 +23,7 @@ pub struct Mapped {
 pub fn main(spec: &RunSpec, chan: Channel, p0: Pid) -> ! {
     let code = match run(spec, chan, p0) {
         Ok(code) => code,
-        Err((chan, e)) => report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)),
+        Err((chan, e)) => e.report(&chan),
     };
     child_exit(code)
 }
@@ -38,10 +38,6 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
                 Err(e) => return Err((chan, e)),
             }
         };
-    }
-    t!(nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).step("namespaces", "prctl(PR_SET_PDEATHSIG)"));
-    if getppid() != p0 {
-        return Ok(125); // P0 died before the death signal was armed
     }
     let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
     flags |= CloneFlags::CLONE_NEWIPC;
@@ -68,18 +64,16 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
     layers::report(&layer, &chan, spec.verbose);
     // The FUSE server above stays outside the container's PID namespace, which starts with init.
     t!(unshare(CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(pid)"));
-    let init_pid = match fork() {
-        Ok(Forked::Child) => init::main(spec, chan, mapped, layer.mountpoint.as_deref()),
-        Ok(Forked::Parent(pid)) => pid,
+    // init dies with P1, which takes the whole PID namespace with it.
+    let init = match fork_tied(Signal::SIGKILL) {
+        Ok(Tied::Child) => init::main(spec, chan, mapped, layer.mountpoint.as_deref()),
+        Ok(Tied::Parent(pid)) => super::fork::Child::of(pid),
         Err(e) => {
             layers::cleanup(spec, &layer);
-            return Err((
-                chan,
-                StepError { stage: "init", what: "fork the container's init".into(), source: e, hint: String::new() },
-            ));
+            return Err((chan, StepError::sys("init", "fork the container's init", e)));
         }
     };
-    let code = wait_for_init(init_pid, p0, layer.server, forwarder.as_mut(), &chan);
+    let code = wait_for_init(&init, p0, layer.server, forwarder.as_mut(), &chan);
     // Before the FUSE server goes: the forwarder passes on the container's last bytes first.
     if let Some(f) = forwarder {
         f.stop();
@@ -95,33 +89,29 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
 }
 
 fn net_err(e: crate::net::NetError) -> StepError {
-    let (what, source) = match e {
-        crate::net::NetError::Forwarder { what, source } => (format!("start burrow's port forwarder: {what}"), source),
-        e => (e.to_string(), std::io::Error::from_raw_os_error(libc::EIO)),
-    };
-    StepError { stage: "network", what, source, hint: String::new() }
+    match e {
+        crate::net::NetError::Forwarder { what, source } => {
+            StepError::sys("network", format!("start burrow's port forwarder: {what}"), source)
+        }
+        e => StepError::plain("network", e.to_string()),
+    }
 }
 
 fn chan_err(e: super::channel::ChannelError) -> StepError {
-    StepError {
-        stage: "sync",
-        what: "send to burrow".into(),
-        source: std::io::Error::other(e.to_string()),
-        hint: String::new(),
-    }
+    StepError::plain("sync", format!("send to burrow: {e}"))
 }
 
 /// Waits for init; kills the container when P0 is gone or the FUSE server died. Returns init's status as an
 /// exit code.
 fn wait_for_init(
-    init_pid: Pid,
+    init: &super::fork::Child,
     p0: Pid,
     server: Option<Pid>,
     mut forwarder: Option<&mut crate::net::Forwarder>,
     chan: &Channel,
 ) -> i32 {
     let Ok(sfd) = signals::signalfd() else {
-        return wait_blocking(init_pid);
+        return wait_blocking(init.pid);
     };
     let mut server = server;
     let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
@@ -129,7 +119,7 @@ fn wait_for_init(
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
         while let Ok(Some(info)) = sfd.read_signal() {
             if info.ssi_signo == Signal::SIGTERM as u32 && getppid() != p0 {
-                let _ = kill(init_pid, Signal::SIGKILL);
+                let _ = init.signal(Signal::SIGKILL);
             }
         }
         if let Some(pid) = server {
@@ -137,7 +127,7 @@ fn wait_for_init(
                 server = None;
                 let message = format!("the FUSE overlay server (pid {pid}) died; the container was stopped");
                 report(chan, "overlay", message, libc::ENOTCONN);
-                let _ = kill(init_pid, Signal::SIGKILL);
+                let _ = init.signal(Signal::SIGKILL);
             }
         }
         if let Some(f) = forwarder.as_deref_mut() {
@@ -150,7 +140,7 @@ fn wait_for_init(
                 let _ = chan.send(&Msg::Notice { text });
             }
         }
-        match waitpid(init_pid, Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(init.pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => continue,
             Ok(status) => return signals::exit_code(status).unwrap_or(125),
             Err(nix::Error::EINTR) => continue,

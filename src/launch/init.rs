@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 
 pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> ! {
     if let Err(e) = setup(spec, &chan, mapped, layer) {
-        child_exit(report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)));
+        child_exit(e.report(&chan));
     }
     let payload = exec::Payload::of(spec, mapped);
     if !spec.init {
@@ -40,19 +40,14 @@ fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::pat
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step("init", "prctl(PR_SET_PDEATHSIG)")?;
     unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
     let ops = plan::plan(&plan_input(spec, mapped, layer));
-    apply::enter(&ops).map_err(|e| StepError { stage: "mounts", what: e.what, source: e.source, hint: e.hint })?;
+    apply::enter(&ops).map_err(|e| StepError { stage: "mounts", what: e.what, source: Some(e.source), hint: e.hint })?;
     nix::unistd::sethostname(&spec.hostname).step("uts", format!("sethostname {}", spec.hostname))?;
     if spec.own_netns {
         loopback_up()?;
         if spec.net_backend_dir().is_some() && !matches!(chan.recv(), Ok(Some(super::msg::Msg::NetReady))) {
             child_exit(125); // burrow gave up on the backend and says why itself
         }
-        spec.net.configure_inside().map_err(|e| StepError {
-            stage: "network",
-            what: e.to_string(),
-            source: std::io::Error::from_raw_os_error(libc::EIO),
-            hint: String::new(),
-        })?;
+        spec.net.configure_inside().map_err(|e| StepError::plain("network", e.to_string()))?;
     }
     nix::unistd::chdir(&spec.workdir).step("workdir", format!("workdir {}", spec.workdir.display()))
 }

@@ -12,7 +12,7 @@ use crate::cli::OverlayDriver;
 use crate::overlay::{self, OverlayConfig};
 use crate::rootfs::plan::Root;
 use crate::spec::{OverlayPaths, RunSpec};
-use crate::sys::{fork, Forked};
+use super::fork::{fork_tied, Tied};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
@@ -37,19 +37,9 @@ fn config(spec: &RunSpec, paths: &OverlayPaths) -> OverlayConfig {
     OverlayConfig { lowers: vec![lower], upper: paths.upper.clone(), work: paths.work.clone() }
 }
 
+/// The overlay's own error says what failed and carries the errno in its text.
 fn overlay_err(e: overlay::OverlayError) -> StepError {
-    let errno = match &e {
-        overlay::OverlayError::KernelMount { source, .. } | overlay::OverlayError::FuseMount { source, .. } => {
-            source.raw_os_error()
-        }
-        _ => None,
-    };
-    StepError {
-        stage: "overlay",
-        what: e.to_string(),
-        source: std::io::Error::from_raw_os_error(errno.unwrap_or(libc::EIO)),
-        hint: String::new(),
-    }
+    StepError::plain("overlay", e.to_string())
 }
 
 /// Mounts the copy-on-write layer the spec asks for (nothing when it asks for none).
@@ -85,10 +75,9 @@ pub fn mount(spec: &RunSpec, chan: &Channel) -> Result<Layer, StepError> {
 /// Starts the FUSE server and returns once its mount is live.
 fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Result<Pid, StepError> {
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).step("overlay", "pipe")?;
-    match fork().step("overlay", "fork the FUSE overlay server")? {
-        Forked::Child => {
+    match fork_tied(Signal::SIGKILL).step("overlay", "fork the FUSE overlay server")? {
+        Tied::Child => {
             drop(ready_r);
-            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             let mut ready_w = Some(ready_w);
             let served = overlay::fuse::mount_and_serve(cfg, &paths.mountpoint, || {
                 if let Some(w) = ready_w.take() {
@@ -97,11 +86,11 @@ fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Resu
             });
             let code = match served {
                 Ok(()) => 0,
-                Err(e) => super::report(chan, "overlay", e.to_string(), libc::EIO),
+                Err(e) => super::report(chan, "overlay", e.to_string(), 0),
             };
             super::child_exit(code)
         }
-        Forked::Parent(pid) => {
+        Tied::Parent(pid) => {
             drop(ready_w);
             if wait_ready(&ready_r) {
                 Ok(pid)
@@ -110,12 +99,7 @@ fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Resu
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(pid, None);
                 // The server reported its own error to P0; this one only stops P1.
-                Err(StepError {
-                    stage: "overlay",
-                    what: "the FUSE overlay server did not mount (it died, or took more than 10 s)".into(),
-                    source: std::io::Error::from_raw_os_error(libc::EIO),
-                    hint: String::new(),
-                })
+                Err(StepError::plain("overlay", "the FUSE overlay server did not mount (it died, or took more than 10 s)"))
             }
         }
     }

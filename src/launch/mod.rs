@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod child;
 pub mod exec;
+pub mod fork;
 pub mod init;
 pub mod layers;
 pub mod msg;
@@ -12,16 +13,49 @@ pub mod signals;
 
 use std::io;
 
-/// A failed setup step inside a child process: reported to P0 as `Msg::Failed`.
+/// A failed setup step inside a child process: reported to P0 as `Msg::Failed`, printed by P0 as one line
+/// `STAGE: WHAT: ERRNO TEXT HINT`.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}{hint}")]
 pub struct StepError {
     pub stage: &'static str,
     pub what: String,
+    /// The system call's error; None when the failure is not one (no errno is made up for it).
     #[source]
-    pub source: io::Error,
-    /// What the user can do, when there is something specific.
+    pub source: Option<io::Error>,
+    /// What the user can do, when there is something specific (starts with a separator, e.g. " (...)").
     pub hint: String,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)?;
+        if let Some(e) = &self.source {
+            write!(f, ": {e}")?;
+        }
+        f.write_str(&self.hint)
+    }
+}
+
+impl StepError {
+    /// A failure that is not a system call's (its message says everything).
+    pub fn plain(stage: &'static str, what: impl Into<String>) -> StepError {
+        StepError { stage, what: what.into(), source: None, hint: String::new() }
+    }
+
+    /// A failed system call.
+    pub fn sys(stage: &'static str, what: impl Into<String>, source: impl Into<io::Error>) -> StepError {
+        StepError { stage, what: what.into(), source: Some(source.into()), hint: String::new() }
+    }
+
+    /// The errno carried to P0 (0 when there is none).
+    pub fn errno(&self) -> i32 {
+        self.source.as_ref().and_then(io::Error::raw_os_error).unwrap_or(0)
+    }
+
+    /// Sends this failure to P0 and returns the exit status to use.
+    pub fn report(&self, chan: &channel::Channel) -> i32 {
+        report(chan, self.stage, self.to_string(), self.errno())
+    }
 }
 
 /// Attaches a stage and a description to a failed call.
@@ -31,17 +65,18 @@ pub trait Step<T> {
 
 impl<T> Step<T> for Result<T, nix::Error> {
     fn step(self, stage: &'static str, what: impl Into<String>) -> Result<T, StepError> {
-        self.map_err(|e| StepError { stage, what: what.into(), source: e.into(), hint: String::new() })
+        self.map_err(|e| StepError { stage, what: what.into(), source: Some(e.into()), hint: String::new() })
     }
 }
 
 impl<T> Step<T> for Result<T, io::Error> {
     fn step(self, stage: &'static str, what: impl Into<String>) -> Result<T, StepError> {
-        self.map_err(|source| StepError { stage, what: what.into(), source, hint: String::new() })
+        self.map_err(|source| StepError { stage, what: what.into(), source: Some(source), hint: String::new() })
     }
 }
 
-/// Sends a child's failure to P0 (a child never prints) and returns the exit status to use.
+/// Sends a child's failure to P0 (a child never prints) and returns the exit status to use. `errno` is 0 when
+/// the failure is not a system call's.
 pub fn report(chan: &channel::Channel, stage: &str, message: String, errno: i32) -> i32 {
     let _ = chan.send(&msg::Msg::Failed { stage: stage.into(), errno, message });
     125

@@ -6,7 +6,7 @@ use super::msg::Msg;
 use super::{child, signals};
 use crate::idmap::{self, IdPlan};
 use crate::spec::RunSpec;
-use crate::sys::{fork, Forked};
+use super::fork::{fork_tied, Tied};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -24,6 +24,8 @@ pub enum LaunchError {
     Idmap(#[from] idmap::IdmapError),
     #[error("{0}: {1}")]
     Sys(&'static str, nix::Error),
+    #[error("burrow's namespace process (pid {pid}) {how} without reporting a failure ({during}); run again with --verbose, and report it if it recurs")]
+    Died { pid: i32, how: String, during: String },
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
     #[error(transparent)]
@@ -71,17 +73,36 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     signals::block().map_err(|e| LaunchError::Sys("block signals", e))?;
     let (ours, theirs) = channel::pair()?;
     let p0 = nix::unistd::getpid();
-    let p1 = match fork().map_err(|e| LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))? {
-        Forked::Child => {
+    // P1 gets SIGTERM when P0 dies, reads it from its signalfd and takes the container down with it.
+    let forked = fork_tied(Signal::SIGTERM);
+    let p1 = match forked.map_err(|e| LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))? {
+        Tied::Child => {
             drop(ours);
             child::main(spec, theirs, p0)
         }
-        Forked::Parent(pid) => pid,
+        Tied::Parent(pid) => pid,
     };
     drop(theirs);
     // P1 holds its own copies of the published ports' host sockets, for its forwarder.
     spec.net.close_host_sockets();
     let mut guard = P1Guard(Some(p1));
+    match drive(spec, stages, &ours, p1, notice) {
+        Ok(outcome) => {
+            guard.0 = None; // reaped by supervise()
+            Ok(outcome)
+        }
+        Err(e) => Err(settle(&ours, p1, e)),
+    }
+}
+
+/// Everything P0 does after the fork; any error is passed through [`settle`].
+fn drive(
+    spec: &RunSpec,
+    stages: &HostStages<'_>,
+    ours: &Channel,
+    p1: Pid,
+    notice: &mut dyn FnMut(String),
+) -> Result<Outcome, LaunchError> {
     failure_or(ours.wait_for_unshared())?;
     // Before Go: P1 unshares its cgroup namespace only after it is in its cgroup.
     let net_dir = spec.net_backend_dir();
@@ -110,14 +131,50 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     }
     // From here P0 only wakes for a signal, a failure, a notice or P1's exit: every wakeup on the way to the
     // payload costs a scheduling round trip on a busy machine.
-    let code = supervise(&ours, p1, cgroup.as_ref(), notice)?;
-    guard.0 = None;
+    let code = supervise(ours, p1, cgroup.as_ref(), notice)?;
     let stats = cgroup.as_ref().map(|c| c.stats());
     drop(cgroup);
     drop(network);
-    match drain_failure(&ours) {
+    match drain_failure(ours) {
         Some(e) => Err(e),
         None => Ok(Outcome { code, stats }),
+    }
+}
+
+/// Decides which error the user sees when P0 fails after the fork. P0's own error is often only the
+/// consequence of a child's failure: the child reported and exited, so P0's next send is EPIPE, or the network
+/// helper found P1's namespace gone. Every child sends its `Failed` before it exits, and P0 only sees those
+/// consequences after the exit, so the child's account is already queued on the channel: it wins. A channel
+/// closed with nothing queued means a child died without a word (a signal, a crash): say that, with its status.
+fn settle(chan: &Channel, p1: Pid, err: LaunchError) -> LaunchError {
+    if let Some(reported) = drain_failure(chan) {
+        return reported;
+    }
+    let silent = matches!(
+        &err,
+        LaunchError::Channel(ChannelError::Closed { .. })
+            | LaunchError::Channel(ChannelError::Io(nix::Error::EPIPE | nix::Error::ECONNRESET))
+    );
+    if !silent {
+        return err;
+    }
+    // Every copy of the channel is closed, so P1 is exiting: its status comes within moments.
+    for _ in 0..100 {
+        match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(status) => return LaunchError::Died { pid: p1.as_raw(), how: describe(status), during: err.to_string() },
+            Err(_) => break,
+        }
+    }
+    err
+}
+
+/// "exited with status N" or "was killed by SIGNAL".
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, sig, core) => format!("was killed by {sig}{}", if core { " (core dumped)" } else { "" }),
+        other => format!("ended ({other:?})"),
     }
 }
 
@@ -185,21 +242,26 @@ fn write_maps<T>(
 }
 
 /// The container's init: P1's child in another PID namespace (the FUSE server, P1's other child, is in ours).
-/// Looked up only when a signal must be forwarded, so that P1 need not wake P0 to say it.
-fn find_init(p1: Pid) -> Option<Pid> {
+/// Looked up only when a signal must be forwarded, so that P1 need not wake P0 to say it. Returned as a pidfd,
+/// opened first and checked after: a pid number read from /proc may be reused by the time it is signalled (init
+/// exited and was reaped by P1), a pidfd that still names a child of P1 in another PID namespace cannot.
+fn find_init(p1: Pid) -> Option<std::os::fd::OwnedFd> {
     let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
     let in_other_ns = |p: &i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|ns| ns != ours);
-    match std::fs::read_to_string(format!("/proc/{p1}/task/{p1}/children")) {
-        Ok(children) => children.split_whitespace().filter_map(|p| p.parse().ok()).find(in_other_ns),
+    let candidates: Vec<i32> = match std::fs::read_to_string(format!("/proc/{p1}/task/{p1}/children")) {
+        Ok(children) => children.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
         // Kernels without CONFIG_PROC_CHILDREN: look for P1's children by their parent pid.
         Err(_) => std::fs::read_dir("/proc")
             .ok()?
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
             .filter(|p| parent_of(*p) == Some(p1.as_raw()))
-            .find(in_other_ns),
-    }
-    .map(Pid::from_raw)
+            .collect(),
+    };
+    candidates.into_iter().find_map(|pid| {
+        let fd = super::fork::pidfd(Pid::from_raw(pid)).ok()?;
+        (parent_of(pid) == Some(p1.as_raw()) && in_other_ns(&pid)).then_some(fd)
+    })
 }
 
 /// The parent pid in /proc/PID/stat (the field after the command name, which may contain spaces).
@@ -219,7 +281,7 @@ fn supervise(
     let sfd = signals::signalfd().map_err(|e| LaunchError::Sys("signalfd", e))?;
     let mut failure_seen: Option<LaunchError> = None;
     let mut chan_open = true;
-    let mut init: Option<Pid> = None;
+    let mut init: Option<std::os::fd::OwnedFd> = None;
     // Signals that arrived before init existed, delivered as soon as it does.
     let mut pending: Vec<Signal> = Vec::new();
     loop {
@@ -263,9 +325,9 @@ fn supervise(
         }
         if !pending.is_empty() {
             init = init.or_else(|| find_init(p1));
-            if let Some(pid) = init {
+            if let Some(fd) = &init {
                 for sig in pending.drain(..) {
-                    let _ = kill(pid, sig);
+                    let _ = super::fork::signal(fd, sig);
                 }
             }
         }

@@ -33,7 +33,7 @@ use nix::unistd::Pid;
 
 use super::publish::{HostSocket, PortSpec};
 use super::{dns, NetError};
-use crate::sys::{fork, Forked};
+use crate::launch::fork::{fork_tied, Tied};
 
 /// The forwarder's process name (`comm`), for ps and the tests.
 pub const PROCESS_NAME: &str = "burrow-portfwd";
@@ -107,24 +107,20 @@ impl Drop for Forwarder {
 /// Forks the forwarder (P1, single-threaded, in the container's network namespace, network
 /// ready). The caller's copies of the host sockets are closed when this returns.
 pub fn spawn(sockets: Vec<(PortSpec, HostSocket)>) -> Result<Forwarder, NetError> {
-    let parent = nix::unistd::getpid();
     let (drain_r, drain) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| NetError::Forwarder { what: "pipe", source: e.into() })?;
-    match fork().map_err(|source| NetError::Forwarder { what: "fork", source })? {
-        Forked::Child => {
+    // Dies with P1 (SIGKILL); exits at once if P1 is already gone.
+    match fork_tied(Signal::SIGKILL).map_err(|source| NetError::Forwarder { what: "fork", source })? {
+        Tied::Child => {
             drop(drain);
-            serve(sockets, parent, drain_r)
+            serve(sockets, drain_r)
         }
-        Forked::Parent(pid) => Ok(Forwarder { pid, drain, reaped: false }),
+        Tied::Parent(pid) => Ok(Forwarder { pid, drain, reaped: false }),
     }
 }
 
 /// The forwarder's main: one thread per host socket; the process ends only by SIGKILL.
-fn serve(sockets: Vec<(PortSpec, HostSocket)>, parent: Pid, drain: OwnedFd) -> ! {
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    if nix::unistd::getppid() != parent {
-        crate::sys::exit_now(0); // P1 died before the death signal was armed
-    }
+fn serve(sockets: Vec<(PortSpec, HostSocket)>, drain: OwnedFd) -> ! {
     let _ = nix::sys::prctl::set_name(c"burrow-portfwd");
     // A write to a connection the peer reset must fail with EPIPE, not kill the forwarder. The
     // relay threads inherit the mask.

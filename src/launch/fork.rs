@@ -1,0 +1,117 @@
+//! The one way the launcher forks a process of its own (P1, init, the FUSE overlay server, the port forwarder),
+//! and the one way it signals them: through a pidfd, never a pid number that may have been reused.
+//!
+//! A forked child must die with its parent: `PR_SET_PDEATHSIG` arms that, but only from the moment it is set,
+//! so a parent that died between `fork` and `prctl` would leave the child running forever (re-parented to the
+//! host's init or a subreaper). The child therefore checks, after arming the signal, that its parent still lives.
+//! `getppid()` cannot tell when the parent is in another PID namespace (it returns 0 for init), so the check
+//! polls a pidfd of the parent opened before the fork: it becomes readable when the parent exits, whatever the
+//! namespaces. The payload is not forked here: it dies with its PID namespace when init does.
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// The result of [`fork_tied`], as seen by the caller.
+pub enum Tied {
+    Parent(Pid),
+    Child,
+}
+
+/// Forks a child that receives `death` when the calling thread exits; a child whose parent already died exits
+/// at once (status 0: nobody is left to read it). Must be called while single-threaded (see `sys::fork`).
+pub fn fork_tied(death: Signal) -> io::Result<Tied> {
+    let parent = pidfd(nix::unistd::getpid()).ok();
+    let parent_pid = nix::unistd::getpid();
+    match crate::sys::fork()? {
+        crate::sys::Forked::Parent(pid) => Ok(Tied::Parent(pid)),
+        crate::sys::Forked::Child => {
+            if nix::sys::prctl::set_pdeathsig(death).is_err() || parent_gone(parent.as_ref(), parent_pid) {
+                crate::sys::exit_now(0);
+            }
+            Ok(Tied::Child)
+        }
+    }
+}
+
+/// True when the parent has exited (after the death signal was armed, so no exit can be missed).
+fn parent_gone(parent: Option<&OwnedFd>, parent_pid: Pid) -> bool {
+    match parent {
+        Some(fd) => {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            // A pidfd is readable once its process has exited.
+            matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        }
+        // Kernels without pidfd_open (before 5.3): getppid, which reads 0 across a PID namespace boundary.
+        None => {
+            let now = nix::unistd::getppid();
+            now.as_raw() != 0 && now != parent_pid
+        }
+    }
+}
+
+/// A pidfd for `pid` (close-on-exec).
+pub fn pidfd(pid: Pid) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid.as_raw()).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?)
+}
+
+/// Sends `sig` to the process behind `pidfd`: a process that has exited (even if its pid was reused since) is
+/// ESRCH, never another process.
+pub fn signal(pidfd: &OwnedFd, sig: Signal) -> io::Result<()> {
+    let sig = rustix::process::Signal::from_named_raw(sig as i32).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+}
+
+/// A child of the calling process, signalled through its pidfd (or, on kernels without pidfds, its pid, which
+/// stays ours as long as we have not reaped it).
+pub struct Child {
+    pub pid: Pid,
+    fd: Option<OwnedFd>,
+}
+
+impl Child {
+    /// Call before reaping `pid` (a reaped pid may be reused).
+    pub fn of(pid: Pid) -> Child {
+        Child { pid, fd: pidfd(pid).ok() }
+    }
+
+    pub fn signal(&self, sig: Signal) -> io::Result<()> {
+        match &self.fd {
+            Some(fd) => signal(fd, sig),
+            None => Ok(nix::sys::signal::kill(self.pid, sig)?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pidfd_signals_its_own_process_only() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let fd = pidfd(pid).unwrap();
+        signal(&fd, Signal::SIGKILL).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+        // Reaped: the pidfd refers to a process that no longer exists, whatever now holds its number.
+        let e = signal(&fd, Signal::SIGTERM).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
+    }
+
+    #[test]
+    fn a_child_of_a_dead_parent_is_detected() {
+        // The parent here is a short-lived `true`: once reaped, its pidfd is readable.
+        let mut p = std::process::Command::new("true").spawn().unwrap();
+        let pid = Pid::from_raw(p.id() as i32);
+        let fd = pidfd(pid).unwrap();
+        p.wait().unwrap();
+        assert!(parent_gone(Some(&fd), pid));
+        let me = pidfd(nix::unistd::getpid()).unwrap();
+        assert!(!parent_gone(Some(&me), nix::unistd::getpid()));
+    }
+}
