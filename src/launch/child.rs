@@ -3,8 +3,8 @@
 //! when P0 dies (even of SIGKILL) P1 gets SIGTERM through `PR_SET_PDEATHSIG` and kills the whole container.
 
 use super::channel::Channel;
-use super::msg::Msg;
 use super::fork::{fork_tied, Tied};
+use super::msg::Msg;
 use super::{child_exit, init, layers, report, signals, Step, StepError};
 use crate::spec::RunSpec;
 use nix::mount::MsFlags;
@@ -60,7 +60,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
     // Nothing mounted from here on may propagate anywhere.
     t!(nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step("mounts", "make / private"));
-    let layer = t!(layers::mount(spec, &chan));
+    let layer = t!(layers::mount(spec, mapped, &chan));
     layers::report(&layer, &chan, spec.verbose);
     // The FUSE server above stays outside the container's PID namespace, which starts with init.
     t!(unshare(CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(pid)"));

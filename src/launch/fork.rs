@@ -61,7 +61,8 @@ pub fn pidfd(pid: Pid) -> io::Result<OwnedFd> {
 /// Sends `sig` to the process behind `pidfd`: a process that has exited (even if its pid was reused since) is
 /// ESRCH, never another process.
 pub fn signal(pidfd: &OwnedFd, sig: Signal) -> io::Result<()> {
-    let sig = rustix::process::Signal::from_named_raw(sig as i32).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let sig = rustix::process::Signal::from_named_raw(sig as i32)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
 }
 

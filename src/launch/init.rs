@@ -40,7 +40,12 @@ fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::pat
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step("init", "prctl(PR_SET_PDEATHSIG)")?;
     unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
     let ops = plan::plan(&plan_input(spec, mapped, layer));
-    apply::enter(&ops).map_err(|e| StepError { stage: "mounts", what: e.what, source: Some(e.source), hint: e.hint })?;
+    apply::enter(&ops).map_err(|e| StepError {
+        stage: "mounts",
+        what: e.what,
+        source: Some(e.source),
+        hint: e.hint,
+    })?;
     nix::unistd::sethostname(&spec.hostname).step("uts", format!("sethostname {}", spec.hostname))?;
     if spec.own_netns {
         loopback_up()?;
@@ -52,7 +57,7 @@ fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::pat
     nix::unistd::chdir(&spec.workdir).step("workdir", format!("workdir {}", spec.workdir.display()))
 }
 
-fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -> plan::Input {
+pub(super) fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -> plan::Input {
     // devpts may name the tty group only when that gid exists in the namespace.
     let tty_mapped = spec.ids.gid_map.iter().any(|l| l.inside <= 5 && 5 - l.inside < l.count);
     // With a copy-on-write layer the root is its (writable) mount; the host-root default is layered by init

@@ -6,13 +6,15 @@
 //! dies first, the container is killed and the failure reported (programs would only see ENOTCONN).
 
 use super::channel::Channel;
+use super::child::Mapped;
+use super::fork::{fork_tied, Tied};
 use super::msg::Msg;
 use super::{Step, StepError};
 use crate::cli::OverlayDriver;
 use crate::overlay::{self, OverlayConfig};
 use crate::rootfs::plan::Root;
+use crate::rootfs::upper;
 use crate::spec::{OverlayPaths, RunSpec};
-use super::fork::{fork_tied, Tied};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
@@ -43,7 +45,7 @@ fn overlay_err(e: overlay::OverlayError) -> StepError {
 }
 
 /// Mounts the copy-on-write layer the spec asks for (nothing when it asks for none).
-pub fn mount(spec: &RunSpec, chan: &Channel) -> Result<Layer, StepError> {
+pub fn mount(spec: &RunSpec, mapped: Mapped, chan: &Channel) -> Result<Layer, StepError> {
     if spec.host_layout.is_some() {
         // The host-root default: init layers it directory by directory (rootfs::host).
         return Ok(Layer { driver: "kernel", ..Layer::default() });
@@ -60,6 +62,7 @@ pub fn mount(spec: &RunSpec, chan: &Channel) -> Result<Layer, StepError> {
         }
     }
     let cfg = config(spec, paths);
+    prepare_mount_points(spec, mapped, &cfg, paths)?;
     let kernel = || overlay::kernel::mount(&cfg, &paths.mountpoint).map_err(overlay_err);
     let mounted = |driver, server| Layer { mountpoint: Some(paths.mountpoint.clone()), server, driver, notice: None };
     match ov.driver {
@@ -70,6 +73,20 @@ pub fn mount(spec: &RunSpec, chan: &Channel) -> Result<Layer, StepError> {
             Err(_) => serve_fuse(&cfg, paths, chan).map(|pid| mounted("fuse", Some(pid))),
         },
     }
+}
+
+/// Creates the mount points the lower layers lack in the upper directory, where the container's root may write
+/// even when it may not write the lower tree (see `rootfs::upper`).
+fn prepare_mount_points(
+    spec: &RunSpec,
+    mapped: Mapped,
+    cfg: &OverlayConfig,
+    paths: &OverlayPaths,
+) -> Result<(), StepError> {
+    let ops = crate::rootfs::plan::plan(&super::init::plan_input(spec, mapped, Some(&paths.mountpoint)));
+    let points = upper::mount_points(&ops, |p| p.is_dir());
+    let what = || format!("create the mount points in the copy-on-write layer {}", paths.upper.display());
+    upper::prepare(&cfg.lowers, &cfg.upper, &points).map(drop).map_err(|e| StepError::sys("overlay", what(), e))
 }
 
 /// Starts the FUSE server and returns once its mount is live.
@@ -99,7 +116,10 @@ fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Resu
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(pid, None);
                 // The server reported its own error to P0; this one only stops P1.
-                Err(StepError::plain("overlay", "the FUSE overlay server did not mount (it died, or took more than 10 s)"))
+                Err(StepError::plain(
+                    "overlay",
+                    "the FUSE overlay server did not mount (it died, or took more than 10 s)",
+                ))
             }
         }
     }

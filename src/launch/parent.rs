@@ -2,11 +2,11 @@
 //! signals to its init and turning the outcome into burrow's exit status.
 
 use super::channel::{self, Channel, ChannelError};
+use super::fork::{fork_tied, Tied};
 use super::msg::Msg;
 use super::{child, signals};
 use crate::idmap::{self, IdPlan};
 use crate::spec::RunSpec;
-use super::fork::{fork_tied, Tied};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -162,7 +162,9 @@ fn settle(chan: &Channel, p1: Pid, err: LaunchError) -> LaunchError {
     for _ in 0..100 {
         match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            Ok(status) => return LaunchError::Died { pid: p1.as_raw(), how: describe(status), during: err.to_string() },
+            Ok(status) => {
+                return LaunchError::Died { pid: p1.as_raw(), how: describe(status), during: err.to_string() }
+            }
             Err(_) => break,
         }
     }
@@ -173,7 +175,9 @@ fn settle(chan: &Channel, p1: Pid, err: LaunchError) -> LaunchError {
 fn describe(status: WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, code) => format!("exited with status {code}"),
-        WaitStatus::Signaled(_, sig, core) => format!("was killed by {sig}{}", if core { " (core dumped)" } else { "" }),
+        WaitStatus::Signaled(_, sig, core) => {
+            format!("was killed by {sig}{}", if core { " (core dumped)" } else { "" })
+        }
         other => format!("ended ({other:?})"),
     }
 }

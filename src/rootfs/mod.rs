@@ -6,3 +6,4 @@ pub mod host;
 mod layered;
 pub mod plan;
 pub mod resolve;
+pub mod upper;
