@@ -83,4 +83,23 @@ if [ -n "$CG2" ] && { [ -z "$p" ] || [ "$(cat /proc/$p/comm 2>/dev/null)" != sys
     sleep 0.1
   done
 fi
+# 6. shared read-only root filesystems, as an image directory on an HPC system: owned by root, by $U and by $U2,
+#    0755, read-only to everyone else, and without /etc/hostname, /etc/hosts, /proc, /tmp... (burrow must make
+#    its mount points in the copy-on-write layer). tests/failures.rs and tests/nosubids.rs use them.
+SHARED=/var/lib/burrow-ci
+mk_shared() { # DIR OWNER
+  d=$1
+  if [ ! -x "$d/bin/busybox" ] || ! cmp -s /bin/busybox "$d/bin/busybox"; then
+    rm -rf "$d" && mkdir -p "$d/bin" "$d/etc"
+    cp /bin/busybox "$d/bin/busybox"
+    for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$d/bin/$a"; done
+    printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/:/bin/sh\n' > "$d/etc/passwd"
+    printf 'root:x:0:\nuser:x:1000:\n' > "$d/etc/group"
+  fi
+  chown -R -h "$2" "$d" && chmod -R go-w,a+rX "$d"
+}
+install -d -m 0755 "$SHARED"
+mk_shared "$SHARED/shared-rootfs" root:root
+mk_shared "$SHARED/shared-rootfs-$U" "$U:"
+mk_shared "$SHARED/shared-rootfs-$U2" "$U2:"
 echo "ci-setup: OK users=$U,$U2 subuid=$(grep "^$U:" /etc/subuid) cgroup=$CG2/$REL user-manager=$(mgr_pid)"

@@ -12,6 +12,8 @@ pub enum SpecError {
     Rootfs { path: PathBuf, source: std::io::Error },
     #[error("rootfs {0}: not a directory")]
     RootfsNotDir(PathBuf),
+    #[error("--rootfs-rw {path}: {source} (the tree is not writable by you, e.g. a shared image owned by another user: drop --rootfs-rw to run it copy-on-write)")]
+    RootfsNotWritable { path: PathBuf, source: nix::Error },
     #[error("malformed --volume {0:?}: expected SRC:DST[:ro|rw] with an absolute DST")]
     Volume(String),
     #[error("volume source {path}: {source}")]
@@ -112,6 +114,10 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
             let path = p.canonicalize().map_err(|source| SpecError::Rootfs { path: p.clone(), source })?;
             if !path.is_dir() {
                 return Err(SpecError::RootfsNotDir(path));
+            }
+            if args.rootfs_rw {
+                nix::unistd::access(&path, nix::unistd::AccessFlags::W_OK)
+                    .map_err(|source| SpecError::RootfsNotWritable { path: path.clone(), source })?;
             }
             Root::Dir { path, writable: args.rootfs_rw }
         }

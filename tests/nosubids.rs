@@ -38,3 +38,16 @@ fn single_id_fallback_with_one_notice_line() {
     expect(&o, 125);
     assert!(stderr(&o).contains("uid 1000 is not mapped"), "{}", stderr(&o));
 }
+
+/// Shared trees owned by root and by another user, read-only to a caller without subordinate IDs, run
+/// copy-on-write (single-ID map: every foreign owner is the overflow ID inside).
+#[test]
+fn shared_read_only_trees_run_copy_on_write_without_subids() {
+    if let Some(reason) = unusable() {
+        skip!("{reason}");
+    }
+    if subuid_start().is_some() {
+        skip!("the caller has subordinate IDs; run as a user without any (burrow-t2)");
+    }
+    support::probe::shared_trees_run_copy_on_write();
+}

@@ -44,7 +44,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
     if spec.own_netns {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    t!(unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)"));
+    t!(unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)").map_err(userns_hint));
     t!(chan.send(&Msg::Unshared).map_err(chan_err));
     let mapped = match chan.recv() {
         Ok(Some(Msg::Go)) => Mapped { setgroups_allowed: true },
@@ -86,6 +86,22 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
         }
     }
     Ok(code)
+}
+
+/// What the user (or the administrator) can do when the namespaces cannot be created.
+fn userns_hint(mut e: StepError) -> StepError {
+    e.hint = match e.errno() {
+        libc::ENOSPC | libc::EUSERS => {
+            " (the limit of user namespaces is reached: raise it as root with `sysctl user.max_user_namespaces=N`)"
+        }
+        libc::EPERM | libc::EACCES => {
+            " (unprivileged user namespaces are disabled here: as root, `sysctl kernel.unprivileged_userns_clone=1`, \
+             or on Ubuntu `kernel.apparmor_restrict_unprivileged_userns=0`; `burrow doctor` checks it)"
+        }
+        _ => "",
+    }
+    .into();
+    e
 }
 
 fn net_err(e: crate::net::NetError) -> StepError {
