@@ -123,9 +123,10 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         }
         None => Root::Host,
     };
-    let etc = match &root {
-        Root::Dir { path, .. } => path.join("etc"),
-        Root::Host | Root::HostLayered(_) => PathBuf::from("/etc"),
+    // The container's /etc/passwd and /etc/group are read inside its tree (see rootfs::resolve::read_in_root).
+    let tree = match &root {
+        Root::Dir { path, .. } => path.clone(),
+        Root::Host | Root::HostLayered(_) => PathBuf::from("/"),
     };
     let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>()?;
     let tmpfs = args
@@ -139,14 +140,14 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         Root::Dir { .. } => vec![],
     };
     let (uid, gid) = match &args.user {
-        Some(u) => resolve_user(u, &etc)?,
+        Some(u) => resolve_user(u, &tree)?,
         None => ids.caller_inside(),
     };
     check_mapped("uid", uid, &ids.uid_map, &ids)?;
     check_mapped("gid", gid, &ids.gid_map, &ids)?;
     let home = match root {
         Root::Host if args.user.is_none() => std::env::var("HOME").unwrap_or_else(|_| "/".into()),
-        _ => passwd_home(&etc, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() }),
+        _ => passwd_home(&tree, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() }),
     };
     let env = build_env(args, &home)?;
     let workdir = match &args.workdir {
@@ -292,8 +293,15 @@ fn valid_key(k: &str) -> bool {
     !k.is_empty() && !k.contains('\0')
 }
 
-/// Resolves `--user` against the container's /etc/passwd and /etc/group (read from the host side of the rootfs).
-fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
+/// Reads `/etc/NAME` of the container's tree, resolved inside it; unreadable reads as empty.
+fn etc_file(tree: &Path, name: &str) -> String {
+    crate::rootfs::resolve::read_in_root(tree, &Path::new("/etc").join(name)).unwrap_or_default()
+}
+
+/// Resolves `--user` against the container's /etc/passwd and /etc/group (read from the host side of the tree,
+/// resolved inside it: a symlink to an absolute path names the tree's file, never the host's).
+fn resolve_user(text: &str, tree: &Path) -> Result<(u32, u32), SpecError> {
+    let etc = tree.join("etc");
     let (user, group) = match text.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (text, None),
@@ -301,7 +309,7 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
     if user.is_empty() || group == Some("") {
         return Err(SpecError::User(text.into()));
     }
-    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
+    let passwd = etc_file(tree, "passwd");
     let entry = |f: &dyn Fn(&[&str]) -> bool| {
         passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|fields| fields.len() >= 7 && f(fields))
     };
@@ -318,8 +326,7 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
         None => default_gid,
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => std::fs::read_to_string(etc.join("group"))
-                .unwrap_or_default()
+            Err(_) => etc_file(tree, "group")
                 .lines()
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() >= 3 && f[0] == g)
@@ -330,8 +337,8 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
     Ok((uid, gid))
 }
 
-fn passwd_home(etc: &Path, uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string(etc.join("passwd")).ok()?;
+fn passwd_home(tree: &Path, uid: u32) -> Option<String> {
+    let passwd = crate::rootfs::resolve::read_in_root(tree, Path::new("/etc/passwd")).ok()?;
     let uid = uid.to_string();
     passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 7 && f[2] == uid).map(|f| f[5].into())
 }
@@ -362,9 +369,10 @@ mod tests {
     #[test]
     fn users_resolve_by_name_and_number() {
         let t = tempfile::tempdir().unwrap();
-        std::fs::write(t.path().join("passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/home/a:/bin/sh\n")
-            .unwrap();
-        std::fs::write(t.path().join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        let etc = t.path().join("etc");
+        std::fs::write(etc.join("passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/home/a:/bin/sh\n").unwrap();
+        std::fs::write(etc.join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
         assert_eq!(resolve_user("alice", t.path()).unwrap(), (1000, 1001));
         assert_eq!(resolve_user("1000", t.path()).unwrap(), (1000, 1001));
         assert_eq!(resolve_user("1000:staff", t.path()).unwrap(), (1000, 50));
@@ -372,6 +380,22 @@ mod tests {
         assert!(matches!(resolve_user("bob", t.path()), Err(SpecError::UnknownUser { .. })));
         assert!(matches!(resolve_user("alice:", t.path()), Err(SpecError::User(_))));
         assert_eq!(passwd_home(t.path(), 1000).as_deref(), Some("/home/a"));
+    }
+
+    #[test]
+    fn passwd_symlinked_to_a_host_path_is_read_inside_the_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("passwd"), "evil:x:4242:4242::/:/bin/sh\n").unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(host.path().join("passwd"), t.path().join("etc/passwd")).unwrap();
+        assert!(matches!(resolve_user("evil", t.path()), Err(SpecError::UnknownUser { .. })));
+        assert_eq!(passwd_home(t.path(), 4242), None);
+        // The same absolute path inside the tree is the one that counts.
+        let inside = t.path().join(host.path().strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(inside.join("passwd"), "evil:x:1234:1235::/e:/bin/sh\n").unwrap();
+        assert_eq!(resolve_user("evil", t.path()).unwrap(), (1234, 1235));
     }
 
     #[test]

@@ -191,3 +191,23 @@ fn shared_read_only_trees_run_copy_on_write() {
     require_subids!();
     probe::shared_trees_run_copy_on_write();
 }
+
+/// The container's /etc/passwd is read by burrow on the host side: a symlink to an absolute path must name the
+/// rootfs's own file, never the host's (which knows `daemon`, uid 1).
+#[test]
+fn a_passwd_symlinked_to_the_host_is_resolved_inside_the_rootfs() {
+    require_subids!();
+    let r = Rootfs::new();
+    std::fs::remove_file(r.path().join("etc/passwd")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", r.path().join("etc/passwd")).unwrap();
+    assert!(std::fs::read_to_string("/etc/passwd").unwrap().contains("\ndaemon:"), "the host has no daemon user");
+    let p = Probe::new("passwd");
+    let c = run_in(r.path(), &["--user", "daemon"], &["id", "-u"]);
+    p.fails(c, 125, &["unknown user \"daemon\"", "/etc/passwd"]);
+    // Through a relative link to a file of the rootfs it works.
+    std::fs::remove_file(r.path().join("etc/passwd")).unwrap();
+    std::fs::write(r.path().join("etc/passwd.real"), "daemon:x:1:1::/:/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("passwd.real", r.path().join("etc/passwd")).unwrap();
+    let c = run_in(r.path(), &["--network", "none", "--user", "daemon"], &["id", "-u"]);
+    assert_eq!(expect(&output(c), 0), "1\n");
+}

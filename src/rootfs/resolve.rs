@@ -82,6 +82,17 @@ fn open_depth(w: &Walk<'_>, path: &Path, create: Option<Kind>, depth: u32) -> io
     }
 }
 
+/// Reads the file at container path `path` of the tree `root` (a host directory), resolved inside it: an
+/// absolute symlink such as `etc/passwd -> /etc/passwd` names the tree's own file, never the host's.
+pub fn read_in_root(root: &Path, path: &Path) -> io::Result<String> {
+    let dir = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let fd = openat2(&dir, rel, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty(), flags())?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)?;
+    Ok(text)
+}
+
 /// The container path of `dir` (an already resolved descriptor below `root`).
 fn container_path(w: &Walk<'_>, dir: &OwnedFd) -> io::Result<std::path::PathBuf> {
     let host_root = std::fs::read_link(fd_path(w.proc, &w.root))?;
@@ -118,6 +129,22 @@ mod tests {
         let fd = open_in_root(rfd.as_fd(), "/proc", Path::new("/etc/up/x/file"), Some(Kind::File)).unwrap();
         assert_eq!(real_path(&fd), root.canonicalize().unwrap().join("x/file"));
         assert!(root.join("x/file").is_file());
+    }
+
+    #[test]
+    fn files_are_read_inside_the_root_through_absolute_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("passwd"), "host\n").unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        symlink(host.path().join("passwd"), t.path().join("etc/passwd")).unwrap();
+        // The link's target does not exist inside the root: not the host's file.
+        let e = read_in_root(t.path(), Path::new("/etc/passwd")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        let inside = t.path().join(host.path().strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(inside.join("passwd"), "inside\n").unwrap();
+        assert_eq!(read_in_root(t.path(), Path::new("/etc/passwd")).unwrap(), "inside\n");
     }
 
     #[test]
