@@ -34,6 +34,20 @@ pub enum OverlayDriver {
     Fuse,
 }
 
+/// How the host-root sandbox shows `$HOME` (see docs/man/burrow-run.md, --home).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HomeMode {
+    /// Copy-on-write: programs write their caches, nothing reaches the real home.
+    #[default]
+    Cow,
+    /// Read-write: the real home.
+    Rw,
+    /// Read-only.
+    Ro,
+    /// Hidden behind an empty tmpfs.
+    None,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LimitsMode {
     #[default]
@@ -52,6 +66,10 @@ pub struct RunArgs {
     /// A read-only root filesystem, without a copy-on-write layer.
     #[arg(long, conflicts_with = "upper")]
     pub read_only: bool,
+    /// Without --rootfs: how $HOME is shown (cow: copy-on-write, rw, ro, none: an empty tmpfs). The current
+    /// directory stays writable unless it is $HOME or holds it.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub home: Option<HomeMode>,
     /// Keep the copy-on-write layer in DIR (DIR/upper and DIR/work) and reuse it on the next run.
     #[arg(long, value_name = "DIR")]
     pub upper: Option<PathBuf>,

@@ -1,9 +1,9 @@
 //! The validated, fully resolved description of one run. Built from the command line before anything is
 //! created, so that every input error is reported first, with exit status 125.
 
-use crate::cli::{OverlayDriver, RunArgs};
+use crate::cli::{HomeMode, OverlayDriver, RunArgs};
 use crate::idmap::{Caller, IdPlan, MapLine};
-use crate::rootfs::plan::{clean_container_path, Root, Volume};
+use crate::rootfs::plan::{clean_container_path, Home, Root, Volume};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,8 @@ pub enum SpecError {
     FuseHostRoot,
     #[error("cannot read the host's / for its copy-on-write layout: {0}")]
     HostLayout(std::io::Error),
+    #[error("--home applies to the host-root sandbox (without --rootfs); bind a directory into a rootfs with -v")]
+    HomeNeedsHostRoot,
     #[error("--upper {path}: {source}")]
     Upper { path: PathBuf, source: std::io::Error },
 }
@@ -54,8 +56,12 @@ pub struct RunSpec {
     pub root: Root,
     pub volumes: Vec<Volume>,
     pub tmpfs: Vec<PathBuf>,
-    /// Host paths bound at the same place (host-root default only).
+    /// Host paths bound read-write at the same place (host-root default only: the working directory).
     pub host_binds: Vec<PathBuf>,
+    /// `$HOME` of the host-root default, as `--home` shows it.
+    pub home: Option<crate::rootfs::plan::Home>,
+    /// What the user must hear about the spec's own choices (printed by `run` before the launch).
+    pub notices: Vec<String>,
     pub command: Vec<String>,
     pub env: Vec<(String, String)>,
     pub workdir: PathBuf,
@@ -135,16 +141,21 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         .map(|t| clean_container_path(t).ok_or_else(|| SpecError::Tmpfs(t.clone())))
         .collect::<Result<Vec<_>, _>>()?;
     let cwd = std::env::current_dir().map_err(SpecError::Cwd)?;
-    let host_binds = match root {
-        Root::Host | Root::HostLayered(_) => host_binds(&cwd),
-        Root::Dir { .. } => vec![],
-    };
+    if args.home.is_some() && root != Root::Host {
+        return Err(SpecError::HomeNeedsHostRoot);
+    }
     let (uid, gid) = match &args.user {
         Some(u) => resolve_user(u, &tree)?,
         None => ids.caller_inside(),
     };
     check_mapped("uid", uid, &ids.uid_map, &ids)?;
     check_mapped("gid", gid, &ids.gid_map, &ids)?;
+    let host_home = match root {
+        Root::Host => host_home(args.home.unwrap_or_default(), (uid, gid)),
+        _ => None,
+    };
+    let (host_binds, notices) = host_binds(&cwd, host_home.as_ref());
+    let mut host_home = host_home;
     let home = match root {
         Root::Host if args.user.is_none() => std::env::var("HOME").unwrap_or_else(|_| "/".into()),
         _ => passwd_home(&tree, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() }),
@@ -170,6 +181,9 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         };
         Some(OverlaySpec { driver: args.overlay_driver.unwrap_or_default(), keep, paths: None })
     };
+    if let (Some(home), Some(ov)) = (host_home.as_mut(), &overlay) {
+        home.keep = ov.keep.clone();
+    }
     if let (Root::Host, Some(OverlaySpec { driver: OverlayDriver::Fuse, .. })) = (&root, &overlay) {
         return Err(SpecError::FuseHostRoot);
     }
@@ -187,6 +201,8 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         volumes,
         tmpfs,
         host_binds,
+        home: host_home,
+        notices,
         command,
         env,
         workdir,
@@ -203,21 +219,38 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
     })
 }
 
-/// The host-root default binds $HOME and the working directory read-write (the latter unless it is inside the
-/// former, or `/`).
-fn host_binds(cwd: &Path) -> Vec<PathBuf> {
-    let mut binds = Vec::new();
-    let home = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok());
-    if let Some(h) = &home {
-        if h != Path::new("/") {
-            binds.push(h.clone());
-        }
+/// `$HOME` of the host-root default (none when unset, missing or `/`).
+/// Its layer is kept with `--upper` (set once that directory exists).
+fn host_home(mode: HomeMode, owner: (u32, u32)) -> Option<Home> {
+    let path = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok())?;
+    (path != Path::new("/") && path.is_dir()).then_some(Home { path, mode, keep: None, owner })
+}
+
+/// The host-root default binds the working directory read-write, unless it is `/`, inside a read-write
+/// `$HOME` (already writable), or `$HOME` itself or one of its parents (binding it would expose the real home
+/// that `--home` protects: then it is not bound, and the user is told).
+fn host_binds(cwd: &Path, home: Option<&Home>) -> (Vec<PathBuf>, Vec<String>) {
+    let Some(home) = home else {
+        return ((cwd != Path::new("/")).then(|| cwd.to_path_buf()).into_iter().collect(), vec![]);
+    };
+    let rw_home = home.mode == HomeMode::Rw;
+    if cwd == Path::new("/") || (rw_home && cwd.starts_with(&home.path)) {
+        return (vec![], vec![]);
     }
-    let inside_home = home.as_ref().is_some_and(|h| cwd.starts_with(h));
-    if cwd != Path::new("/") && !inside_home {
-        binds.push(cwd.to_path_buf());
+    if home.path.starts_with(cwd) && !rw_home {
+        let mode = match home.mode {
+            HomeMode::Cow => "copy-on-write",
+            HomeMode::Ro => "read-only",
+            _ => "hidden",
+        };
+        let notice = format!(
+            "burrow: notice: the current directory {} holds $HOME, which is {mode} (--home): changes to it do not \
+             reach the host; run from a project directory, or pass --home rw",
+            cwd.display()
+        );
+        return (vec![], vec![notice]);
     }
-    binds
+    (vec![cwd.to_path_buf()], vec![])
 }
 
 /// Creates `DIR/upper` and `DIR/work` for `--upper DIR` (kept across runs).

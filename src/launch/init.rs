@@ -40,12 +40,15 @@ fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::pat
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step("init", "prctl(PR_SET_PDEATHSIG)")?;
     unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
     let ops = plan::plan(&plan_input(spec, mapped, layer));
-    apply::enter(&ops).map_err(|e| StepError {
+    let notices = apply::enter(&ops).map_err(|e| StepError {
         stage: "mounts",
         what: e.what,
         source: Some(e.source),
         hint: e.hint,
     })?;
+    for text in notices {
+        let _ = chan.send(&super::msg::Msg::Notice { text });
+    }
     nix::unistd::sethostname(&spec.hostname).step("uts", format!("sethostname {}", spec.hostname))?;
     if spec.own_netns {
         loopback_up()?;
@@ -76,6 +79,7 @@ pub(super) fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::pat
         hostname: spec.hostname.clone(),
         hosts: spec.net.hosts(&spec.hostname),
         host_binds: spec.host_binds.clone(),
+        home: spec.home.clone(),
         etc_files: vec![("/etc/resolv.conf".into(), spec.net.resolv_conf())],
     }
 }

@@ -47,8 +47,9 @@ const NEW: &str = "/newroot";
 const PROC: &str = "/oldroot/proc";
 
 /// Builds the root described by `ops` and makes it `/` of the calling process. The caller must be alone in a
-/// fresh mount namespace (the container's init does `unshare(CLONE_NEWNS)` first).
-pub fn enter(ops: &[Op]) -> Result<(), MountError> {
+/// fresh mount namespace (the container's init does `unshare(CLONE_NEWNS)` first). Returns the notices for the
+/// user (a fallback taken on the way).
+pub fn enter(ops: &[Op]) -> Result<Vec<String>, MountError> {
     // Nothing done below may propagate back to the host's namespace.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(nix_err("make / private"))?;
@@ -62,9 +63,11 @@ pub fn enter(ops: &[Op]) -> Result<(), MountError> {
     nix::unistd::chdir("/").map_err(nix_err("chdir /"))?;
 
     let mut root: Option<OwnedFd> = None;
+    let mut notices = Vec::new();
     for (index, op) in ops.iter().enumerate() {
         match (op, &root) {
             (Op::Root(r), _) => root = Some(mount_root(r)?),
+            (Op::Home(home), Some(rfd)) => notices.extend(super::home::mount(rfd, home, host)?),
             (op, Some(rfd)) => apply(op, rfd, index)?,
             (_, None) => unreachable!("plan() always starts with Op::Root"),
         }
@@ -73,7 +76,8 @@ pub fn enter(ops: &[Op]) -> Result<(), MountError> {
     nix::unistd::chdir(NEW).map_err(nix_err("chdir to the new root"))?;
     nix::unistd::pivot_root(".", ".").map_err(nix_err("pivot_root into the container root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(nix_err("detach the host's tree"))?;
-    nix::unistd::chdir("/").map_err(nix_err("chdir /"))
+    nix::unistd::chdir("/").map_err(nix_err("chdir /"))?;
+    Ok(notices)
 }
 
 fn host(p: &Path) -> PathBuf {
@@ -107,7 +111,7 @@ fn mount_root(root: &Root) -> Result<OwnedFd, MountError> {
 }
 
 /// Resolves `dst` in the root, creating it as `kind`, and returns the path mount(2) should use.
-fn target(root: &OwnedFd, dst: &Path, kind: Kind) -> Result<(OwnedFd, String), MountError> {
+pub(super) fn target(root: &OwnedFd, dst: &Path, kind: Kind) -> Result<(OwnedFd, String), MountError> {
     let fd =
         open_in_root(root.as_fd(), PROC, dst, Some(kind)).map_err(err(format!("mount target {}", dst.display())))?;
     let path = fd_path(PROC, &fd);
@@ -116,7 +120,14 @@ fn target(root: &OwnedFd, dst: &Path, kind: Kind) -> Result<(OwnedFd, String), M
 
 /// Binds host path `src` (recursively) at container path `dst`, then makes it read-only when asked. The new mount
 /// is reached by resolving `dst` again: the first descriptor names the directory it now covers.
-fn bind_at(root: &OwnedFd, src: &Path, dst: &Path, kind: Kind, readonly: bool, what: &str) -> Result<(), MountError> {
+pub(super) fn bind_at(
+    root: &OwnedFd,
+    src: &Path,
+    dst: &Path,
+    kind: Kind,
+    readonly: bool,
+    what: &str,
+) -> Result<(), MountError> {
     let (_fd, t) = target(root, dst, kind)?;
     mount(Some(src), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(nix_err(what))?;
@@ -136,7 +147,7 @@ fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str
 fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
     let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     match op {
-        Op::Root(_) => unreachable!("handled by enter()"),
+        Op::Root(_) | Op::Home(_) => unreachable!("handled by enter()"),
         Op::Tmpfs { dst, mode } => fs_mount(root, dst, "tmpfs", safe, &format!("mode={mode:o}")),
         Op::Proc { dst } => fs_mount(root, dst, "proc", safe | MsFlags::MS_NOEXEC, ""),
         Op::Sysfs { dst, own_netns } => {

@@ -54,11 +54,26 @@ pub enum Op {
         dst: PathBuf,
         readonly: bool,
     },
+    /// `$HOME` of the host-root sandbox, shown as `--home` asks (see [`Home`]).
+    Home(Home),
     /// A small generated file, bound read-only over `dst` (skipped when `dst` cannot exist).
     File {
         dst: PathBuf,
         content: String,
     },
+}
+
+/// `$HOME` in the host-root sandbox: the host directory shown at the same path, read-write, read-only,
+/// copy-on-write (a kernel overlay of its own; read-only with a notice where it cannot be layered) or hidden
+/// behind an empty tmpfs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Home {
+    pub path: PathBuf,
+    pub mode: crate::cli::HomeMode,
+    /// `--upper DIR`: the copy-on-write layer is kept in DIR/upper/.burrow-home (and DIR/work/.burrow-home).
+    pub keep: Option<PathBuf>,
+    /// uid and gid inside that own the empty tmpfs of `none` (the payload's user).
+    pub owner: (u32, u32),
 }
 
 /// A user volume (`-v SRC:DST[:ro|rw]`), its source canonical on the host.
@@ -81,8 +96,12 @@ pub struct Input {
     pub hostname: String,
     /// /etc/hosts content (from the network stage: it knows the container's address).
     pub hosts: String,
-    /// Host paths bound read-write at the same place in the host-root default ($HOME, the working directory).
+    /// Host paths bound read-write at the same place in the host-root default (the working directory; $HOME with
+    /// `--home rw`).
     pub host_binds: Vec<PathBuf>,
+    /// `$HOME` of the host-root default, mounted before `host_binds` (so a working directory inside it stays
+    /// writable).
+    pub home: Option<Home>,
     /// Extra /etc files (e.g. resolv.conf from the network stage).
     pub etc_files: Vec<(PathBuf, String)>,
 }
@@ -110,6 +129,9 @@ pub fn plan(input: &Input) -> Vec<Op> {
     }
     ops.push(Op::Tmpfs { dst: "/dev/shm".into(), mode: 0o1777 });
     ops.push(Op::Tmpfs { dst: "/tmp".into(), mode: 0o1777 });
+    if let Some(home) = &input.home {
+        ops.push(Op::Home(home.clone()));
+    }
     for path in &input.host_binds {
         ops.push(Op::Bind { src: path.clone(), dst: path.clone(), readonly: false });
     }
@@ -160,6 +182,7 @@ mod tests {
             hostname: "box".into(),
             hosts: "127.0.1.1\tbox\n".into(),
             host_binds: vec![],
+            home: None,
             etc_files: vec![],
         }
     }
@@ -193,6 +216,20 @@ mod tests {
         let ops = plan(&i);
         assert!(ops.contains(&Op::Bind { src: "/home/u".into(), dst: "/home/u".into(), readonly: false }));
         assert!(ops.contains(&Op::Bind { src: "/work/p".into(), dst: "/work/p".into(), readonly: false }));
+    }
+
+    #[test]
+    fn home_comes_before_the_working_directory_bind() {
+        let mut i = input();
+        i.root = Root::Host;
+        let home = Home { path: "/home/u".into(), mode: crate::cli::HomeMode::Cow, keep: None, owner: (0, 0) };
+        i.home = Some(home.clone());
+        i.host_binds = vec!["/home/u/proj".into()];
+        let ops = plan(&i);
+        let pos = |want: &Op| ops.iter().position(|o| o == want).unwrap();
+        let cwd = Op::Bind { src: "/home/u/proj".into(), dst: "/home/u/proj".into(), readonly: false };
+        assert!(pos(&Op::Home(home)) < pos(&cwd));
+        assert!(pos(&Op::Tmpfs { dst: "/tmp".into(), mode: 0o1777 }) < pos(&cwd));
     }
 
     #[test]
