@@ -175,7 +175,7 @@ mod tests {
             (PathBuf::from("/proc"), Kind::Dir),
             (PathBuf::from("/srv/a/b"), Kind::Dir),
         ];
-        let made = prepare(&[lower.clone()], &upper, &points).unwrap();
+        let made = prepare(std::slice::from_ref(&lower), &upper, &points).unwrap();
         assert_eq!(made, vec![PathBuf::from("/etc/hostname"), PathBuf::from("/proc"), PathBuf::from("/srv/a/b")]);
         assert!(upper.join("etc/hostname").is_file());
         assert!(!upper.join("etc/hosts").exists(), "present in the lower: nothing to make");
