@@ -31,6 +31,11 @@ pub fn pair() -> Result<(Channel, Channel), ChannelError> {
 }
 
 impl Channel {
+    /// A second descriptor for the same end (close-on-exec).
+    pub fn try_clone(&self) -> std::io::Result<Channel> {
+        Ok(Channel { fd: self.fd.try_clone()? })
+    }
+
     pub fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
         let bytes = serde_json::to_vec(msg)?;
         send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)?;

@@ -21,11 +21,14 @@ pub struct Mapped {
 }
 
 pub fn main(spec: &RunSpec, chan: Channel, p0: Pid) -> ! {
-    let code = match run(spec, chan, p0) {
+    let reporter = match chan.try_clone() {
+        Ok(c) => c,
+        Err(e) => child_exit(StepError::sys("init", "dup the channel", e).report(&chan)),
+    };
+    super::fork::contained(reporter, || match run(spec, chan, p0) {
         Ok(code) => code,
         Err((chan, e)) => e.report(&chan),
-    };
-    child_exit(code)
+    })
 }
 
 type Failure = (Channel, StepError);

@@ -87,6 +87,39 @@ impl Child {
     }
 }
 
+/// Where a panicking child reports (a copy of its channel to P0), while [`contained`] runs.
+static REPORTER: std::sync::Mutex<Option<super::channel::Channel>> = std::sync::Mutex::new(None);
+
+/// Runs a forked child's body and exits with its status. A panic (a bug) must neither print (a child never
+/// prints) nor unwind into the frames the child shares with its parent after fork (P0's destructors would run
+/// in the child: remove the state directory, kill P1): the panic hook reports it to P0 as
+/// `Failed { stage: "internal" }` (so it works under `panic = "abort"` too) and the child exits 125.
+/// `reporter` is a copy of the child's channel (`Channel::try_clone`), kept until [`release_reporter`].
+pub fn contained(reporter: super::channel::Channel, body: impl FnOnce() -> i32) -> ! {
+    if let Ok(mut slot) = REPORTER.lock() {
+        *slot = Some(reporter);
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let what = payload.downcast_ref::<&str>().copied().or(payload.downcast_ref::<String>().map(String::as_str));
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let text = format!("burrow bug: panicked{at}: {}; please report it", what.unwrap_or("(no message)"));
+        if let Some(chan) = REPORTER.try_lock().ok().and_then(|mut s| s.take()) {
+            let _ = chan.send(&super::msg::Msg::Failed { stage: "internal".into(), errno: 0, message: text });
+        }
+    }));
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(125);
+    crate::sys::exit_now(code)
+}
+
+/// Drops the panic reporter's copy of the channel (init, before it waits for the payload: P0 learns that the
+/// payload exec'd when every copy is closed).
+pub fn release_reporter() {
+    if let Ok(mut slot) = REPORTER.lock() {
+        slot.take();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The container's init, PID 1 of its PID namespace. Its whole job, in order:
 //!
-//! 1. die with P1 (`PR_SET_PDEATHSIG`), which takes every process of the namespace with it;
+//! 1. die with P1 (`PR_SET_PDEATHSIG`, armed by `fork::fork_tied`), which takes every process of the namespace
+//!    with it;
 //! 2. enter a mount namespace of its own, so that `pivot_root` cannot move anything P1 still uses;
 //! 3. build the root filesystem from the mount plan and pivot into it;
 //! 4. set the hostname and bring `lo` up;
@@ -20,24 +21,30 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> ! {
-    if let Err(e) = setup(spec, &chan, mapped, layer) {
-        child_exit(e.report(&chan));
-    }
-    let payload = exec::Payload::of(spec, mapped);
-    if !spec.init {
-        exec::payload(&payload, &chan)
-    }
-    let payload = match fork() {
-        Ok(Forked::Child) => exec::payload(&payload, &chan),
-        Ok(Forked::Parent(pid)) => pid,
-        Err(e) => child_exit(report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0))),
+    let reporter = match chan.try_clone() {
+        Ok(c) => c,
+        Err(e) => child_exit(report(&chan, "init", format!("dup the channel: {e}"), e.raw_os_error().unwrap_or(0))),
     };
-    drop(chan);
-    child_exit(reap(payload))
+    super::fork::contained(reporter, move || {
+        if let Err(e) = setup(spec, &chan, mapped, layer) {
+            return e.report(&chan);
+        }
+        super::fork::release_reporter();
+        let payload = exec::Payload::of(spec, mapped);
+        if !spec.init {
+            exec::payload(&payload, &chan)
+        }
+        let payload = match fork() {
+            Ok(Forked::Child) => exec::payload(&payload, &chan),
+            Ok(Forked::Parent(pid)) => pid,
+            Err(e) => return report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0)),
+        };
+        drop(chan);
+        reap(payload)
+    })
 }
 
 fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> Result<(), StepError> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step("init", "prctl(PR_SET_PDEATHSIG)")?;
     unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
     let ops = plan::plan(&plan_input(spec, mapped, layer));
     let notices = apply::enter(&ops).map_err(|e| StepError {

@@ -95,17 +95,23 @@ fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Resu
     match fork_tied(Signal::SIGKILL).step("overlay", "fork the FUSE overlay server")? {
         Tied::Child => {
             drop(ready_r);
-            let mut ready_w = Some(ready_w);
-            let served = overlay::fuse::mount_and_serve(cfg, &paths.mountpoint, || {
-                if let Some(w) = ready_w.take() {
-                    let _ = nix::unistd::write(&w, b"1");
-                }
-            });
-            let code = match served {
-                Ok(()) => 0,
-                Err(e) => super::report(chan, "overlay", e.to_string(), 0),
+            // An error here must end this process, never return into P1's code.
+            let reporter = match chan.try_clone() {
+                Ok(c) => c,
+                Err(e) => super::child_exit(StepError::sys("overlay", "dup the channel", e).report(chan)),
             };
-            super::child_exit(code)
+            super::fork::contained(reporter, || {
+                let mut ready_w = Some(ready_w);
+                let served = overlay::fuse::mount_and_serve(cfg, &paths.mountpoint, || {
+                    if let Some(w) = ready_w.take() {
+                        let _ = nix::unistd::write(&w, b"1");
+                    }
+                });
+                match served {
+                    Ok(()) => 0,
+                    Err(e) => super::report(chan, "overlay", e.to_string(), 0),
+                }
+            })
         }
         Tied::Parent(pid) => {
             drop(ready_w);
