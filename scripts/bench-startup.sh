@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $RUNS in ''|*[!0-9]*|0) die "-n wants a positive number, not '$RUNS'" ;; esac
-ALL="host-true floor floor-subids burrow burrow-rw burrow-single bwrap crun ch-run podman burrow-mem systemd-scope podman-mem"
+ALL="host-true floor floor-subids burrow burrow-rw burrow-single burrow-host burrow-host-homerw burrow-shared bwrap crun ch-run podman burrow-mem systemd-scope podman-mem"
 for n in $(echo "$ONLY" | tr ',' ' '); do
   case " $ALL " in *" $n "*) ;; *) die "--only: no case named '$n' (cases: $ALL)" ;; esac
 done
@@ -158,6 +158,12 @@ if [ -z "$BURROW_NOTE" ]; then
   # like for like with `bwrap --bind R /`: the rootfs writable in place, no copy-on-write layer
   case_ burrow-rw "$BURROW_BIN run --network none --rootfs-rw --rootfs $R -- /bin/true"
   case_ burrow-single "$BURROW_BIN run --network none --userns=single --rootfs $R -- /bin/true"
+  # the host-root sandbox: copy-on-write $HOME (the default) against the read-write bind it replaced
+  case_ burrow-host "$BURROW_BIN run --network none -- /bin/true"
+  case_ burrow-host-homerw "$BURROW_BIN run --network none --home rw -- /bin/true"
+  # a shared tree owned by root (ci-setup.sh): mount points made in the copy-on-write layer
+  [ ! -d /var/lib/burrow-ci/shared-rootfs ] ||
+    case_ burrow-shared "$BURROW_BIN run --network none --rootfs /var/lib/burrow-ci/shared-rootfs -- /bin/true"
 fi
 case_ bwrap "bwrap --unshare-all --bind $R / --proc /proc --dev /dev /bin/true"
 case_ crun "crun --root $T/crun-state run --bundle $T/crun-bundle bench-{i}"

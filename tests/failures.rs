@@ -211,3 +211,33 @@ fn a_passwd_symlinked_to_the_host_is_resolved_inside_the_rootfs() {
     let c = run_in(r.path(), &["--network", "none", "--user", "daemon"], &["id", "-u"]);
     assert_eq!(expect(&output(c), 0), "1\n");
 }
+
+/// P1 killed from outside (the OOM killer, a stray kill -9) while the payload runs: not reported as the
+/// payload's status 137, but as one line naming the process and the signal; init and the payload die with it.
+#[test]
+fn the_namespace_process_killed_from_outside_is_one_line_and_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    require_subids!();
+    let r = Rootfs::new();
+    let p = Probe::new("p1-killed");
+    let mut c = p.prepare(run_in(r.path(), &["--network", "none"], &["sh", "-c", "echo ready; sleep 100"]));
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = Reaped(c.spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let burrow = child.0.id() as i32;
+    let p1 = descendants(burrow).into_iter().find(|&pid| pid != burrow && parent(pid) == Some(burrow));
+    let p1 = p1.expect("P1 not found");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p1), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let o = wait_output(child.take(), std::time::Duration::from_secs(30));
+    let err = stderr(&o);
+    assert_eq!(code(&o), 125, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("namespace process (pid {p1}) was killed by SIGKILL")), "{err}");
+    p.assert_clean();
+}
+
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}

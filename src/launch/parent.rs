@@ -24,8 +24,8 @@ pub enum LaunchError {
     Idmap(#[from] idmap::IdmapError),
     #[error("{0}: {1}")]
     Sys(&'static str, nix::Error),
-    #[error("burrow's namespace process (pid {pid}) {how} without reporting a failure ({during}); run again with --verbose, and report it if it recurs")]
-    Died { pid: i32, how: String, during: String },
+    #[error("burrow's namespace process (pid {pid}) {how} {during} without reporting why, and the container with it (killed directly, or by the OOM killer? see dmesg)")]
+    Died { pid: i32, how: String, during: &'static str },
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
     #[error(transparent)]
@@ -162,9 +162,7 @@ fn settle(chan: &Channel, p1: Pid, err: LaunchError) -> LaunchError {
     for _ in 0..100 {
         match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            Ok(status) => {
-                return LaunchError::Died { pid: p1.as_raw(), how: describe(status), during: err.to_string() }
-            }
+            Ok(status) => return LaunchError::Died { pid: p1.as_raw(), how: describe(status), during: "during setup" },
             Err(_) => break,
         }
     }
@@ -340,6 +338,12 @@ fn supervise(
             Ok(status) => {
                 if let Some(e) = failure_seen {
                     return Err(e);
+                }
+                // P1 ends by exiting with init's status; a signal reaches it only from outside (it blocks the
+                // forwarded ones): that is not the payload's status.
+                if let WaitStatus::Signaled(..) = status {
+                    let how = describe(status);
+                    return Err(LaunchError::Died { pid: p1.as_raw(), how, during: "while the container ran" });
                 }
                 return Ok(signals::exit_code(status).unwrap_or(125));
             }
