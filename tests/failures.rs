@@ -241,3 +241,22 @@ fn parent(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// The host-root default: the host's directories belong to root, outside the container's map, so a volume
+/// target below one (here /usr/share) is made in that directory's copy-on-write layer, not on the host.
+#[test]
+fn a_volume_target_below_a_host_directory_is_made_in_its_layer() {
+    require_subids!();
+    let p = Probe::new("host-target");
+    let name = format!("burrow-target-{}", std::process::id());
+    let dst = format!("/usr/share/{name}/x");
+    let src = tempdir();
+    std::fs::write(src.path().join("f"), "seen\n").unwrap();
+    let mut c = burrow();
+    c.args(["run", "--network", "none", "-v", &format!("{}:{dst}", src.path().display()), "--", "cat"]);
+    c.arg(format!("{dst}/f"));
+    let o = output(p.prepare(c));
+    assert_eq!(expect(&o, 0), "seen\n", "{}", stderr(&o));
+    assert!(!Path::new("/usr/share").join(&name).exists(), "the mount point was made on the host");
+    p.assert_clean();
+}

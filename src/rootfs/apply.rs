@@ -66,7 +66,7 @@ pub fn enter(ops: &[Op]) -> Result<Vec<String>, MountError> {
     let mut notices = Vec::new();
     for (index, op) in ops.iter().enumerate() {
         match (op, &root) {
-            (Op::Root(r), _) => root = Some(mount_root(r)?),
+            (Op::Root(r), _) => root = Some(mount_root(r, ops)?),
             (Op::Home(home), Some(rfd)) => notices.extend(super::home::mount(rfd, home, host)?),
             (op, Some(rfd)) => apply(op, rfd, index)?,
             (_, None) => unreachable!("plan() always starts with Op::Root"),
@@ -99,11 +99,15 @@ pub(super) fn set_readonly(path: impl AsRef<Path>, what: &str) -> Result<(), Mou
     crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_RDONLY).map_err(err(format!("{what} (read-only)")))
 }
 
-fn mount_root(root: &Root) -> Result<OwnedFd, MountError> {
+/// `ops` is the whole plan: the layered host root makes its mount points in the layers' upper directories.
+fn mount_root(root: &Root, ops: &[Op]) -> Result<OwnedFd, MountError> {
     match root {
         Root::Dir { path, writable } => bind(&host(path), NEW, !writable, &format!("bind rootfs {}", path.display()))?,
         Root::Host => bind(Path::new(OLD), NEW, true, "bind the host's / read-only")?,
-        Root::HostLayered(layout) => super::layered::mount_layout(layout, Path::new(OLD), Path::new(NEW))?,
+        Root::HostLayered(layout) => {
+            let points = super::upper::mount_points(ops, |p| host(p).is_dir());
+            super::layered::mount_layout(layout, Path::new(OLD), Path::new(NEW), &points)?
+        }
     }
     let fd = rustix::fs::open(NEW, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
         .map_err(|e| err("open the new root")(e.into()))?;

@@ -2,6 +2,7 @@
 
 use super::apply::MountError;
 use super::host::HostLayout;
+use super::upper::MountPoint;
 use crate::overlay::{self, OverlayConfig};
 use nix::mount::{mount, MsFlags};
 use std::io;
@@ -13,8 +14,10 @@ fn fail(what: String) -> impl FnOnce(io::Error) -> MountError {
 }
 
 /// Builds the layered host root at `new`, with the host's tree at `old`. The ephemeral layers live on a tmpfs
-/// at `/layers` of the current (scratch) root, which goes away with the container's mount namespace.
-pub fn mount_layout(layout: &HostLayout, old: &Path, new: &Path) -> Result<(), MountError> {
+/// at `/layers` of the current (scratch) root, which goes away with the container's mount namespace. The plan's
+/// `points` that a layered directory lacks are made in its upper directory first (see [`super::upper`]): the
+/// host's directories belong to IDs outside the container's map, so they cannot be made through the overlay.
+pub fn mount_layout(layout: &HostLayout, old: &Path, new: &Path, points: &[MountPoint]) -> Result<(), MountError> {
     let host = |p: &Path| old.join(p.strip_prefix("/").unwrap_or(p));
     let nix_fail = |what: String| move |e: nix::Error| MountError { what, source: e.into(), hint: String::new() };
     mount(Some("tmpfs"), new, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
@@ -51,6 +54,13 @@ pub fn mount_layout(layout: &HostLayout, old: &Path, new: &Path) -> Result<(), M
         if let Ok(meta) = std::fs::metadata(host(dir)) {
             let _ = std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(meta.permissions().mode()));
         }
+        let below: Vec<MountPoint> = points
+            .iter()
+            .filter_map(|(p, kind)| Some((Path::new("/").join(p.strip_prefix(dir).ok()?), *kind)))
+            .filter(|(p, _)| p != Path::new("/"))
+            .collect();
+        super::upper::prepare(&[host(dir)], &upper, &below)
+            .map_err(fail(format!("create the mount points below {} in its copy-on-write layer", dir.display())))?;
         let cfg = OverlayConfig { lowers: vec![host(dir)], upper, work };
         match overlay::kernel::mount(&cfg, &target) {
             Ok(()) => {}
