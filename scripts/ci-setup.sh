@@ -85,12 +85,12 @@ if [ -n "$CG2" ] && { [ -z "$p" ] || [ "$(cat /proc/$p/comm 2>/dev/null)" != sys
 fi
 # 6. shared read-only root filesystems, as an image directory on an HPC system: owned by root, by $U and by $U2,
 #    0755, read-only to everyone else, and without /etc/hostname, /etc/hosts, /proc, /tmp... (burrow must make
-#    its mount points in the copy-on-write layer). tests/failures.rs and tests/nosubids.rs use them.
+#    its mount points in the copy-on-write layer), with /lib -> usr/lib as in merged-/usr distributions. tests/failures.rs and tests/nosubids.rs use them.
 SHARED=/var/lib/burrow-ci
 mk_shared() { # DIR OWNER
   d=$1
-  if [ ! -x "$d/bin/busybox" ] || ! cmp -s /bin/busybox "$d/bin/busybox"; then
-    rm -rf "$d" && mkdir -p "$d/bin" "$d/etc"
+  if [ ! -x "$d/bin/busybox" ] || [ ! -L "$d/lib" ] || ! cmp -s /bin/busybox "$d/bin/busybox"; then
+    rm -rf "$d" && mkdir -p "$d/bin" "$d/etc" "$d/usr/lib" && ln -s usr/lib "$d/lib"
     cp /bin/busybox "$d/bin/busybox"
     for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$d/bin/$a"; done
     printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/:/bin/sh\n' > "$d/etc/passwd"

@@ -30,6 +30,10 @@ fn err(what: impl Into<String>) -> impl FnOnce(io::Error) -> MountError {
             Some(libc::EROFS) => {
                 " (it does not exist in the read-only root filesystem: create it there, or use --rootfs-rw)"
             }
+            Some(libc::EACCES) => {
+                " (the container's root may not write that directory: its owner is outside the container's ID \
+                 map; create the mount point in the tree, or choose another target)"
+            }
             _ => "",
         };
         MountError { what, source, hint: hint.into() }

@@ -14,10 +14,12 @@
 //! `RESOLVE_IN_ROOT`, like every other container path. A path whose lower component is a symlink or not a
 //! directory is left to the mount stage, which resolves it inside the root.
 
+use super::plan::clean_container_path;
 use super::resolve::{open_in_root, Kind};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
 /// A mount point the plan needs: its container path and what it must be.
@@ -33,7 +35,7 @@ pub fn prepare(lowers: &[PathBuf], upper: &Path, points: &[MountPoint]) -> io::R
         if lowers.iter().any(|l| open_in_root(l.as_fd(), "/proc", path, None).is_ok()) {
             continue; // a mount may cover what exists without writing anything
         }
-        if create(&lowers, &upper, path, *kind)? {
+        if create(&lowers, &upper, path, *kind, 0)? {
             made.push(path.clone());
         }
     }
@@ -50,6 +52,8 @@ struct Entry {
     mode: u32,
     uid: u32,
     gid: u32,
+    /// A symlink's target.
+    link: Option<PathBuf>,
 }
 
 fn lower_entry(lowers: &[OwnedFd], path: &Path) -> Option<Entry> {
@@ -57,18 +61,26 @@ fn lower_entry(lowers: &[OwnedFd], path: &Path) -> Option<Entry> {
     lowers.iter().find_map(|l| {
         let dir = open_in_root(l.as_fd(), "/proc", parent, None).ok()?;
         let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        Some(Entry {
-            kind: FileType::from_raw_mode(st.st_mode),
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-        })
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let link = (kind == FileType::Symlink)
+            .then(|| rustix::fs::readlinkat(&dir, name, Vec::new()).ok())
+            .flatten()
+            .map(|t| PathBuf::from(std::ffi::OsString::from_vec(t.into_bytes())));
+        Some(Entry { kind, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, link })
     })
 }
 
-/// Walks `path` down from the upper directory, mirroring lower directories and creating what no layer has.
-/// Returns false when the walk met a lower symlink or non-directory (left to the mount stage).
-fn create(lowers: &[OwnedFd], upper: &OwnedFd, path: &Path, kind: Kind) -> io::Result<bool> {
+/// Symlinks followed, as the kernel's own limit for path walks.
+const MAX_LINKS: u32 = 40;
+
+/// Walks `path` down from the upper directory, mirroring lower directories and creating what no layer has. A
+/// lower symlink on the way is followed inside the root (`/lib -> usr/lib`: the point is made under
+/// `/usr/lib`), as the mount stage will resolve it. Returns false when the walk met something it leaves to the
+/// mount stage (a non-directory, an entry of the kept upper that is not a directory).
+fn create(lowers: &[OwnedFd], upper: &OwnedFd, path: &Path, kind: Kind, depth: u32) -> io::Result<bool> {
+    if depth > MAX_LINKS {
+        return Ok(false);
+    }
     let names: Vec<_> =
         path.components().filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None }).collect();
     let mut dir: OwnedFd =
@@ -77,30 +89,40 @@ fn create(lowers: &[OwnedFd], upper: &OwnedFd, path: &Path, kind: Kind) -> io::R
     for (i, name) in names.iter().enumerate() {
         here.push(name);
         let last = i + 1 == names.len();
-        let lower = lower_entry(lowers, &here);
+        // The upper's own entry hides the lower's: only a directory is walked into.
+        let in_upper = rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW).ok();
+        let lower = if in_upper.is_none() { lower_entry(lowers, &here) } else { None };
         match &lower {
-            Some(e) if e.kind != FileType::Directory => return Ok(false),
-            Some(_) if last => return Ok(false), // exists after all (raced): nothing to make
+            Some(Entry { link: Some(target), .. }) => {
+                let mut next = here.parent().unwrap_or(Path::new("/")).join(target);
+                names[i + 1..].iter().for_each(|n| next.push(n));
+                return match clean_container_path(&next) {
+                    Some(next) => create(lowers, upper, &next, kind, depth + 1),
+                    None => Ok(false),
+                };
+            }
+            Some(e) if e.kind != FileType::Directory || last => return Ok(false),
             _ => {}
         }
-        if last && kind == Kind::File {
-            let flags = OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Some(st) = &in_upper {
+            if last || FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                return Ok(false);
+            }
+        } else if last && kind == Kind::File {
+            let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             rustix::fs::openat(&dir, *name, flags, Mode::from_raw_mode(0o644))?;
             return Ok(true);
-        }
-        let mode = lower.as_ref().map_or(0o755, |e| e.mode);
-        match rustix::fs::mkdirat(&dir, *name, Mode::from_raw_mode(mode)) {
-            Ok(()) => mirror(&dir, name, lower.as_ref(), mode)?,
-            Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(e.into()),
+        } else {
+            let mode = lower.as_ref().map_or(0o755, |e| e.mode);
+            match rustix::fs::mkdirat(&dir, *name, Mode::from_raw_mode(mode)) {
+                Ok(()) => mirror(&dir, name, lower.as_ref(), mode)?,
+                Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         // Not following a symlink the container may have left in a kept upper directory.
-        dir = match rustix::fs::openat(
-            &dir,
-            *name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        dir = match rustix::fs::openat(&dir, *name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => return Ok(false),
             Err(e) => return Err(e.into()),
@@ -181,8 +203,8 @@ mod tests {
         assert!(!upper.join("etc/hosts").exists(), "present in the lower: nothing to make");
         assert_eq!(std::fs::metadata(upper.join("etc")).unwrap().permissions().mode() & 0o7777, 0o750);
         assert!(upper.join("srv/a/b").is_dir());
-        // Idempotent over a kept upper.
-        assert_eq!(prepare(&[lower], &upper, &points).unwrap().len(), 3);
+        // Over a kept upper: nothing more to make, and no error.
+        assert_eq!(prepare(&[lower], &upper, &points).unwrap().len(), 0);
     }
 
     #[test]
@@ -196,8 +218,26 @@ mod tests {
         symlink(outside.path(), upper.join("data")).unwrap();
         let points = vec![(PathBuf::from("/etc/hostname"), Kind::File), (PathBuf::from("/data/x"), Kind::Dir)];
         let made = prepare(&[lower], &upper, &points).unwrap();
-        assert!(made.is_empty(), "{made:?}");
+        // The lower's absolute link is followed inside the root; the kept upper's is left to the mount stage.
+        assert_eq!(made, vec![PathBuf::from("/etc/hostname")]);
+        assert!(upper.join(outside.path().strip_prefix("/").unwrap()).join("hostname").is_file());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "wrote through a symlink");
+    }
+
+    #[test]
+    fn a_lower_symlink_is_followed_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+        std::fs::create_dir_all(lower.join("usr/lib")).unwrap();
+        std::fs::create_dir(&upper).unwrap();
+        symlink("usr/lib", lower.join("lib")).unwrap();
+        symlink("/usr/lib/../lib/../lib", lower.join("loop")).unwrap();
+        let points = vec![(PathBuf::from("/lib/x/y"), Kind::Dir), (PathBuf::from("/loop/z"), Kind::File)];
+        let made = prepare(&[lower.clone()], &upper, &points).unwrap();
+        assert_eq!(made.len(), 2, "{made:?}");
+        assert!(upper.join("usr/lib/x/y").is_dir());
+        assert!(upper.join("usr/lib/z").is_file());
+        assert!(!upper.join("lib").exists(), "the symlink was shadowed by a directory");
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub fn shared_trees_run_copy_on_write() {
         crate::skip!("the shared trees under /var/lib/burrow-ci are missing (run scripts/ci-setup.sh as root)");
     };
     let script = "cat /etc/hostname; grep -q burrow /etc/hosts && echo hosts; test -d /proc/1 && echo proc; \
-                  touch /etc/new /new /tmp/t && echo wrote; mkdir -p /data/x && echo mkdir";
+                  touch /etc/new /new /tmp/t && echo wrote; mkdir -p /data/x && echo mkdir; \
+                  test -d /usr/lib/vol && test -L /lib && echo lib";
     // Without subordinate IDs, silence the single-ID notice so that each failure is one line.
     let single: &[&str] = if subuid_start().is_none() { &["--userns=single"] } else { &[] };
     for tree in &trees {
@@ -97,11 +98,19 @@ pub fn shared_trees_run_copy_on_write() {
             let p = Probe::new(&format!("shared-{driver}"));
             let data = tempdir();
             let vol = format!("{}:/data/vol", data.path().display());
-            let args = [single, &["--overlay-driver", driver, "-v", &vol]].concat();
+            // Through the tree's own /lib -> usr/lib: made under /usr/lib in the layer.
+            let lib = format!("{}:/lib/vol", data.path().display());
+            let args = [single, &["--overlay-driver", driver, "-v", &vol, "-v", &lib]].concat();
             let c = run_in(tree, &args, &["sh", "-c", script]);
             let o = output(p.prepare(c));
             let out = expect(&o, 0);
-            assert_eq!(out, "burrow\nhosts\nproc\nwrote\nmkdir\n", "{} with {driver}: {}", tree.display(), stderr(&o));
+            assert_eq!(
+                out,
+                "burrow\nhosts\nproc\nwrote\nmkdir\nlib\n",
+                "{} with {driver}: {}",
+                tree.display(),
+                stderr(&o)
+            );
             p.assert_clean();
             let c = run_in(tree, &[single, &["--rootfs-rw"]].concat(), &["true"]);
             p.fails(c, 125, &["--rootfs-rw", "drop --rootfs-rw"]);
