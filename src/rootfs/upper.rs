@@ -233,7 +233,7 @@ mod tests {
         symlink("usr/lib", lower.join("lib")).unwrap();
         symlink("/usr/lib/../lib/../lib", lower.join("loop")).unwrap();
         let points = vec![(PathBuf::from("/lib/x/y"), Kind::Dir), (PathBuf::from("/loop/z"), Kind::File)];
-        let made = prepare(&[lower.clone()], &upper, &points).unwrap();
+        let made = prepare(std::slice::from_ref(&lower), &upper, &points).unwrap();
         assert_eq!(made.len(), 2, "{made:?}");
         assert!(upper.join("usr/lib/x/y").is_dir());
         assert!(upper.join("usr/lib/z").is_file());
