@@ -19,11 +19,26 @@ fn main() {
         Command::Run(args) => match burrow::run::run(&args) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("burrow: {e}");
+                eprintln!("burrow: {}", one_line(&e));
                 e.exit_code()
             }
         },
         Command::Doctor(args) => burrow::doctor::run(&args),
     };
     std::process::exit(code);
+}
+
+/// The error and every cause in its chain, once: a cause whose text the message already carries (most of
+/// burrow's errors include their source) is not repeated.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        cause = c.source();
+    }
+    line
 }
