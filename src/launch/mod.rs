@@ -77,12 +77,54 @@ impl<T> Step<T> for Result<T, io::Error> {
 
 /// Sends a child's failure to P0 (a child never prints) and returns the exit status to use. `errno` is 0 when
 /// the failure is not a system call's.
-pub fn report(chan: &channel::Channel, stage: &str, message: String, errno: i32) -> i32 {
+pub fn report(chan: &channel::Channel, stage: &str, mut message: String, errno: i32) -> i32 {
+    // One packet carries one message, and P0 reads at most 64 KiB of it: a longer one (a huge path) would
+    // arrive truncated and undecodable.
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
     let _ = chan.send(&msg::Msg::Failed { stage: stage.into(), errno, message });
     125
 }
 
+/// The longest failure text sent to P0.
+const MAX_MESSAGE: usize = 8192;
+
 /// Exits a forked child without running the parent's copies of exit handlers or flushing its buffers twice.
 pub fn child_exit(code: i32) -> ! {
     crate::sys::exit_now(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_failure_arrives_whole_and_decodable() {
+        let (a, b) = channel::pair().unwrap();
+        let path = "é/".repeat(40_000);
+        assert_eq!(report(&a, "mounts", format!("mount target {path}: File name too long"), libc::ENAMETOOLONG), 125);
+        match b.recv().unwrap() {
+            Some(msg::Msg::Failed { stage, errno, message }) => {
+                assert_eq!((stage.as_str(), errno), ("mounts", libc::ENAMETOOLONG));
+                assert!(message.starts_with("mount target é/") && message.ends_with("..."), "{}", &message[..40]);
+                assert!(message.len() <= MAX_MESSAGE + 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_step_error_without_a_system_call_carries_no_errno() {
+        let e = StepError::plain("network", "the backend did not configure tap0");
+        assert_eq!((e.errno(), e.to_string().as_str()), (0, "the backend did not configure tap0"));
+        let e = StepError::sys("workdir", "workdir /x", io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(e.errno(), libc::ENOENT);
+        assert_eq!(e.to_string(), "workdir /x: No such file or directory (os error 2)");
+    }
 }

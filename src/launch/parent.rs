@@ -314,6 +314,8 @@ fn supervise(
                     .for_each(&mut *notice),
                 Ok(Some(Msg::Notice { text })) => notice(text),
                 Ok(Some(m)) => failure_seen = failure_seen.or(failure(m)),
+                // A message that does not decode is a bug worth reporting, not a reason to stop listening.
+                Err(e @ ChannelError::Decode(_)) => failure_seen = failure_seen.or(Some(e.into())),
                 Ok(None) | Err(_) => chan_open = false,
             }
         }
