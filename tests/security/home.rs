@@ -110,6 +110,10 @@ fn read_only_and_hidden_homes() {
     let o = home.run(&["--home", "cow"], EDIT, Path::new("/"));
     expect(&o, 0);
     home.untouched();
+    // A read-only root keeps a copy-on-write home: programs still write their caches.
+    let o = home.run(&["--read-only"], &format!("{EDIT}; touch /usr/x 2>/dev/null || echo usr-ro"), Path::new("/"));
+    assert_eq!(expect(&o, 0), "evil\ndata\nusr-ro\n", "{}", stderr(&o));
+    home.untouched();
 }
 
 #[test]
