@@ -86,21 +86,16 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     // P1 holds its own copies of the published ports' host sockets, for its forwarder.
     spec.net.close_host_sockets();
     let mut guard = P1Guard(Some(p1));
-    match drive(spec, stages, &ours, p1, notice) {
-        Ok(outcome) => {
-            guard.0 = None; // reaped by supervise()
-            Ok(outcome)
-        }
-        Err(e) => Err(settle(&ours, p1, e)),
-    }
+    drive(spec, stages, &ours, (p1, &mut guard), notice).map_err(|e| settle(&ours, &mut guard, e))
 }
 
 /// Everything P0 does after the fork; any error is passed through [`settle`].
+/// The guard holds P1 until it is reaped.
 fn drive(
     spec: &RunSpec,
     stages: &HostStages<'_>,
     ours: &Channel,
-    p1: Pid,
+    (p1, guard): (Pid, &mut P1Guard),
     notice: &mut dyn FnMut(String),
 ) -> Result<Outcome, LaunchError> {
     failure_or(ours.wait_for_unshared())?;
@@ -131,7 +126,7 @@ fn drive(
     }
     // From here P0 only wakes for a signal, a failure, a notice or P1's exit: every wakeup on the way to the
     // payload costs a scheduling round trip on a busy machine.
-    let code = supervise(ours, p1, cgroup.as_ref(), notice)?;
+    let code = supervise(ours, (p1, guard), cgroup.as_ref(), notice)?;
     let stats = cgroup.as_ref().map(|c| c.stats());
     drop(cgroup);
     drop(network);
@@ -146,7 +141,8 @@ fn drive(
 /// helper found P1's namespace gone. Every child sends its `Failed` before it exits, and P0 only sees those
 /// consequences after the exit, so the child's account is already queued on the channel: it wins. A channel
 /// closed with nothing queued means a child died without a word (a signal, a crash): say that, with its status.
-fn settle(chan: &Channel, p1: Pid, err: LaunchError) -> LaunchError {
+/// A P1 reaped here is taken from `guard` (its pid may be reused at once: the guard must not signal it).
+fn settle(chan: &Channel, guard: &mut P1Guard, err: LaunchError) -> LaunchError {
     if let Some(reported) = drain_failure(chan) {
         return reported;
     }
@@ -158,11 +154,15 @@ fn settle(chan: &Channel, p1: Pid, err: LaunchError) -> LaunchError {
     if !silent {
         return err;
     }
+    let Some(p1) = guard.0 else { return err };
     // Every copy of the channel is closed, so P1 is exiting: its status comes within moments.
     for _ in 0..100 {
         match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            Ok(status) => return LaunchError::Died { pid: p1.as_raw(), how: describe(status), during: "during setup" },
+            Ok(status) => {
+                guard.0 = None;
+                return LaunchError::Died { pid: p1.as_raw(), how: describe(status), during: "during setup" };
+            }
             Err(_) => break,
         }
     }
@@ -273,9 +273,10 @@ fn parent_of(pid: i32) -> Option<i32> {
 }
 
 /// Forwards signals to init and collects messages until P1 exits; returns the exit code.
+/// Reaps P1 (taking it from its guard).
 fn supervise(
     chan: &Channel,
-    p1: Pid,
+    (p1, guard): (Pid, &mut P1Guard),
     cgroup: Option<&crate::cgroup::Attached>,
     notice: &mut dyn FnMut(String),
 ) -> Result<i32, LaunchError> {
@@ -338,6 +339,7 @@ fn supervise(
         match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => continue,
             Ok(status) => {
+                guard.0 = None; // reaped: its pid may be reused from now on
                 if let Some(e) = failure_seen {
                     return Err(e);
                 }
