@@ -3,6 +3,7 @@
 //! Every block states why it is sound. Callers get safe functions with `std::io::Result`.
 
 pub mod net;
+pub mod security;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
