@@ -168,6 +168,9 @@ pub struct SecurityArgs {
     /// Also confine filesystem access to the container's tree with Landlock (where the kernel has it).
     #[arg(long)]
     pub landlock: bool,
+    /// Leave a masked or read-only kernel path (and those below it) as the kernel shows it, or all of them.
+    #[arg(long, value_name = "PATH|all")]
+    pub unmask: Vec<String>,
 }
 
 impl RunArgs {

@@ -33,7 +33,9 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::p
         Err(e) => child_exit(report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0))),
     };
     drop(chan);
-    child_exit(reap(payload))
+    // Without -t the payload has a session of its own, out of the terminal's process group: init (still in
+    // it) passes the terminal's signals on as well.
+    child_exit(reap(payload, !spec.hardening.controlling_tty))
 }
 
 fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> Result<(), StepError> {
@@ -77,6 +79,8 @@ fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -
         hosts: spec.net.hosts(&spec.hostname),
         host_binds: spec.host_binds.clone(),
         etc_files: vec![("/etc/resolv.conf".into(), spec.net.resolv_conf())],
+        allow_setuid: !spec.hardening.no_new_privs,
+        unmask: spec.hardening.unmask.clone(),
     }
 }
 
@@ -87,8 +91,8 @@ fn loopback_up() -> Result<(), StepError> {
     crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo").step("network", "bring lo up")
 }
 
-/// Forwards signals to the payload and reaps every child until the payload exits; returns its exit code.
-fn reap(payload: Pid) -> i32 {
+/// Forwards signals to the payload (with `relay_terminal`, the terminal's too) and reaps every child until the payload exits; returns its exit code.
+fn reap(payload: Pid, relay_terminal: bool) -> i32 {
     let sfd = match signals::signalfd() {
         Ok(sfd) => sfd,
         Err(_) => return wait_payload_blocking(payload),
@@ -100,7 +104,7 @@ fn reap(payload: Pid) -> i32 {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            if sig != Signal::SIGCHLD && signals::sent_by_process(info.ssi_code) {
+            if sig != Signal::SIGCHLD && (relay_terminal || signals::sent_by_process(info.ssi_code)) {
                 let _ = kill(payload, sig);
             }
         }

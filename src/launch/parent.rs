@@ -110,7 +110,10 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     }
     // From here P0 only wakes for a signal, a failure, a notice or P1's exit: every wakeup on the way to the
     // payload costs a scheduling round trip on a busy machine.
-    let code = supervise(&ours, p1, cgroup.as_ref(), notice)?;
+    // A payload in a session of its own (no -t) no longer gets the terminal's signals; without burrow's init
+    // nobody else in the terminal's process group passes them on.
+    let relay_terminal = !spec.init && !spec.hardening.controlling_tty;
+    let code = supervise(&ours, p1, cgroup.as_ref(), relay_terminal, notice)?;
     guard.0 = None;
     let stats = cgroup.as_ref().map(|c| c.stats());
     drop(cgroup);
@@ -213,6 +216,7 @@ fn supervise(
     chan: &Channel,
     p1: Pid,
     cgroup: Option<&crate::cgroup::Attached>,
+    relay_terminal: bool,
     notice: &mut dyn FnMut(String),
 ) -> Result<i32, LaunchError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -257,7 +261,7 @@ fn supervise(
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            if sig != Signal::SIGCHLD && signals::sent_by_process(info.ssi_code) {
+            if sig != Signal::SIGCHLD && (relay_terminal || signals::sent_by_process(info.ssi_code)) {
                 pending.push(sig);
             }
         }

@@ -28,6 +28,8 @@ pub struct Profile {
     pub preserve_fds: u32,
     /// Restrict filesystem access to the container's own tree with Landlock (`--landlock`).
     pub landlock: bool,
+    /// Masked and read-only kernel paths below these stay as they are (`--unmask PATH|all`; all is `/`).
+    pub unmask: Vec<std::path::PathBuf>,
     /// A controlling terminal was set up for the payload (`-t`): it keeps its session. Without one the payload
     /// starts a new session, so it has no controlling terminal to push input into (TIOCSTI).
     pub controlling_tty: bool,
@@ -42,6 +44,7 @@ impl Default for Profile {
             allow_nested: false,
             preserve_fds: 0,
             landlock: false,
+            unmask: vec![],
             controlling_tty: false,
         }
     }
@@ -178,6 +181,7 @@ pub fn profile(args: &crate::cli::SecurityArgs, uid: u32) -> Result<Profile, Req
         allow_nested: args.allow_nested,
         preserve_fds: args.preserve_fds,
         landlock: args.landlock,
+        unmask: args.unmask.iter().map(|u| if u == "all" { "/".into() } else { std::path::PathBuf::from(u) }).collect(),
         controlling_tty: false,
     })
 }
