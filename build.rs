@@ -57,7 +57,7 @@ fn main() {
     for (file, nested) in [("seccomp-default.bpf", false), ("seccomp-nested.bpf", true)] {
         let mut bytes = Vec::new();
         if let Some((target_arch, name)) = &target {
-            for filter in default_rules::filters(&Arch(name), target_arch.clone(), nested) {
+            for filter in default_rules::filters(&Arch(name), *target_arch, nested) {
                 let prog: seccompiler::BpfProgram = filter.try_into().expect("the default profile compiles");
                 bytes.extend_from_slice(&(prog.len() as u32).to_le_bytes());
                 for i in &prog {

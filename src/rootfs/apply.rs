@@ -177,7 +177,8 @@ fn mask(root: &OwnedFd, dst: &Path) -> Result<(), MountError> {
     let null = host(Path::new("/dev/null"));
     mount(Some(&null), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what.clone()))?;
     let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
-    set_readonly(&t, &what)
+    // Not nodev: it is /dev/null, which must still open (empty reads, discarded writes).
+    set_attrs(&t, libc::MOUNT_ATTR_RDONLY, &what, "read-only")
 }
 
 fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), MountError> {

@@ -107,14 +107,14 @@ fn compile(text: &str, caps: u64) -> Result<Vec<Vec<u64>>, String> {
     let mut filters = Vec::new();
     if default != SeccompAction::Allow {
         // Every syscall some entry matches passes the base filter; its own action comes from the filters below.
-        filters.push(SeccompFilter::new(rules(all), default.clone(), SeccompAction::Allow, arch.clone()));
+        filters.push(SeccompFilter::new(rules(all), default.clone(), SeccompAction::Allow, arch));
     }
     for (act, r) in by_action.into_values() {
-        filters.push(SeccompFilter::new(rules(r), SeccompAction::Allow, act, arch.clone()));
+        filters.push(SeccompFilter::new(rules(r), SeccompAction::Allow, act, arch));
     }
     if filters.is_empty() {
         // Allow everything: still one (trivial) filter, so that the profile is visibly in force.
-        filters.push(SeccompFilter::new(BTreeMap::new(), SeccompAction::Allow, SeccompAction::Log, arch.clone()));
+        filters.push(SeccompFilter::new(BTreeMap::new(), SeccompAction::Allow, SeccompAction::Log, arch));
     }
     filters
         .into_iter()
