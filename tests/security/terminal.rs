@@ -121,3 +121,38 @@ fn tioclinux_is_denied() {
     let t = pty();
     assert_ne!(outcome(&t.run(false, attempt_cmd(&r, WEAK, &["tioclinux"])), "tioclinux"), Err(EPERM));
 }
+
+/// Writes `bytes` to the terminal as if typed.
+fn type_in(t: &Pty, bytes: &[u8]) {
+    nix::unistd::write(t._master.as_fd(), bytes).expect("write to the pty master");
+}
+
+#[test]
+fn ctrl_c_still_reaches_a_payload_in_its_own_session() {
+    ready!();
+    let r = rootfs();
+    for extra in [&[][..], &["--no-init"][..]] {
+        let t = pty();
+        let mut args = vec!["--network", "none"];
+        args.extend_from_slice(extra);
+        // A handler, because a PID 1 (--no-init) ignores signals it does not handle.
+        let script = "trap 'exit 130' INT; echo ready; for i in $(seq 30); do sleep 1; done; exit 3";
+        let inner = run_in(r.path(), &args, &["sh", "-c", script]);
+        let mut c = Command::new("setsid");
+        c.env_clear().current_dir("/");
+        c.envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        c.args(["-c", "-w"]).arg(inner.get_program()).args(inner.get_args());
+        c.stdin(Stdio::from(t.slave.try_clone().unwrap()));
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn burrow");
+        let mut out = child.stdout.take().unwrap();
+        let mut first = [0u8; 6];
+        std::io::Read::read_exact(&mut out, &mut first).expect("the payload started");
+        assert_eq!(&first, b"ready\n");
+        // The payload is not in the terminal's foreground group any more: ^C must be relayed by burrow.
+        type_in(&t, b"\x03");
+        child.stdout = Some(out);
+        let o = wait_output(child, std::time::Duration::from_secs(20));
+        assert_eq!(code(&o), 130, "{extra:?}: {}", stderr(&o));
+    }
+}
