@@ -209,3 +209,47 @@ impl Profile {
         notices
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::SecurityArgs;
+
+    #[test]
+    fn the_flags_loosen_one_default_each() {
+        let p = profile(&SecurityArgs::default(), 0).unwrap();
+        assert_eq!(p, Profile::default());
+        assert!(p.no_new_privs && p.seccomp == seccomp::Seccomp::Default && !p.allow_nested);
+        assert_eq!(profile(&SecurityArgs::default(), 1000).unwrap().caps, 0, "a non-root user gets none");
+        let args = SecurityArgs {
+            cap_add: vec!["net_raw".into()],
+            allow_setuid: true,
+            allow_nested: true,
+            seccomp: Some("unconfined".into()),
+            unmask: vec!["all".into(), "/proc/sys".into()],
+            ..Default::default()
+        };
+        let p = profile(&args, 0).unwrap();
+        assert_eq!(p.caps, Profile::default().caps | ::caps::Capability::CAP_NET_RAW.bitmask());
+        assert!(!p.no_new_privs && p.allow_nested && p.seccomp == seccomp::Seccomp::Unconfined);
+        assert_eq!(p.unmask, vec![std::path::PathBuf::from("/"), "/proc/sys".into()]);
+    }
+
+    #[test]
+    fn bad_flags_are_input_errors() {
+        let bad_cap = SecurityArgs { cap_drop: vec!["CAP_NOPE".into()], ..Default::default() };
+        assert!(matches!(profile(&bad_cap, 0), Err(RequestError::Caps(_))));
+        let missing = SecurityArgs { seccomp: Some("/does/not/exist.json".into()), ..Default::default() };
+        let e = profile(&missing, 0).unwrap_err().to_string();
+        assert!(e.starts_with("seccomp profile /does/not/exist.json: "), "{e}");
+        let fds = SecurityArgs { preserve_fds: 1000, ..Default::default() };
+        assert!(matches!(profile(&fds, 0), Err(RequestError::PreserveFds { n: 1000, .. })));
+    }
+
+    #[test]
+    fn a_profile_survives_serialization_for_exec() {
+        let p = Profile { seccomp: seccomp::Seccomp::Custom(vec![vec![1, 2, 3]]), ..Profile::default() };
+        let back: Profile = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}

@@ -26,6 +26,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *action;
@@ -174,6 +175,16 @@ int main(int argc, char **argv) {
     int e = errno;
     printf("still running\n");
     return rc < 0 ? fail(e) : ok(NULL);
+  }
+  if (!strcmp(action, "spin")) { /* cost of syscall number a with bad arguments, over b calls: ns per call */
+    long nr = atol(a), n = atol(b);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0; i < n; i++) syscall(nr, -1, 0, 0, 0, 0, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    char d[64];
+    snprintf(d, sizeof d, "%.1f", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / n);
+    return ok(d);
   }
   if (!strcmp(action, "mkdir")) return check(mkdir(a, 0755));
   if (!strcmp(action, "status")) { /* one field of /proc/self/status */
