@@ -82,7 +82,7 @@ fn caps_err(e: caps::CapsError) -> SecurityError {
 
 /// Applies `p` to the calling process, which execs the payload right after. In order:
 /// 1. a new session unless a controlling terminal was set up (no terminal to inject input into);
-/// 2. a new session keyring (the caller's keys out of reach, keyrings still usable);
+/// 2. a new session keyring (the caller's keys out of reach, keyrings still usable; see [`join_keyring`]);
 /// 3. the payload's groups and user, keeping the capabilities the next steps need;
 /// 4. the bounding set;
 /// 5. no_new_privs;
@@ -95,11 +95,7 @@ pub fn apply(p: &Profile, id: Identity) -> Result<(), SecurityError> {
     if !p.controlling_tty {
         nix::unistd::setsid().map_err(nix_err("setsid"))?;
     }
-    match raw::join_new_session_keyring() {
-        // No keyrings in this kernel, or keyctl already denied by an outer sandbox: nothing to hide.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EACCES)) => {}
-        r => r.map(drop).map_err(io_err("join a new session keyring"))?,
-    }
+    join_keyring()?;
     set_user(id)?;
     caps::bound(p.caps).map_err(caps_err)?;
     if p.no_new_privs {
@@ -119,6 +115,21 @@ pub fn apply(p: &Profile, id: Identity) -> Result<(), SecurityError> {
         install()?;
     }
     Ok(())
+}
+
+/// Joins a fresh anonymous session keyring. The caller's key quota (200 keys by default) counts every running
+/// container's keyring: when it is exhausted, all of this user's containers share one keyring named
+/// `burrow` instead, still apart from the caller's own session.
+fn join_keyring() -> Result<(), SecurityError> {
+    let shared = c"burrow";
+    match raw::join_session_keyring(None) {
+        // No keyrings in this kernel, or keyctl already denied by an outer sandbox: nothing to hide.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EACCES)) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EDQUOT) => {
+            raw::join_session_keyring(Some(shared)).map(drop).map_err(io_err("join the shared session keyring"))
+        }
+        r => r.map(drop).map_err(io_err("join a new session keyring")),
+    }
 }
 
 /// Switches to the payload's groups and user. A non-root user keeps its permitted capabilities across the

@@ -11,12 +11,15 @@ fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: the caller gets a new anonymous session keyring, so the keys
-/// of the session it came from are no longer reachable through `@s`. Returns the new keyring's serial.
-pub fn join_new_session_keyring() -> io::Result<i64> {
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: the caller gets a new session keyring (anonymous when `name` is
+/// None; with a name, the existing keyring of that name when the caller may search it), so the keys of the
+/// session it came from are no longer reachable through `@s`. Returns the keyring's serial.
+pub fn join_session_keyring(name: Option<&std::ffi::CStr>) -> io::Result<i64> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    // SAFETY: a NULL name is the documented way to ask for an anonymous keyring; the kernel reads no memory.
-    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>()) };
+    let name = name.map_or(std::ptr::null(), |n| n.as_ptr());
+    // SAFETY: `name` is NULL (the documented request for an anonymous keyring) or a valid NUL-terminated string
+    // that outlives the call; the kernel only reads it.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name) };
     check(rc)
 }
 
