@@ -161,7 +161,7 @@ fn existing(root: &OwnedFd, dst: &Path) -> Result<Option<(OwnedFd, String)>, Mou
             Ok(Some((fd, path)))
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(err(format!("mask {}", dst.display()))(e)),
+        Err(e) => Err(err(format!("resolve {}", dst.display()))(e)),
     }
 }
 
@@ -172,7 +172,7 @@ fn mask(root: &OwnedFd, dst: &Path) -> Result<(), MountError> {
     let what = format!("mask {}", dst.display());
     if is_dir {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
-        return mount(Some("tmpfs"), t.as_str(), Some("tmpfs"), flags, Some("size=0,mode=0555")).map_err(nix_err(what));
+        return mount(Some("tmpfs"), t.as_str(), Some("tmpfs"), flags, Some("mode=0555")).map_err(nix_err(what));
     }
     let null = host(Path::new("/dev/null"));
     mount(Some(&null), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what.clone()))?;
