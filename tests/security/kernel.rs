@@ -74,4 +74,15 @@ fn the_cgroup_tree_is_read_only_and_rooted_at_the_container() {
     for args in [&[][..], WEAK] {
         assert_eq!(attempt(&r, args, &["write", "/sys/fs/cgroup/cgroup.procs", "1"]), Err(EROFS), "{args:?}");
     }
+    // With CAP_SYS_ADMIN the read-only mount can be lifted and cgroup.procs written, but only inside the
+    // namespace's root: nothing above it is reachable, so the payload stays where burrow put it.
+    let script = "/bin/probe remount-rw /sys/fs/cgroup; /bin/probe write /sys/fs/cgroup/cgroup.procs 0; \
+                  /bin/probe read /sys/fs/cgroup/../cgroup.procs; grep ^0:: /proc/self/cgroup";
+    let mut weak = WEAK.to_vec();
+    weak.extend(["--network", "none"]);
+    let o = output(run_in(r.path(), &weak, &["sh", "-c", script]));
+    assert_eq!(outcome(&o, "remount-rw"), Ok(String::new()), "{}", stderr(&o));
+    assert_ne!(outcome(&o, "write"), Err(EROFS));
+    assert!(outcome(&o, "read").is_err(), "no cgroup.procs above the namespace root");
+    assert!(stdout(&o).lines().any(|l| l == "0::/"), "{}", stdout(&o));
 }
