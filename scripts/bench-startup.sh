@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $RUNS in ''|*[!0-9]*|0) die "-n wants a positive number, not '$RUNS'" ;; esac
-ALL="host-true floor floor-subids burrow burrow-rw burrow-single burrow-host burrow-host-homerw burrow-shared bwrap crun ch-run podman burrow-mem systemd-scope podman-mem"
+ALL="host-true floor floor-subids burrow burrow-unhardened burrow-landlock burrow-rw burrow-single burrow-host burrow-host-homerw burrow-shared bwrap crun ch-run podman burrow-mem systemd-scope podman-mem"
 for n in $(echo "$ONLY" | tr ',' ' '); do
   case " $ALL " in *" $n "*) ;; *) die "--only: no case named '$n' (cases: $ALL)" ;; esac
 done
@@ -155,6 +155,10 @@ case_ floor "unshare -Urmpf --mount-proc=$R/proc chroot $R /bin/true"
 case_ floor-subids "unshare --map-auto -r -mpf --mount-proc=$R/proc chroot $R /bin/true"
 if [ -z "$BURROW_NOTE" ]; then
   case_ burrow "$BURROW_BIN run --network none --rootfs $R -- /bin/true"
+  # the same run with every hardening default turned off (docs/security.md): what the defaults cost
+  UNHARDENED="--seccomp unconfined --cap-add all --allow-setuid --allow-nested --unmask all"
+  case_ burrow-unhardened "$BURROW_BIN run --network none $UNHARDENED --rootfs $R -- /bin/true"
+  case_ burrow-landlock "$BURROW_BIN run --network none --landlock --rootfs $R -- /bin/true"
   # like for like with `bwrap --bind R /`: the rootfs writable in place, no copy-on-write layer
   case_ burrow-rw "$BURROW_BIN run --network none --rootfs-rw --rootfs $R -- /bin/true"
   case_ burrow-single "$BURROW_BIN run --network none --userns=single --rootfs $R -- /bin/true"
@@ -199,7 +203,8 @@ else
 fi
 
 set -- python3 "$HERE/benchlib.py" -n "$RUNS" --timeout 20 --prefix "$AS_USER" --baseline burrow,bwrap --subtract host-true \
-  --target "burrow / bwrap <= 1.0" --target "burrow-mem - burrow <= 10"
+  --target "burrow / bwrap <= 1.0" --target "burrow-mem - burrow <= 10" \
+  --target "burrow - burrow-unhardened <= 0.3"
 [ -z "$JSON" ] || set -- "$@" --json "$JSON"
 [ -z "$SEED" ] || set -- "$@" --seed "$SEED"
 while IFS="$(printf '\t')" read -r name cmd; do

@@ -155,9 +155,40 @@ pub struct RunArgs {
     /// Say what burrow decides (mappings, mounts).
     #[arg(long)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// The command and its arguments (default: /bin/sh).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// The payload's hardening (docs/security.md): every flag loosens or tightens one default.
+#[derive(Args, Debug, Default, Clone)]
+pub struct SecurityArgs {
+    /// Add a capability to the payload's set (NAME or CAP_NAME, or all; repeatable).
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the payload's set (NAME or CAP_NAME, or all; repeatable).
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Let setuid/setgid binaries and file capabilities take effect (turns off no_new_privs and nosuid mounts).
+    #[arg(long)]
+    pub allow_setuid: bool,
+    /// Let the payload create user namespaces (nested containers, sandboxing browsers).
+    #[arg(long)]
+    pub allow_nested: bool,
+    /// Seccomp filter: default, unconfined, or an OCI/containers seccomp JSON profile.
+    #[arg(long, value_name = "PROFILE")]
+    pub seccomp: Option<String>,
+    /// Pass N descriptors besides 0-2 (3 to 3+N-1) to the payload; every other one is closed.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Also confine filesystem access to the container's tree with Landlock (where the kernel has it).
+    #[arg(long)]
+    pub landlock: bool,
+    /// Leave a masked or read-only kernel path (and those below it) as the kernel shows it, or all of them.
+    #[arg(long, value_name = "PATH|all")]
+    pub unmask: Vec<String>,
 }
 
 impl RunArgs {

@@ -60,7 +60,35 @@ pub fn all() -> Vec<Check> {
     v.push(network_helpers());
     v.push(cgroup());
     v.push(runtime_dir());
+    v.extend(hardening());
     v
+}
+
+/// The hardening defaults this build and kernel can give (docs/security.md).
+fn hardening() -> Vec<Check> {
+    let seccomp = if crate::security::seccomp::has_default() {
+        check(Level::Ok, "seccomp", "default filter built in for this architecture", None)
+    } else {
+        let arch = std::env::consts::ARCH;
+        let fix = "a --seccomp PROFILE.json, or an x86_64/aarch64/riscv64 build".to_string();
+        check(Level::Warn, "seccomp", format!("no default filter for {arch}: payloads run unfiltered"), Some(fix))
+    };
+    let landlock = match crate::sys::security::landlock_abi() {
+        Some(abi) => check(Level::Ok, "Landlock", format!("ABI {abi}: --landlock works"), None),
+        None => check(
+            Level::Warn,
+            "Landlock",
+            "not available: --landlock runs without it",
+            Some("Linux 5.13 or newer with landlock in the lsm= boot parameter".into()),
+        ),
+    };
+    let tiocsti = match read_num("/proc/sys/dev/tty/legacy_tiocsti") {
+        Some(1) => {
+            check(Level::Ok, "TIOCSTI", "allowed by this kernel: the new session and seccomp filter stop it", None)
+        }
+        _ => check(Level::Ok, "TIOCSTI", "refused by this kernel for unprivileged processes", None),
+    };
+    vec![seccomp, landlock, tiocsti]
 }
 
 fn read_num(path: &str) -> Option<i64> {

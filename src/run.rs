@@ -63,6 +63,7 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
     net.notices().iter().for_each(|n| say(n.clone()));
     let mut spec = spec::build(args, caller, ids, net)?;
     spec.notices.iter().for_each(|n| say(n.clone()));
+    spec.hardening.settle().into_iter().for_each(say);
     let id = state::new_id();
     // The host-root default is layered by init on a tmpfs of its own; a network helper needs a socket.
     let needs_state = (spec.overlay.is_some() && spec.host_layout.is_none()) || spec.net.needs_state_dir();

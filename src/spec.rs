@@ -46,6 +46,8 @@ pub enum SpecError {
     HomeNeedsHostRoot,
     #[error("--upper {path}: {source}")]
     Upper { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Hardening(#[from] crate::security::RequestError),
 }
 
 /// Everything a run needs, validated.
@@ -214,7 +216,7 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         own_netns: net.unshare_netns(),
         net,
         init: !args.no_init,
-        hardening: crate::security::Profile::default(),
+        hardening: crate::security::profile(&args.security, uid)?,
         verbose: args.verbose,
     })
 }

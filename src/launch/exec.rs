@@ -1,4 +1,5 @@
-//! The payload's last steps: a clean signal mask, its user and groups, its hardening, then execve.
+//! The payload's last steps: a clean signal mask, then its hardening (user and groups included, see
+//! [`security::apply`]), then execve.
 //! An exec failure travels to P0 as `Msg::ExecFailed` (exit 127 when not found, 126 when not executable).
 //!
 //! Every process that becomes a payload ends here: the run's payload (forked by init) and, for the lifecycle
@@ -11,7 +12,6 @@ use super::msg::Msg;
 use super::{child_exit, report, signals};
 use crate::security;
 use crate::spec::RunSpec;
-use nix::unistd::{Gid, Uid};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -43,8 +43,12 @@ impl Payload {
 
 /// Becomes the payload: drops to its user, applies its hardening, then execs it. Never returns.
 pub fn payload(p: &Payload, chan: &Channel) -> ! {
-    if let Err(e) = prepare(p) {
-        child_exit(report(chan, "user", e.to_string(), e as i32));
+    if let Err(e) = signals::unblock_all() {
+        child_exit(report(chan, "signals", format!("unblock signals: {e}"), e as i32));
+    }
+    let id = security::Identity { uid: p.user.0, gid: p.user.1, setgroups_allowed: p.setgroups_allowed };
+    if let Err(e) = security::apply(&p.hardening, id) {
+        child_exit(report(chan, "hardening", e.to_string(), e.errno));
     }
     let command = &p.command[0];
     let search_path = p.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
@@ -66,17 +70,6 @@ pub fn payload(p: &Payload, chan: &Channel) -> ! {
     let path_searched = (!command.contains('/')).then(|| search_path.to_string());
     let _ = chan.send(&Msg::ExecFailed { errno: errno as i32, command: command.clone(), path_searched });
     child_exit(code)
-}
-
-fn prepare(p: &Payload) -> Result<(), nix::Error> {
-    signals::unblock_all()?;
-    let (uid, gid) = p.user;
-    if p.setgroups_allowed {
-        // Drop the host's supplementary groups (they show as the overflow gid inside).
-        nix::unistd::setgroups(&[Gid::from_raw(gid)])?;
-    }
-    nix::unistd::setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))?;
-    nix::unistd::setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
 }
 
 /// The paths to try for `command`: itself when it names a path, else each `PATH` entry joined with it.

@@ -40,7 +40,9 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::p
             Err(e) => return report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0)),
         };
         drop(chan);
-        reap(payload)
+        // Without -t the payload has a session of its own, out of the terminal's process group: init (still in
+        // it) passes the terminal's signals on as well.
+        reap(payload, !spec.hardening.controlling_tty)
     })
 }
 
@@ -88,6 +90,8 @@ pub(super) fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::pat
         host_binds: spec.host_binds.clone(),
         home: spec.home.clone(),
         etc_files: vec![("/etc/resolv.conf".into(), spec.net.resolv_conf())],
+        allow_setuid: !spec.hardening.no_new_privs,
+        unmask: spec.hardening.unmask.clone(),
     }
 }
 
@@ -98,8 +102,8 @@ fn loopback_up() -> Result<(), StepError> {
     crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo").step("network", "bring lo up")
 }
 
-/// Forwards signals to the payload and reaps every child until the payload exits; returns its exit code.
-fn reap(payload: Pid) -> i32 {
+/// Forwards signals to the payload (with `relay_terminal`, the terminal's too) and reaps every child until the payload exits; returns its exit code.
+fn reap(payload: Pid, relay_terminal: bool) -> i32 {
     let sfd = match signals::signalfd() {
         Ok(sfd) => sfd,
         Err(_) => return wait_payload_blocking(payload),
@@ -111,7 +115,7 @@ fn reap(payload: Pid) -> i32 {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            if sig != Signal::SIGCHLD && signals::sent_by_process(info.ssi_code) {
+            if sig != Signal::SIGCHLD && (relay_terminal || signals::sent_by_process(info.ssi_code)) {
                 let _ = kill(payload, sig);
             }
         }

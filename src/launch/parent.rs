@@ -126,7 +126,10 @@ fn drive(
     }
     // From here P0 only wakes for a signal, a failure, a notice or P1's exit: every wakeup on the way to the
     // payload costs a scheduling round trip on a busy machine.
-    let code = supervise(ours, (p1, guard), cgroup.as_ref(), notice)?;
+    // A payload in a session of its own (no -t) no longer gets the terminal's signals; without burrow's init
+    // nobody else in the terminal's process group passes them on.
+    let relay_terminal = !spec.init && !spec.hardening.controlling_tty;
+    let code = supervise(ours, (p1, guard), cgroup.as_ref(), relay_terminal, notice)?;
     let stats = cgroup.as_ref().map(|c| c.stats());
     drop(cgroup);
     drop(network);
@@ -278,6 +281,7 @@ fn supervise(
     chan: &Channel,
     (p1, guard): (Pid, &mut P1Guard),
     cgroup: Option<&crate::cgroup::Attached>,
+    relay_terminal: bool,
     notice: &mut dyn FnMut(String),
 ) -> Result<i32, LaunchError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -324,7 +328,7 @@ fn supervise(
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            if sig != Signal::SIGCHLD && signals::sent_by_process(info.ssi_code) {
+            if sig != Signal::SIGCHLD && (relay_terminal || signals::sent_by_process(info.ssi_code)) {
                 pending.push(sig);
             }
         }

@@ -1,8 +1,9 @@
 //! Signal plumbing shared by the launcher's processes.
 //!
 //! P0, P1 and init block the signals they handle and read them from a signalfd, so no async handler ever runs.
-//! Only signals sent by a process (`kill`) are forwarded: a signal raised by the terminal (Ctrl-C, window
-//! size change, hangup) already reaches the payload directly, since it is in the terminal's process group.
+//! Signals sent by a process (`kill`) are forwarded. A signal raised by the terminal (Ctrl-C, window size
+//! change, hangup) reaches a payload in the terminal's process group directly; a payload in a session of its
+//! own (the default without `-t`, see `security`) gets it from init, or from P0 with `--no-init`.
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};

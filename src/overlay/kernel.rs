@@ -34,10 +34,12 @@ fn options(cfg: &OverlayConfig) -> Result<CString, OverlayError> {
         .map_err(|_| OverlayError::Option { option: "overlay options".into(), reason: "contains a NUL byte".into() })
 }
 
-/// Mounts kernel overlayfs (`userxattr`) on `target`.
+/// Mounts kernel overlayfs (`userxattr`) on `target`, nosuid and nodev like the FUSE driver's mount (a
+/// launcher that wants setuid binaries to work clears nosuid on its own bind of it).
 pub fn mount(cfg: &OverlayConfig, target: &Path) -> Result<(), OverlayError> {
     let data = options(cfg)?;
-    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), Some(data.as_c_str()))
+    let flags = MountFlags::NOSUID | MountFlags::NODEV;
+    rustix::mount::mount("overlay", target, "overlay", flags, Some(data.as_c_str()))
         .map_err(|e| OverlayError::KernelMount { path: target.to_owned(), source: e.into() })
 }
 

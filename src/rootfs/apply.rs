@@ -91,16 +91,41 @@ fn host(p: &Path) -> PathBuf {
 fn bind(src: &Path, dst: &str, readonly: bool, what: &str) -> Result<(), MountError> {
     mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(nix_err(what))?;
     if readonly {
-        set_readonly(dst, what)?;
+        set_readonly(dst, what)
+    } else {
+        set_nodev(dst, what)
     }
-    Ok(())
 }
 
-/// Makes the mount at `path`, and every mount below it, read-only.
+/// Makes the mount at `path`, and every mount below it, read-only (and nodev, like every bind).
 pub(super) fn set_readonly(path: impl AsRef<Path>, what: &str) -> Result<(), MountError> {
+    set_attrs(path, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV, what, "read-only")
+}
+
+/// Makes a writable bind at `path`, and every mount below it, nodev: a device node in a bound directory (a
+/// rootfs, a volume) must not open a device the container was not given in /dev.
+fn set_nodev(path: impl AsRef<Path>, what: &str) -> Result<(), MountError> {
+    set_attrs(path, libc::MOUNT_ATTR_NODEV, what, "nodev")
+}
+
+fn set_attrs(path: impl AsRef<Path>, attrs: u64, what: &str, name: &str) -> Result<(), MountError> {
     let bytes = path.as_ref().as_os_str().as_encoded_bytes();
     let c = std::ffi::CString::new(bytes).map_err(|_| err(what)(io::Error::from_raw_os_error(libc::EINVAL)))?;
-    crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_RDONLY).map_err(err(format!("{what} (read-only)")))
+    crate::sys::mount_setattr_recursive(&c, attrs).map_err(err(format!("{what} ({name})")))
+}
+
+/// The last operation: setuid and setgid bits and file capabilities count nowhere in the container (nosuid
+/// on every mount below the new root), or, with `--allow-setuid`, count on the root filesystem (its nosuid,
+/// set by the copy-on-write layer, cleared; a mount inherited locked from the host keeps it).
+fn set_suid(allow: bool) -> Result<(), MountError> {
+    let c = std::ffi::CString::new(NEW).expect("no NUL");
+    if !allow {
+        return crate::sys::mount_setattr_recursive(&c, libc::MOUNT_ATTR_NOSUID).map_err(err("make the root nosuid"));
+    }
+    match crate::sys::mount_setattr(&c, 0, libc::MOUNT_ATTR_NOSUID, false) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        r => r.map_err(err("allow setuid on the root")),
+    }
 }
 
 /// `ops` is the whole plan: the layered host root makes its mount points in the layers' upper directories.
@@ -139,11 +164,40 @@ pub(super) fn bind_at(
     let (_fd, t) = target(root, dst, kind)?;
     mount(Some(src), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(nix_err(what))?;
+    let (_fd, t) = target(root, dst, kind)?;
     if readonly {
-        let (_fd, t) = target(root, dst, kind)?;
-        set_readonly(&t, what)?;
+        set_readonly(&t, what)
+    } else {
+        set_nodev(&t, what)
     }
-    Ok(())
+}
+
+/// Resolves an existing kernel path (None when this kernel has no such file).
+fn existing(root: &OwnedFd, dst: &Path) -> Result<Option<(OwnedFd, String)>, MountError> {
+    match open_in_root(root.as_fd(), PROC, dst, None) {
+        Ok(fd) => {
+            let path = fd_path(PROC, &fd);
+            Ok(Some((fd, path)))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(err(format!("resolve {}", dst.display()))(e)),
+    }
+}
+
+/// Hides `dst`: an empty read-only tmpfs over a directory, /dev/null (read-only) over anything else.
+fn mask(root: &OwnedFd, dst: &Path) -> Result<(), MountError> {
+    let Some((fd, t)) = existing(root, dst)? else { return Ok(()) };
+    let is_dir = rustix::fs::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    let what = format!("mask {}", dst.display());
+    if is_dir {
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+        return mount(Some("tmpfs"), t.as_str(), Some("tmpfs"), flags, Some("mode=0555")).map_err(nix_err(what));
+    }
+    let null = host(Path::new("/dev/null"));
+    mount(Some(&null), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what.clone()))?;
+    let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
+    // Not nodev: it is /dev/null, which must still open (empty reads, discarded writes).
+    set_attrs(&t, libc::MOUNT_ATTR_RDONLY, &what, "read-only")
 }
 
 fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), MountError> {
@@ -156,6 +210,16 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
     let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     match op {
         Op::Root(_) | Op::Home(_) => unreachable!("handled by enter()"),
+        Op::Suid { allow } => set_suid(*allow),
+        Op::Mask { dst } => mask(root, dst),
+        Op::ReadOnly { dst } => {
+            let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
+            let what = format!("bind {} read-only", dst.display());
+            mount(Some(t.as_str()), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(nix_err(what.clone()))?;
+            let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
+            set_readonly(&t, &what)
+        }
         Op::Tmpfs { dst, mode } => fs_mount(root, dst, "tmpfs", safe, &format!("mode={mode:o}")),
         Op::Proc { dst } => fs_mount(root, dst, "proc", safe | MsFlags::MS_NOEXEC, ""),
         Op::Sysfs { dst, own_netns } => {

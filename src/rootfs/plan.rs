@@ -61,6 +61,19 @@ pub enum Op {
         dst: PathBuf,
         content: String,
     },
+    /// Hide a kernel file or directory: /dev/null bound over a file, an empty read-only tmpfs over a directory
+    /// (skipped when the kernel has no such path).
+    Mask {
+        dst: PathBuf,
+    },
+    /// Bind a kernel path read-only over itself (skipped when missing).
+    ReadOnly {
+        dst: PathBuf,
+    },
+    /// Last: whether setuid bits count (`--allow-setuid`: on the root filesystem) or not (nosuid everywhere).
+    Suid {
+        allow: bool,
+    },
 }
 
 /// `$HOME` in the host-root sandbox: the host directory shown at the same path, read-write, read-only,
@@ -104,7 +117,33 @@ pub struct Input {
     pub home: Option<Home>,
     /// Extra /etc files (e.g. resolv.conf from the network stage).
     pub etc_files: Vec<(PathBuf, String)>,
+    /// `--allow-setuid`: setuid binaries of the root filesystem work (inside the user namespace only).
+    pub allow_setuid: bool,
+    /// `--unmask`: masked and read-only kernel paths below these are left as they are (`/` for all).
+    pub unmask: Vec<PathBuf>,
 }
+
+/// Kernel files that leak host information or kernel memory layout, hidden as podman and Docker hide them:
+/// physical memory (kcore), every key of the host visible to the user (keys), timers and scheduler state of
+/// every host process (timer_list, sched_debug, latency_stats), hardware and firmware tables.
+pub const MASKED: [&str; 12] = [
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/fs/selinux",
+    "/sys/dev/block",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Kernel paths that configure the host (sysctls, SysRq, interrupts, buses) rather than the container: read-only.
+pub const READ_ONLY: [&str; 6] =
+    ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -114,6 +153,9 @@ pub fn plan(input: &Input) -> Vec<Op> {
     ops.push(Op::Proc { dst: "/proc".into() });
     ops.push(Op::Sysfs { dst: "/sys".into(), own_netns: input.own_netns });
     ops.push(Op::Cgroup2 { dst: "/sys/fs/cgroup".into() });
+    let kept = |p: &str| !input.unmask.iter().any(|u| Path::new(p).starts_with(u));
+    ops.extend(MASKED.iter().filter(|p| kept(p)).map(|p| Op::Mask { dst: p.into() }));
+    ops.extend(READ_ONLY.iter().filter(|p| kept(p)).map(|p| Op::ReadOnly { dst: p.into() }));
     ops.push(Op::Tmpfs { dst: "/dev".into(), mode: 0o755 });
     ops.extend(DEVICES.iter().map(|name| Op::Device { name }));
     ops.push(Op::Devpts { tty_gid: input.tty_gid });
@@ -146,6 +188,7 @@ pub fn plan(input: &Input) -> Vec<Op> {
     for (dst, content) in &input.etc_files {
         ops.push(Op::File { dst: dst.clone(), content: content.clone() });
     }
+    ops.push(Op::Suid { allow: input.allow_setuid });
     ops
 }
 
@@ -184,7 +227,35 @@ mod tests {
             host_binds: vec![],
             home: None,
             etc_files: vec![],
+            allow_setuid: false,
+            unmask: vec![],
         }
+    }
+
+    #[test]
+    fn kernel_paths_are_masked_after_proc_and_sys_unless_unmasked() {
+        let ops = plan(&input());
+        let pos = |want: &Op| ops.iter().position(|o| o == want);
+        let kcore = pos(&Op::Mask { dst: "/proc/kcore".into() }).unwrap();
+        assert!(pos(&Op::Proc { dst: "/proc".into() }).unwrap() < kcore);
+        assert!(pos(&Op::Cgroup2 { dst: "/sys/fs/cgroup".into() }).unwrap() < kcore);
+        assert!(pos(&Op::ReadOnly { dst: "/proc/sys".into() }).is_some());
+        let mut i = input();
+        i.unmask = vec!["/proc/sys".into(), "/sys".into()];
+        let ops = plan(&i);
+        assert!(!ops.contains(&Op::ReadOnly { dst: "/proc/sys".into() }));
+        assert!(!ops.contains(&Op::Mask { dst: "/sys/firmware".into() }));
+        assert!(ops.contains(&Op::Mask { dst: "/proc/kcore".into() }));
+        i.unmask = vec!["/".into()];
+        assert!(!plan(&i).iter().any(|o| matches!(o, Op::Mask { .. } | Op::ReadOnly { .. })));
+    }
+
+    #[test]
+    fn setuid_is_off_everywhere_unless_allowed() {
+        let mut i = input();
+        assert_eq!(plan(&i).last(), Some(&Op::Suid { allow: false }));
+        i.allow_setuid = true;
+        assert_eq!(plan(&i).last(), Some(&Op::Suid { allow: true }));
     }
 
     #[test]
@@ -198,7 +269,8 @@ mod tests {
         let vol = pos(&Op::Bind { src: "/home/u/data".into(), dst: "/tmp/data".into(), readonly: true });
         assert!(tmp < vol, "a volume under /tmp must be mounted after the /tmp tmpfs");
         assert!(pos(&Op::Tmpfs { dst: "/dev".into(), mode: 0o755 }) < pos(&Op::Device { name: "null" }));
-        assert!(matches!(ops.last(), Some(Op::File { dst, .. }) if dst == Path::new("/etc/hosts")));
+        assert!(matches!(&ops[ops.len() - 2], Op::File { dst, .. } if dst == Path::new("/etc/hosts")));
+        assert_eq!(ops.last(), Some(&Op::Suid { allow: false }), "nosuid over everything, last");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Every block states why it is sound. Callers get safe functions with `std::io::Result`.
 
 pub mod net;
+pub mod security;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -37,6 +38,12 @@ pub fn is_single_threaded() -> bool {
 /// Used to make a recursive bind read-only in one call: remounting submounts one by one would have to preserve
 /// the locked flags (nosuid, nodev, noexec) of each mount inherited from the parent user namespace.
 pub fn mount_setattr_recursive(path: &std::ffi::CStr, set: u64) -> io::Result<()> {
+    mount_setattr(path, set, 0, true)
+}
+
+/// `mount_setattr(2)` on `path`: sets the `set` attributes and clears the `clr` ones (`MOUNT_ATTR_*`), on the
+/// mount alone or, with `recursive`, on every mount below it too.
+pub fn mount_setattr(path: &std::ffi::CStr, set: u64, clr: u64, recursive: bool) -> io::Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -44,7 +51,8 @@ pub fn mount_setattr_recursive(path: &std::ffi::CStr, set: u64) -> io::Result<()
         propagation: u64,
         userns_fd: u64,
     }
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let flags = if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
     // SAFETY: `path` is a valid NUL-terminated string, `attr` is a live, correctly laid out `struct mount_attr`
     // (four u64 fields, kernel uapi) and its exact size is passed; the kernel only reads both.
     let rc = unsafe {
@@ -52,7 +60,7 @@ pub fn mount_setattr_recursive(path: &std::ffi::CStr, set: u64) -> io::Result<()
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             path.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )

@@ -1,0 +1,73 @@
+//! Compiles burrow's default seccomp profile (src/security/seccomp/default_rules.rs) to BPF for the target
+//! architecture, so that a run only copies the ready program into the kernel.
+//!
+//! Output in OUT_DIR: `seccomp-default.bpf` and `seccomp-nested.bpf` (new user namespaces allowed), each a
+//! sequence of filters: a little-endian u32 instruction count, then 8 bytes per instruction (code u16, jt u8,
+//! jf u8, k u32, little-endian). An architecture seccompiler cannot target gets empty files: burrow then says
+//! at run time that it has no default filter there.
+
+#[allow(dead_code)]
+#[path = "src/security/seccomp/default_rules.rs"]
+mod default_rules;
+
+use std::path::Path;
+
+struct Arch(&'static str);
+
+macro_rules! per_arch {
+    ($self:expr, |$m:ident| $body:expr) => {
+        match $self.0 {
+            "x86_64" => {
+                use syscalls::x86_64 as $m;
+                $body
+            }
+            "aarch64" => {
+                use syscalls::aarch64 as $m;
+                $body
+            }
+            "riscv64" => {
+                use syscalls::riscv64 as $m;
+                $body
+            }
+            _ => Default::default(),
+        }
+    };
+}
+
+impl default_rules::Table for Arch {
+    fn number(&self, name: &str) -> Option<i64> {
+        per_arch!(self, |m| name.parse::<m::Sysno>().ok().map(|s| i64::from(s.id())))
+    }
+    fn all(&self) -> Vec<i64> {
+        per_arch!(self, |m| m::Sysno::iter().map(|s| i64::from(s.id())).collect())
+    }
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/security/seccomp/default_rules.rs");
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets the target arch");
+    let target = match arch.as_str() {
+        "x86_64" => Some((seccompiler::TargetArch::x86_64, "x86_64")),
+        "aarch64" => Some((seccompiler::TargetArch::aarch64, "aarch64")),
+        "riscv64" => Some((seccompiler::TargetArch::riscv64, "riscv64")),
+        _ => None,
+    };
+    for (file, nested) in [("seccomp-default.bpf", false), ("seccomp-nested.bpf", true)] {
+        let mut bytes = Vec::new();
+        if let Some((target_arch, name)) = &target {
+            for filter in default_rules::filters(&Arch(name), *target_arch, nested) {
+                let prog: seccompiler::BpfProgram = filter.try_into().expect("the default profile compiles");
+                bytes.extend_from_slice(&(prog.len() as u32).to_le_bytes());
+                for i in &prog {
+                    bytes.extend_from_slice(&i.code.to_le_bytes());
+                    bytes.push(i.jt);
+                    bytes.push(i.jf);
+                    bytes.extend_from_slice(&i.k.to_le_bytes());
+                }
+            }
+        }
+        std::fs::write(Path::new(&out).join(file), bytes).expect("write the compiled filter");
+    }
+}
