@@ -8,10 +8,11 @@ use super::{child_exit, init, layers, report, signals, Step, StepError};
 use crate::spec::RunSpec;
 use crate::sys::{fork, Forked};
 use nix::mount::MsFlags;
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{getppid, Pid};
+use std::os::fd::BorrowedFd;
 
 /// What P0 tells P1 with `Go`.
 #[derive(Clone, Copy, Debug)]
@@ -20,8 +21,9 @@ pub struct Mapped {
     pub setgroups_allowed: bool,
 }
 
-pub fn main(spec: &RunSpec, chan: Channel, p0: Pid) -> ! {
-    let code = match run(spec, chan, p0) {
+/// `userns`: a user namespace from the keeper to join instead of unsharing one.
+pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -> ! {
+    let code = match run(spec, chan, p0, userns) {
         Ok(code) => code,
         Err((chan, e)) => report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)),
     };
@@ -30,7 +32,7 @@ pub fn main(spec: &RunSpec, chan: Channel, p0: Pid) -> ! {
 
 type Failure = (Channel, StepError);
 
-fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
+fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -> Result<i32, Failure> {
     macro_rules! t {
         ($e:expr) => {
             match $e {
@@ -43,8 +45,15 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
     if getppid() != p0 {
         return Ok(125); // P0 died before the death signal was armed
     }
-    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
-    flags |= CloneFlags::CLONE_NEWIPC;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    match userns {
+        // Mapped already, nested in the keeper's and for this container alone. setns into a user namespace
+        // needs a single-threaded caller, which P1 is.
+        Some(fd) => {
+            t!(setns(fd, CloneFlags::CLONE_NEWUSER).step("namespaces", "setns(user namespace from the keeper)"))
+        }
+        None => flags |= CloneFlags::CLONE_NEWUSER,
+    }
     if spec.own_netns {
         flags |= CloneFlags::CLONE_NEWNET;
     }
