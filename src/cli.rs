@@ -30,9 +30,6 @@ pub struct KeeperArgs {
     /// Seconds without a client after which the keeper exits.
     #[arg(long, value_name = "SECS")]
     pub idle: u64,
-    /// The user's config file, re-read while the keeper runs.
-    #[arg(long, value_name = "FILE")]
-    pub user_config: Option<PathBuf>,
 }
 
 /// on or off.

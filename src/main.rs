@@ -27,7 +27,6 @@ fn main() {
         Command::Keeper(args) => burrow::userns::keeper::main(&burrow::userns::keeper::Settings {
             dir: args.dir,
             idle: std::time::Duration::from_secs(args.idle),
-            user_config: args.user_config,
         }),
     };
     std::process::exit(code);

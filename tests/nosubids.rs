@@ -38,3 +38,31 @@ fn single_id_fallback_with_one_notice_line() {
     expect(&o, 125);
     assert!(stderr(&o).contains("uid 1000 is not mapped"), "{}", stderr(&o));
 }
+
+/// Without subordinate IDs there are no helpers to save: no keeper is started or looked for.
+#[test]
+fn no_keeper_without_subordinate_ids() {
+    if let Some(reason) = unusable() {
+        skip!("{reason}");
+    }
+    if subuid_start().is_some() {
+        skip!("the caller has subordinate IDs; run as a user without any (burrow-t2)");
+    }
+    let r = Rootfs::new();
+    let runtime = tempdir();
+    std::fs::set_permissions(runtime.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for _ in 0..2 {
+        let mut c = run_in(r.path(), &["--verbose", "--network", "none", "--userns-keeper=on"], &["true"]);
+        c.env("XDG_RUNTIME_DIR", runtime.path());
+        let o = output(c);
+        expect(&o, 0);
+        assert!(!stderr(&o).contains("keeper"), "{}", stderr(&o));
+    }
+    assert!(!runtime.path().join("burrow/keeper.sock").exists(), "a keeper socket was made");
+    let dir = path_str(&runtime.path().join("burrow"));
+    let keepers = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains("__keeper") && String::from_utf8_lossy(&cmdline).contains(&dir)
+    });
+    assert_eq!(keepers.count(), 0, "a keeper was started");
+}

@@ -10,7 +10,8 @@
 //!
 //! `keeper = false` in the system file cannot be overridden. Otherwise `--userns-keeper` (or
 //! `BURROW_USERNS_KEEPER`) decides for one run, else the user's file; `BURROW_KEEPER_IDLE` overrides the idle
-//! time. A running keeper re-reads both files and exits once either forbids it.
+//! time. A running keeper re-reads the system file (at least once a minute) and exits once it forbids keepers;
+//! a run whose user file says `keeper = false` stops a running keeper.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,8 +52,6 @@ pub struct Policy {
     pub forbidden_by: Option<PathBuf>,
     /// How long a keeper waits for a client before it exits.
     pub idle: Duration,
-    /// The user's config file, which a keeper re-reads (it runs with an empty environment).
-    pub user_file: Option<PathBuf>,
 }
 
 /// The user's config file: `$XDG_CONFIG_HOME/burrow/config.toml`, else `~/.config/burrow/config.toml`.
@@ -103,14 +102,14 @@ pub fn policy(
         Some(v) => Duration::from_secs(v.trim().parse().map_err(|_| ConfigError::Idle(v.into()))?),
         None => usr.keeper_idle.or(sys.keeper_idle).map(Duration::from_secs).unwrap_or(DEFAULT_IDLE),
     };
-    Ok(Policy { enabled, forbidden_by, idle, user_file: user.map(Path::to_path_buf) })
+    Ok(Policy { enabled, forbidden_by, idle })
 }
 
-/// What a running keeper checks: does either file forbid it now? (An unreadable or broken file counts as a
-/// refusal: the keeper is only an optimisation.)
-pub fn forbids(system: &Path, user: Option<&Path>) -> bool {
-    let off = |p: &Path| read(p).map_or(true, |s| s.keeper == Some(false));
-    off(system) || user.is_some_and(off)
+/// What a running keeper checks while it waits: does the system's policy forbid it now? (An unreadable or
+/// broken file counts as a refusal: the keeper is only an optimisation.) The user's own file is applied by the
+/// next run, which stops the keeper when the file says `keeper = false`.
+pub fn forbids(system: &Path) -> bool {
+    read(system).map_or(true, |s| s.keeper == Some(false))
 }
 
 #[cfg(test)]
@@ -138,7 +137,8 @@ mod tests {
         let p = policy(&s, Some(&u), Some(true), None).unwrap();
         assert!(!p.enabled);
         assert_eq!(p.forbidden_by.as_deref(), Some(s.as_path()));
-        assert!(forbids(&s, Some(&u)));
+        assert!(forbids(&s));
+        assert!(!forbids(&u));
     }
 
     #[test]
@@ -161,7 +161,8 @@ mod tests {
         assert!(e.contains("system.toml") && e.contains("fix or remove"), "{e}");
         let e = policy(Path::new("/nonexistent"), Some(&u), None, None).unwrap_err().to_string();
         assert!(e.contains("user.toml") && e.contains("keepr"), "{e}");
-        assert!(forbids(&s, None), "a broken policy file stops a running keeper");
+        assert!(forbids(&s), "a broken policy file stops a running keeper");
+        assert!(!forbids(Path::new("/nonexistent")));
         let e = policy(Path::new("/nonexistent"), None, None, Some("ten")).unwrap_err().to_string();
         assert!(e.contains("BURROW_KEEPER_IDLE"), "{e}");
     }

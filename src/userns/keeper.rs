@@ -7,8 +7,8 @@
 //! 3. unshare a user namespace and wait until burrow has mapped it with newuidmap/newgidmap;
 //! 4. prepare a spare namespace nested in it, bind `keeper.sock` (atomically, by rename), say `listening`;
 //! 5. serve: each client gets a fresh nested namespace's descriptor (the spare, then a new spare is made);
-//! 6. exit when idle for the configured time, when asked to (`Stop`), when a config file forbids keepers, or
-//!    when its socket was removed or replaced. Killing it at any time is safe: the next run maps again.
+//! 6. exit when idle for the configured time, when asked to (`Stop`), when the system's policy file forbids
+//!    keepers, or when its socket was removed or replaced (a run whose user config forbids keepers stops it). Killing it at any time is safe: the next run maps again.
 
 use super::config;
 use super::proto::{self, Reply, Request, LOCK, SOCKET};
@@ -46,7 +46,6 @@ impl<T, E: Into<std::io::Error>> Ctx<T> for Result<T, E> {
 pub struct Settings {
     pub dir: PathBuf,
     pub idle: Duration,
-    pub user_config: Option<PathBuf>,
 }
 
 /// One line to the starting burrow (stdout is its pipe until `listening`).
@@ -113,7 +112,7 @@ fn run(settings: &Settings) -> Result<(), KeeperError> {
     let _ = nix::unistd::dup2_stdin(&null);
     let _ = nix::unistd::dup2_stdout(&null);
     drop(null);
-    let mut keeper = Keeper { settings, listener, lock: Some(lock), spare: Some(spare) };
+    let mut keeper = Keeper { settings, listener, lock: Some(lock), spares: vec![spare] };
     keeper.serve();
     Ok(())
 }
@@ -219,8 +218,12 @@ struct Keeper<'a> {
     settings: &'a Settings,
     listener: Listener,
     lock: Option<Flock<std::fs::File>>,
-    spare: Option<Spare>,
+    /// Namespaces prepared for the next clients: one for each of the last [`SPARE_KINDS`] different maps asked
+    /// for (`--userns=auto` and `keep-id` ask for different ones), most recent last.
+    spares: Vec<Spare>,
 }
+
+const SPARE_KINDS: usize = 2;
 
 impl Keeper<'_> {
     fn serve(&mut self) {
@@ -235,8 +238,7 @@ impl Keeper<'_> {
             let ms = u16::try_from(tick.as_millis().max(1)).unwrap_or(u16::MAX);
             let mut fds = [nix::poll::PollFd::new(self.listener.sock.as_fd(), nix::poll::PollFlags::POLLIN)];
             let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)).unwrap_or(0) > 0;
-            if config::forbids(Path::new(config::SYSTEM_CONFIG), self.settings.user_config.as_deref())
-                || !self.listener.still_ours()
+            if config::forbids(Path::new(config::SYSTEM_CONFIG)) || !self.listener.still_ours()
             {
                 break;
             }
@@ -253,8 +255,11 @@ impl Keeper<'_> {
                 Some(Request::Namespace { uid_map, gid_map }) => {
                     last = Instant::now();
                     // The next client's namespace, made while nobody waits for it.
-                    if self.spare.is_none() {
-                        self.spare = Spare::new(&uid_map, &gid_map).ok();
+                    if let Ok(spare) = Spare::new(&uid_map, &gid_map) {
+                        self.spares.push(spare);
+                        if self.spares.len() > SPARE_KINDS {
+                            self.spares.remove(0);
+                        }
                     }
                 }
                 None => {}
@@ -273,9 +278,10 @@ impl Keeper<'_> {
         }
         let (req, _) = proto::recv::<Request>(conn.as_fd()).ok()?;
         if let Request::Namespace { uid_map, gid_map } = &req {
-            let spare = match self.spare.take() {
-                Some(s) if s.uid_map == *uid_map && s.gid_map == *gid_map => Ok(s),
-                _ => Spare::new(uid_map, gid_map),
+            let ready = self.spares.iter().position(|s| s.uid_map == *uid_map && s.gid_map == *gid_map);
+            let spare = match ready {
+                Some(i) => Ok(self.spares.remove(i)),
+                None => Spare::new(uid_map, gid_map),
             };
             let _ = match spare {
                 Ok(s) => {
@@ -294,6 +300,6 @@ impl Keeper<'_> {
             let _ = std::fs::remove_file(&self.listener.path);
         }
         self.lock.take();
-        self.spare.take();
+        self.spares.clear();
     }
 }

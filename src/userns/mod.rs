@@ -154,9 +154,6 @@ impl Start {
         let err = |what: String| UsernsError::Start(what);
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg("__keeper").arg("--dir").arg(&self.dir).arg("--idle").arg(self.policy.idle.as_secs().to_string());
-        if let Some(user) = &self.policy.user_file {
-            cmd.arg("--user-config").arg(user);
-        }
         // Nothing of the run's: no environment, no terminal, no working directory.
         cmd.env_clear().current_dir("/").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().map_err(|e| err(format!("spawn burrow __keeper: {e}")))?;
