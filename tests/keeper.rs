@@ -130,9 +130,11 @@ fn the_second_run_joins_a_namespace_nested_in_the_keepers() {
     let uid = nix::unistd::getuid().as_raw();
     let first = env.run(&[], &["cat", "/proc/self/uid_map"]);
     let out = expect(&first, 0);
-    let lines: Vec<Vec<String>> =
-        out.lines().map(|l| l.split_whitespace().map(String::from).collect()).collect();
-    assert_eq!(lines, [vec!["0".to_string(), uid.to_string(), "1".into()], vec!["1".into(), sub.to_string(), "65536".into()]]);
+    let lines: Vec<Vec<String>> = out.lines().map(|l| l.split_whitespace().map(String::from).collect()).collect();
+    assert_eq!(
+        lines,
+        [vec!["0".to_string(), uid.to_string(), "1".into()], vec!["1".into(), sub.to_string(), "65536".into()]]
+    );
     assert!(stderr(&first).contains("mapped with newuidmap/newgidmap (no keeper is running)"), "{}", stderr(&first));
     let keeper = started(&first);
     assert_eq!(env.keepers(), [keeper]);
@@ -163,7 +165,11 @@ fn the_keeper_holds_no_cwd_mount_or_descriptor_of_a_container() {
     let keeper = started(&env.run(&["-w", "/tmp"], &["true"]));
     expect(&env.run(&[], &["true"]), 0);
     assert_eq!(std::fs::read_link(format!("/proc/{keeper}/cwd")).unwrap(), Path::new("/"));
-    assert_eq!(ns_id(format!("/proc/{keeper}/ns/mnt")), ns_id("/proc/self/ns/mnt"), "the keeper left our mount namespace");
+    assert_eq!(
+        ns_id(format!("/proc/{keeper}/ns/mnt")),
+        ns_id("/proc/self/ns/mnt"),
+        "the keeper left our mount namespace"
+    );
     let stat = std::fs::read_to_string(format!("/proc/{keeper}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     // setsid() by the process that forked the keeper: a session of its own, which it does not lead (so it can
@@ -304,7 +310,10 @@ fn a_keeper_whose_maps_differ_from_the_subid_files_is_replaced() {
     };
     let o = smaller(&["cat", "/proc/self/uid_map"]);
     let err = stderr(&o);
-    assert!(err.contains(&format!("the keeper (pid {keeper}) maps other IDs than")) && err.contains("stopped it"), "{err}");
+    assert!(
+        err.contains(&format!("the keeper (pid {keeper}) maps other IDs than")) && err.contains("stopped it"),
+        "{err}"
+    );
     let replacement = started(&o);
     assert!(eventually(Duration::from_secs(5), || !alive(keeper)), "the outdated keeper is still alive");
     assert!(expect(&o, 0).ends_with(&format!("{sub}       1000\n")), "{}", stdout(&o));

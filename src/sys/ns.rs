@@ -6,9 +6,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 const NSIO: u8 = 0xb7;
 // All four are _IO(NSIO, n) in linux/nsfs.h, even NS_GET_OWNER_UID, which writes a uid_t through its argument.
-const NS_GET_PARENT: u64 = nix::request_code_none!(NSIO, 0x2) as u64;
-const NS_GET_NSTYPE: u64 = nix::request_code_none!(NSIO, 0x3) as u64;
-const NS_GET_OWNER_UID: u64 = nix::request_code_none!(NSIO, 0x4) as u64;
+type Request = nix::sys::ioctl::ioctl_num_type;
+const NS_GET_PARENT: Request = nix::request_code_none!(NSIO, 0x2);
+const NS_GET_NSTYPE: Request = nix::request_code_none!(NSIO, 0x3);
+const NS_GET_OWNER_UID: Request = nix::request_code_none!(NSIO, 0x4);
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -23,7 +24,7 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 pub fn ns_parent(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: NS_GET_PARENT takes no argument and only reads the namespace behind `ns` (any other kind of
     // descriptor fails with ENOTTY).
-    let fd = check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT as _) })?;
+    let fd = check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) })?;
     // SAFETY: on success the ioctl returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -31,14 +32,14 @@ pub fn ns_parent(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 /// The kind of namespace behind `ns` (`NS_GET_NSTYPE`): one of the `CLONE_NEW*` values.
 pub fn ns_type(ns: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: NS_GET_NSTYPE takes no argument and returns a plain integer.
-    check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_NSTYPE as _) })
+    check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_NSTYPE) })
 }
 
 /// The uid (in the caller's user namespace) that created the user namespace `ns` (`NS_GET_OWNER_UID`).
 pub fn ns_owner_uid(ns: BorrowedFd<'_>) -> io::Result<u32> {
     let mut uid: libc::uid_t = 0;
     // SAFETY: NS_GET_OWNER_UID writes one uid_t through its argument, a pointer to a live local of that type.
-    check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_OWNER_UID as _, &mut uid as *mut libc::uid_t) })?;
+    check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_OWNER_UID, &mut uid as *mut libc::uid_t) })?;
     Ok(uid)
 }
 

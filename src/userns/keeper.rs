@@ -238,8 +238,7 @@ impl Keeper<'_> {
             let ms = u16::try_from(tick.as_millis().max(1)).unwrap_or(u16::MAX);
             let mut fds = [nix::poll::PollFd::new(self.listener.sock.as_fd(), nix::poll::PollFlags::POLLIN)];
             let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)).unwrap_or(0) > 0;
-            if config::forbids(Path::new(config::SYSTEM_CONFIG)) || !self.listener.still_ours()
-            {
+            if config::forbids(Path::new(config::SYSTEM_CONFIG)) || !self.listener.still_ours() {
                 break;
             }
             if !ready {
