@@ -27,6 +27,15 @@ pub enum ClientError {
     Bad { path: String, why: String },
 }
 
+impl ClientError {
+    /// The keeper closed the connection without answering: it exited (idle, stopped, killed) meanwhile.
+    pub fn keeper_gone(&self) -> bool {
+        use std::io::ErrorKind::{ConnectionReset, UnexpectedEof};
+        matches!(self, ClientError::NotRunning)
+            || matches!(self, ClientError::Io { source, .. } if matches!(source.kind(), UnexpectedEof | ConnectionReset))
+    }
+}
+
 /// A connection to a live keeper, with what its namespace maps (host IDs, as this process sees them).
 pub struct Conn {
     sock: OwnedFd,

@@ -92,32 +92,57 @@ pub fn choose(mode: UsernsMode, ids: &IdPlan, policy: &config::Policy, say: &mut
             ));
             Source::Join(joined)
         }
-        Err(why) => {
+        Err(Unjoined { why, start: true }) => {
             say(format!("user namespace: mapped with newuidmap/newgidmap ({why}); starting a keeper"));
             Source::Own { start: Some(start) }
+        }
+        // A live keeper that could not serve this run: starting another would only find its lock held.
+        Err(Unjoined { why, start: false }) => {
+            say(format!("user namespace: mapped with newuidmap/newgidmap ({why})"));
+            own
         }
     }
 }
 
+/// Why a run did not join a keeper, and whether it should start one.
+struct Unjoined {
+    why: String,
+    start: bool,
+}
+
+impl Unjoined {
+    fn start(why: impl ToString) -> Unjoined {
+        Unjoined { why: why.to_string(), start: true }
+    }
+
+    fn keep(why: impl ToString) -> Unjoined {
+        Unjoined { why: why.to_string(), start: false }
+    }
+}
+
 /// Connects to the keeper; replaces one whose maps are not today's plan.
-fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Result<(Joined, u64), String> {
-    let conn = client::connect(dir).map_err(|e| e.to_string())?;
+fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Result<(Joined, u64), Unjoined> {
+    // No keeper, a dead one's socket, or something else listening there: a new keeper takes its place.
+    let conn = client::connect(dir).map_err(Unjoined::start)?;
     let keeper = conn.pid;
     let (norm_uid, norm_gid) = (maps::normalize(&conn.uid_map), maps::normalize(&conn.gid_map));
     if norm_uid != maps::normalize(&shared.0) || norm_gid != maps::normalize(&shared.1) {
         let stopped = conn.stop().map(|_| "stopped it").unwrap_or("could not stop it");
         let (subuid, subgid) = idmap::subid_files();
-        return Err(format!(
+        return Err(Unjoined::start(format!(
             "the keeper (pid {keeper}) maps other IDs than {} and {} now give: {stopped}",
             subuid.display(),
             subgid.display()
-        ));
+        )));
     }
     let nested = |want: &[MapLine], parent: &[MapLine]| {
-        maps::relative_to(want, parent).ok_or_else(|| format!("the keeper (pid {keeper}) lacks IDs of this plan"))
+        let lacks = || Unjoined::keep(format!("the keeper (pid {keeper}) lacks IDs of this plan"));
+        maps::relative_to(want, parent).ok_or_else(lacks)
     };
     let (uid_map, gid_map) = (nested(&ids.uid_map, &conn.uid_map)?, nested(&ids.gid_map, &conn.gid_map)?);
-    let (fd, prepared_us) = conn.namespace(uid_map, gid_map).map_err(|e| e.to_string())?;
+    // A keeper that exited (idle) while this run connected is gone: start one. One that refused stays.
+    let failed = |e: client::ClientError| if e.keeper_gone() { Unjoined::start(e) } else { Unjoined::keep(e) };
+    let (fd, prepared_us) = conn.namespace(uid_map, gid_map).map_err(failed)?;
     Ok((Joined { fd, keeper }, prepared_us))
 }
 
