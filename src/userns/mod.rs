@@ -120,6 +120,32 @@ impl Unjoined {
     }
 }
 
+/// For `burrow doctor`: the keeper's state in one line; Err when something needs the user's attention.
+pub fn status(ids: &IdPlan, policy: &config::Policy) -> Result<String, String> {
+    if let Some(file) = &policy.forbidden_by {
+        return Ok(format!("disabled by {}", file.display()));
+    }
+    if !ids.via_helpers {
+        return Ok("not needed: single-ID maps use no setuid helper".into());
+    }
+    let dir = crate::state::base_dir().map_err(|e| e.to_string())?;
+    match client::connect(&dir) {
+        Err(client::ClientError::NotRunning) => {
+            Ok("not running: the next run that maps subordinate IDs starts one".into())
+        }
+        Err(e) => Err(format!("{e}: the next run maps with the helpers and replaces it")),
+        Ok(conn) => {
+            let shared = ids.shared_maps();
+            let current = maps::normalize(&conn.uid_map) == maps::normalize(&shared.0)
+                && maps::normalize(&conn.gid_map) == maps::normalize(&shared.1);
+            match current {
+                true => Ok(format!("running (pid {}), its maps match /etc/subuid and /etc/subgid", conn.pid)),
+                false => Err(format!("running (pid {}) with outdated maps: the next run replaces it", conn.pid)),
+            }
+        }
+    }
+}
+
 /// Connects to the keeper; replaces one whose maps are not today's plan.
 fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Result<(Joined, u64), Unjoined> {
     // No keeper, a dead one's socket, or something else listening there: a new keeper takes its place.
