@@ -24,7 +24,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct KeeperArgs {
-    /// The runtime directory holding keeper.sock and keeper.lock.
+    /// The runtime directory holding keeper-1.sock and keeper-1.lock.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
     /// Seconds without a client after which the keeper exits.

@@ -184,7 +184,7 @@ fn the_keeper_holds_no_cwd_mount_or_descriptor_of_a_container() {
         let fine = target == "/dev/null"
             || target.starts_with("socket:[")
             || target.starts_with("user:[")
-            || target == format!("{base}/keeper.lock");
+            || target == format!("{base}/keeper-1.lock");
         assert!(fine, "the keeper holds {target}");
     }
     let environ = std::fs::read(format!("/proc/{keeper}/environ")).unwrap();
@@ -232,7 +232,7 @@ fn userns_keeper_off_neither_starts_nor_uses_one() {
     let o = output(c);
     expect(&o, 0);
     assert!(stderr(&o).contains("(--userns-keeper=off)"), "{}", stderr(&o));
-    assert!(env.keepers().is_empty() && !env.base().join("keeper.sock").exists(), "a keeper was started");
+    assert!(env.keepers().is_empty() && !env.base().join("keeper-1.sock").exists(), "a keeper was started");
     let keeper = started(&env.run(&[], &["true"]));
     let o = env.run(&["--userns-keeper=off"], &["true"]);
     expect(&o, 0);
@@ -254,7 +254,7 @@ fn a_user_config_that_forbids_keepers_stops_a_running_one() {
     expect(&o, 0);
     assert_eq!(pid_after(&stderr(&o), "stopped the user-namespace keeper"), Some(keeper), "{}", stderr(&o));
     assert!(eventually(Duration::from_secs(5), || !alive(keeper)), "the keeper outlived the policy");
-    assert!(!env.base().join("keeper.sock").exists());
+    assert!(!env.base().join("keeper-1.sock").exists());
     // --userns-keeper=on overrides the user's own file for one run.
     let o = env.run(&["--userns-keeper=on"], &["true"]);
     started(&o);
@@ -273,7 +273,7 @@ fn an_idle_keeper_exits_and_removes_its_socket() {
     c.env("BURROW_KEEPER_IDLE", "1");
     let keeper = started(&output(c));
     assert!(eventually(Duration::from_secs(10), || !alive(keeper)), "the keeper did not exit when idle");
-    assert!(!env.base().join("keeper.sock").exists(), "the idle keeper left its socket");
+    assert!(!env.base().join("keeper-1.sock").exists(), "the idle keeper left its socket");
     assert_ne!(started(&env.run(&[], &["true"])), keeper);
 }
 
@@ -284,7 +284,7 @@ fn a_keeper_killed_with_sigkill_is_replaced_by_the_next_run() {
     let keeper = started(&env.run(&[], &["true"]));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(keeper), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(eventually(Duration::from_secs(5), || !alive(keeper)));
-    assert!(env.base().join("keeper.sock").exists(), "a killed keeper leaves its socket (refused from then on)");
+    assert!(env.base().join("keeper-1.sock").exists(), "a killed keeper leaves its socket (refused from then on)");
     let o = env.run(&[], &["true"]);
     expect(&o, 0);
     let second = started(&o);
@@ -360,7 +360,7 @@ fn something_else_on_the_keeper_socket_is_not_trusted_and_is_replaced() {
     std::fs::set_permissions(env.base(), std::fs::Permissions::from_mode(0o700)).unwrap();
     // A listener of ours, but not in a user namespace of its own: not a keeper.
     use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
-    let path = env.base().join("keeper.sock");
+    let path = env.base().join("keeper-1.sock");
     let fake = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
     bind(std::os::fd::AsRawFd::as_raw_fd(&fake), &UnixAddr::new(&path).unwrap()).unwrap();
     listen(&fake, Backlog::new(4).unwrap()).unwrap();
@@ -374,7 +374,7 @@ fn something_else_on_the_keeper_socket_is_not_trusted_and_is_replaced() {
     let env = Env::new();
     std::fs::create_dir_all(env.base()).unwrap();
     std::fs::set_permissions(env.base(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::write(env.base().join("keeper.sock"), "").unwrap();
+    std::fs::write(env.base().join("keeper-1.sock"), "").unwrap();
     let o = env.run(&[], &["true"]);
     expect(&o, 0);
     assert_eq!(joined(&env.run(&[], &["true"])), started(&o));

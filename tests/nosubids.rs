@@ -58,7 +58,7 @@ fn no_keeper_without_subordinate_ids() {
         expect(&o, 0);
         assert!(!stderr(&o).contains("keeper"), "{}", stderr(&o));
     }
-    assert!(!runtime.path().join("burrow/keeper.sock").exists(), "a keeper socket was made");
+    assert!(!runtime.path().join("burrow/keeper-1.sock").exists(), "a keeper socket was made");
     let dir = path_str(&runtime.path().join("burrow"));
     let keepers = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();

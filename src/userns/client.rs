@@ -100,18 +100,18 @@ impl Conn {
     }
 
     /// Takes a namespace nested in the keeper's with these maps (relative to the keeper's namespace) and checks
-    /// it. Returns its descriptor and how long the keeper took to make it (µs).
-    pub fn namespace(self, uid_map: Vec<MapLine>, gid_map: Vec<MapLine>) -> Result<(OwnedFd, u64), ClientError> {
+    /// it. Returns its descriptor and how long the keeper took to make it and to write its maps (µs).
+    pub fn namespace(self, uid_map: Vec<MapLine>, gid_map: Vec<MapLine>) -> Result<(OwnedFd, (u64, u64)), ClientError> {
         proto::send(self.sock.as_fd(), &Request::Namespace { uid_map, gid_map }, None).map_err(|e| self.io(e))?;
         let (reply, fd) = proto::recv::<Reply>(self.sock.as_fd()).map_err(|e| self.io(e))?;
-        let prepared_us = match reply {
-            Reply::Namespace { prepared_us } => prepared_us,
+        let took = match reply {
+            Reply::Namespace { prepared_us, maps_us } => (prepared_us, maps_us),
             Reply::Refused { reason } => return Err(self.bad(format!("refused: {reason}"))),
             other => return Err(self.bad(format!("unexpected answer {other:?}"))),
         };
         let fd = fd.ok_or_else(|| self.bad("no namespace descriptor came with the answer".into()))?;
         self.verify(&fd)?;
-        Ok((fd, prepared_us))
+        Ok((fd, took))
     }
 
     /// The descriptor is a user namespace, created by us, whose parent is the keeper's namespace.

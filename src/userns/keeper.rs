@@ -3,9 +3,9 @@
 //! Its whole job, in order:
 //! 1. close what it inherited, clear its signal mask, leave the caller's session, fork once so that it is
 //!    nobody's child, move to `/` (it never holds a container's cwd, mount or descriptor);
-//! 2. take `keeper.lock` (a second keeper started at the same time says `busy` and exits);
+//! 2. take `keeper-1.lock` (a second keeper started at the same time says `busy` and exits);
 //! 3. unshare a user namespace and wait until burrow has mapped it with newuidmap/newgidmap;
-//! 4. prepare a spare namespace nested in it, bind `keeper.sock` (atomically, by rename), say `listening`;
+//! 4. prepare a spare namespace nested in it, bind `keeper-1.sock` (atomically, by rename), say `listening`;
 //! 5. serve: each client gets a fresh nested namespace's descriptor (the spare, then a new spare is made);
 //! 6. exit when idle for the configured time, when asked to (`Stop`), when the system's policy file forbids
 //!    keepers, or when its socket was removed or replaced (a run whose user config forbids keepers stops it). Killing it at any time is safe: the next run maps again.
@@ -163,6 +163,8 @@ struct Spare {
     gid_map: Vec<MapLine>,
     fd: OwnedFd,
     took: Duration,
+    /// The part of `took` spent writing the maps.
+    maps: Duration,
 }
 
 /// Kills and reaps the short-lived process that created a nested namespace.
@@ -205,12 +207,14 @@ impl Spare {
             let text: String = map.iter().map(|l| format!("{l}\n")).collect();
             std::fs::write(&path, text).ctx(format!("write {path}"))
         };
+        let maps_start = Instant::now();
         write("uid_map", uid_map)?;
         write("gid_map", gid_map)?;
+        let maps = maps_start.elapsed();
         let ns = format!("/proc/{}/ns/user", pid.0);
         let fd = OwnedFd::from(std::fs::File::open(&ns).ctx(format!("open {ns}"))?);
         drop(pid);
-        Ok(Spare { uid_map: uid_map.to_vec(), gid_map: gid_map.to_vec(), fd, took: start.elapsed() })
+        Ok(Spare { uid_map: uid_map.to_vec(), gid_map: gid_map.to_vec(), fd, took: start.elapsed(), maps })
     }
 }
 
@@ -284,7 +288,8 @@ impl Keeper<'_> {
             };
             let _ = match spare {
                 Ok(s) => {
-                    let reply = Reply::Namespace { prepared_us: s.took.as_micros() as u64 };
+                    let (prepared_us, maps_us) = (s.took.as_micros() as u64, s.maps.as_micros() as u64);
+                    let reply = Reply::Namespace { prepared_us, maps_us };
                     proto::send(conn.as_fd(), &reply, Some(s.fd.as_fd()))
                 }
                 Err(e) => proto::send(conn.as_fd(), &Reply::Refused { reason: e.to_string() }, None),

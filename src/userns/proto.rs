@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-/// The socket's name in the user's runtime directory (`state::base_dir()`), and its lock.
-pub const SOCKET: &str = "keeper.sock";
-pub const LOCK: &str = "keeper.lock";
+/// The socket's name in the user's runtime directory (`state::base_dir()`), and its lock. The number is the
+/// protocol's version: a burrow that speaks another one never meets this keeper (each version has its own
+/// keeper, and an old one exits when idle).
+pub const SOCKET: &str = "keeper-1.sock";
+pub const LOCK: &str = "keeper-1.lock";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -23,9 +25,10 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// Here is the namespace (the descriptor travels with this message); `prepared_us` is how long the keeper
-    /// took to create and map it.
+    /// took to create and map it, `maps_us` the part spent writing its uid_map and gid_map.
     Namespace {
         prepared_us: u64,
+        maps_us: u64,
     },
     Stopped,
     /// The request could not be served (the reason is for --verbose).
