@@ -379,3 +379,21 @@ fn something_else_on_the_keeper_socket_is_not_trusted_and_is_replaced() {
     expect(&o, 0);
     assert_eq!(joined(&env.run(&[], &["true"])), started(&o));
 }
+
+#[test]
+fn doctor_reports_the_keeper() {
+    let _ = require_subids!();
+    let env = Env::new();
+    let doctor = || {
+        let mut c = burrow();
+        c.arg("doctor").env("XDG_RUNTIME_DIR", env.runtime.path()).env("XDG_CONFIG_HOME", env.config.path());
+        let o = output(c);
+        stdout(&o).lines().find(|l| l.contains("user-namespace keeper")).unwrap_or_default().to_string()
+    };
+    assert!(doctor().starts_with("ok   user-namespace keeper: not running"), "{}", doctor());
+    let keeper = started(&env.run(&[], &["true"]));
+    let line = doctor();
+    assert!(line.contains(&format!("running (pid {keeper}), its maps match")), "{line}");
+    // The doctor's connection is not a client: the keeper still serves the next run.
+    assert_eq!(joined(&env.run(&[], &["true"])), keeper);
+}
