@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $RUNS in ''|*[!0-9]*|0) die "-n wants a positive number, not '$RUNS'" ;; esac
-ALL="host-true floor floor-subids burrow burrow-unhardened burrow-landlock burrow-rw burrow-single burrow-host burrow-host-homerw burrow-shared bwrap crun ch-run podman burrow-mem systemd-scope podman-mem"
+ALL="host-true floor floor-subids burrow burrow-unhardened burrow-landlock burrow-rw burrow-single burrow-host burrow-host-homerw burrow-shared burrow-private burrow-first bwrap crun ch-run podman burrow-mem systemd-scope podman-mem"
 for n in $(echo "$ONLY" | tr ',' ' '); do
   case " $ALL " in *" $n "*) ;; *) die "--only: no case named '$n' (cases: $ALL)" ;; esac
 done
@@ -73,6 +73,10 @@ ENVP="$ENVP XDG_RUNTIME_DIR=$RT DBUS_SESSION_BUS_ADDRESS=unix:path=$RT/bus"
 AS_USER="setpriv --reuid=$UIDN --regid=$GIDN --init-groups --reset-env env $ENVP"
 
 cleanup() {
+  # the user-namespace keepers started by the burrow-first row (each in a runtime directory of its own under $T)
+  for p in $(pgrep -u "$UIDN" -f "__keeper --dir $T/" 2>/dev/null || true); do
+    kill "$p" 2>/dev/null || true
+  done
   # podman's rootless pause process (and anything else podman left) started by our own runs: they are the
   # user's processes whose environment names our private runtime dir (killing by the pause pid file alone once
   # left a pause process behind).
@@ -168,6 +172,19 @@ if [ -z "$BURROW_NOTE" ]; then
   # a shared tree owned by root (ci-setup.sh): mount points made in the copy-on-write layer
   [ ! -d /var/lib/burrow-ci/shared-rootfs ] ||
     case_ burrow-shared "$BURROW_BIN run --network none --rootfs /var/lib/burrow-ci/shared-rootfs -- /bin/true"
+  # what the user-namespace keeper saves: the helpers on every run (the rows above join the keeper, which the
+  # probe run of the first of them starts when none is running)
+  case_ burrow-private "$BURROW_BIN run --network none --userns=private --rootfs $R -- /bin/true"
+  # every run a first run: a runtime directory of its own (no keeper yet), so it maps with the helpers and starts
+  # a keeper (which exits 5 s later); the NAME=VALUE words go to the prefix's own `env`, no extra exec
+  if want burrow-first; then
+    i=0
+    while [ "$i" -le $((RUNS + 2)) ]; do
+      mkdir -m 0700 "$T/first-$i" && chown "$UIDN:$GIDN" "$T/first-$i"
+      i=$((i + 1))
+    done
+  fi
+  case_ burrow-first "XDG_RUNTIME_DIR=$T/first-{i} BURROW_KEEPER_IDLE=5 $BURROW_BIN run --network none --rootfs $R -- /bin/true"
 fi
 case_ bwrap "bwrap --unshare-all --bind $R / --proc /proc --dev /dev /bin/true"
 case_ crun "crun --root $T/crun-state run --bundle $T/crun-bundle bench-{i}"
@@ -187,7 +204,8 @@ echo "versions: $(bwrap --version 2>/dev/null | head -n1); $(crun --version 2>/d
 [ -z "$BURROW_NOTE" ] || echo "note: burrow rows skipped: $BURROW_NOTE"
 if [ -z "$BURROW_NOTE" ]; then
   # issue 2's target counts only with the subid ranges mapped through newuidmap, not the single-ID fallback
-  map=$($AS_USER "$BURROW_BIN" run --network none --rootfs "$R" -- /bin/cat /proc/self/uid_map 2>&1 || true)
+  # (--userns=private: the map relative to the host; one from the keeper is relative to the keeper's namespace)
+  map=$($AS_USER "$BURROW_BIN" run --network none --userns=private --rootfs "$R" -- /bin/cat /proc/self/uid_map 2>&1 || true)
   echo "burrow uid_map: $(echo "$map" | tr -s ' \n' ' ')"
   [ "$(echo "$map" | grep -c .)" -ge 2 ] ||
     echo "note: burrow did not map a subid range (single-ID fallback?): the burrow/bwrap target does not count"
@@ -204,7 +222,8 @@ fi
 
 set -- python3 "$HERE/benchlib.py" -n "$RUNS" --timeout 20 --prefix "$AS_USER" --baseline burrow,bwrap --subtract host-true \
   --target "burrow / bwrap <= 1.0" --target "burrow-mem - burrow <= 10" \
-  --target "burrow - burrow-unhardened <= 0.3"
+  --target "burrow - burrow-unhardened <= 0.3" \
+  --target "burrow / burrow-private <= 1.0"
 [ -z "$JSON" ] || set -- "$@" --json "$JSON"
 [ -z "$SEED" ] || set -- "$@" --seed "$SEED"
 while IFS="$(printf '\t')" read -r name cmd; do

@@ -17,6 +17,26 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Check what works on this machine and print the fix for what does not.
     Doctor(DoctorArgs),
+    /// The per-user user-namespace keeper (started by `burrow run`, not by hand).
+    #[command(name = "__keeper", hide = true)]
+    Keeper(KeeperArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeeperArgs {
+    /// The runtime directory holding keeper-1.sock and keeper-1.lock.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Seconds without a client after which the keeper exits.
+    #[arg(long, value_name = "SECS")]
+    pub idle: u64,
+}
+
+/// on or off.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Args, Debug, Default)]
@@ -79,6 +99,10 @@ pub struct RunArgs {
     /// User namespace mapping.
     #[arg(long, value_enum, default_value = "auto")]
     pub userns: Option<UsernsMode>,
+    /// Use (and start) the per-user user-namespace keeper, which saves newuidmap/newgidmap on later starts
+    /// (default on, unless a config file says `keeper = false`; see burrow-run(1)).
+    #[arg(long, value_enum, value_name = "on|off", env = "BURROW_USERNS_KEEPER")]
+    pub userns_keeper: Option<Switch>,
     /// Run the command as this user inside: UID[:GID] or NAME[:GROUP] from the container's /etc/passwd.
     #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
     pub user: Option<String>,

@@ -61,6 +61,7 @@ pub fn all() -> Vec<Check> {
     v.push(cgroup());
     v.push(runtime_dir());
     v.extend(hardening());
+    v.push(keeper(&caller));
     v
 }
 
@@ -89,6 +90,26 @@ fn hardening() -> Vec<Check> {
         _ => check(Level::Ok, "TIOCSTI", "refused by this kernel for unprivileged processes", None),
     };
     vec![seccomp, landlock, tiocsti]
+}
+
+
+fn keeper(caller: &idmap::Caller) -> Check {
+    let name = "user-namespace keeper";
+    let system = Path::new(crate::userns::config::SYSTEM_CONFIG);
+    let user = crate::userns::config::user_file();
+    let flag = std::env::var("BURROW_USERNS_KEEPER").ok().map(|v| v != "off");
+    let policy = match crate::userns::config::policy(system, user.as_deref(), flag, None) {
+        Ok(p) => p,
+        Err(e) => return check(Level::Warn, name, e.to_string(), None),
+    };
+    let ids = match idmap::plan(idmap::UsernsMode::Auto, caller, &mut |_| {}) {
+        Ok(ids) => ids,
+        Err(e) => return check(Level::Warn, name, e.to_string(), None),
+    };
+    match crate::userns::status(&ids, &policy) {
+        Ok(line) => check(Level::Ok, name, line, None),
+        Err(line) => check(Level::Warn, name, line, None),
+    }
 }
 
 fn read_num(path: &str) -> Option<i64> {

@@ -32,6 +32,9 @@ pub enum UsernsMode {
     Single,
     /// The caller keeps its own uid and gid inside; the other IDs come from the subordinate ranges.
     KeepId,
+    /// As `auto`, in a user namespace of the container's own, mapped by newuidmap/newgidmap for this run alone
+    /// (no user-namespace keeper is used or started).
+    Private,
 }
 
 /// A contiguous range of host IDs.
@@ -42,7 +45,7 @@ pub struct IdRange {
 }
 
 /// One line of a uid_map/gid_map: `inside outside count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MapLine {
     pub inside: u32,
     pub outside: u32,
@@ -144,6 +147,9 @@ pub struct IdPlan {
     pub inside: (u32, u32),
     /// The caller's uid and gid on the host.
     pub host: (u32, u32),
+    /// The caller's subordinate uid and gid ranges, in file order (empty for a single-ID plan): what a shared
+    /// user namespace (the keeper's) maps.
+    pub sub_ranges: (Vec<IdRange>, Vec<IdRange>),
 }
 
 impl IdPlan {
@@ -156,7 +162,14 @@ impl IdPlan {
             fallback_reason: reason,
             inside: (inside_uid, inside_gid),
             host: (uid, gid),
+            sub_ranges: (Vec::new(), Vec::new()),
         }
+    }
+
+    /// The maps of the user namespace a user-namespace keeper holds for this caller: the caller is root and the
+    /// subordinate ranges follow from 1, whatever this run's mode (a run's own layout is nested inside it).
+    pub fn shared_maps(&self) -> (Vec<MapLine>, Vec<MapLine>) {
+        (layout(0, self.host.0, &self.sub_ranges.0), layout(0, self.host.1, &self.sub_ranges.1))
     }
 
     /// The container ID that the caller's uid and gid have.
@@ -213,6 +226,7 @@ pub fn plan(mode: UsernsMode, caller: &Caller, warn: &mut dyn FnMut(String)) -> 
         fallback_reason: None,
         inside: (keep_uid, keep_gid),
         host: (uid, gid),
+        sub_ranges: (subuid.ranges, subgid.ranges),
     })
 }
 

@@ -1,7 +1,7 @@
 //! burrow: a rootless container runner.
 //!
 //! The launch pipeline, one module per stage: [`cli`] (syntax) → [`spec`] (validated run description) →
-//! [`idmap`] (user namespace maps) → [`launch`] (processes and their handshake) → [`rootfs`] (mount plan and
+//! [`idmap`] (user namespace maps; [`userns`]: the keeper that saves mapping them) → [`launch`] (processes and their handshake) → [`rootfs`] (mount plan and
 //! pivot). [`sys`] holds the only `unsafe` code.
 
 pub mod cgroup;
@@ -17,3 +17,4 @@ pub mod security;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod userns;

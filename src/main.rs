@@ -24,6 +24,10 @@ fn main() {
             }
         },
         Command::Doctor(args) => burrow::doctor::run(&args),
+        Command::Keeper(args) => burrow::userns::keeper::main(&burrow::userns::keeper::Settings {
+            dir: args.dir,
+            idle: std::time::Duration::from_secs(args.idle),
+        }),
     };
     std::process::exit(code);
 }

@@ -7,6 +7,7 @@ use crate::launch::parent::{self, HostStages, LaunchError};
 use crate::net;
 use crate::spec::{self, SpecError};
 use crate::state;
+use crate::userns;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -22,6 +23,8 @@ pub enum RunError {
     State(#[from] state::StateError),
     #[error(transparent)]
     Net(#[from] net::NetError),
+    #[error(transparent)]
+    Config(#[from] crate::userns::config::ConfigError),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -56,6 +59,12 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
     let caller = caller();
     let mode = args.userns.unwrap_or(UsernsMode::Auto);
     let ids = idmap::plan(mode, &caller, &mut |w| say(format!("burrow: warning: {w}")))?;
+    let keeper_policy = userns::config::policy(
+        std::path::Path::new(userns::config::SYSTEM_CONFIG),
+        userns::config::user_file().as_deref(),
+        args.userns_keeper.map(|k| k == crate::cli::Switch::On),
+        std::env::var("BURROW_KEEPER_IDLE").ok().as_deref(),
+    )?;
     if let Some(n) = ids.notice() {
         say(n);
     }
@@ -82,7 +91,14 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
         say(format!("burrow: cgroup manager: {}", cgroup.manager_name()));
         say(format!("burrow: network: {}", spec.net.backend_name()));
     }
-    let stages = HostStages { cgroup: &cgroup, name: id };
+    // Last, once every input is checked: it may already take a namespace from the keeper.
+    let verbose = spec.verbose;
+    let source = userns::choose(mode, &spec.ids, &keeper_policy, &mut |line| {
+        if verbose {
+            say(format!("burrow: {line}"))
+        }
+    });
+    let stages = HostStages { cgroup: &cgroup, name: id, userns: &source };
     let outcome = parent::run(&spec, &stages, &mut say)?;
     if let Some(stats) = &outcome.stats {
         if args.stats {

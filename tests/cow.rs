@@ -108,7 +108,11 @@ fn an_ephemeral_layer_leaves_nothing_after_exit_or_sigkill() {
     // A private TMPDIR gives this test its own state base (XDG_RUNTIME_DIR is unset for burrow here).
     let tmp = tempdir();
     let base = tmp.path().join(format!("burrow-{}", nix::unistd::getuid()));
-    let entries = || std::fs::read_dir(&base).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or(vec![]);
+    // State directories only: the user-namespace keeper's socket and lock (tests/keeper.rs) live next to them.
+    let entries = || {
+        let dirs = std::fs::read_dir(&base).map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name()));
+        dirs.map(|d| d.collect()).unwrap_or(vec![])
+    };
     for driver in ["kernel", "fuse"] {
         let mut c = run_in(
             r.path(),

@@ -25,9 +25,11 @@ fn both_id_ranges_are_mapped_and_chown_works() {
     let r = Rootfs::new();
     let data = tempdir();
     let vol = format!("{}:/data", data.path().display());
+    // --userns=private: the helpers map this container's own namespace, so that the maps seen inside are
+    // relative to the host (one from the user-namespace keeper shows them relative to the keeper's: tests/keeper.rs).
     let o = output(run_in(
         r.path(),
-        &["-v", &vol],
+        &["-v", &vol, "--userns=private"],
         &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; touch /data/f && chown 1000:1000 /data/f && stat -c %u:%g /data/f"],
     ));
     let out = expect(&o, 0);
@@ -405,8 +407,11 @@ fn the_state_directory_of_a_killed_run_is_removed_by_the_next_run() {
     let runtime = tempdir();
     std::fs::set_permissions(runtime.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let base = runtime.path().join("burrow");
-    let dirs =
-        || -> Vec<_> { std::fs::read_dir(&base).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default() };
+    // Only the state directories (the user-namespace keeper's socket and lock live next to them).
+    let dirs = || -> Vec<_> {
+        let entries = std::fs::read_dir(&base).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>());
+        entries.unwrap_or_default().into_iter().filter(|p| p.is_dir()).collect()
+    };
     let marker = format!("BURROW_TEST_MARKER=killed-run-{}", std::process::id());
     let run = |cmd: &[&str]| {
         let mut c = run_in(r.path(), &["--network", "slirp4netns"], cmd);

@@ -51,3 +51,31 @@ fn shared_read_only_trees_run_copy_on_write_without_subids() {
     }
     support::probe::shared_trees_run_copy_on_write();
 }
+
+/// Without subordinate IDs there are no helpers to save: no keeper is started or looked for.
+#[test]
+fn no_keeper_without_subordinate_ids() {
+    if let Some(reason) = unusable() {
+        skip!("{reason}");
+    }
+    if subuid_start().is_some() {
+        skip!("the caller has subordinate IDs; run as a user without any (burrow-t2)");
+    }
+    let r = Rootfs::new();
+    let runtime = tempdir();
+    std::fs::set_permissions(runtime.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for _ in 0..2 {
+        let mut c = run_in(r.path(), &["--verbose", "--network", "none", "--userns-keeper=on"], &["true"]);
+        c.env("XDG_RUNTIME_DIR", runtime.path());
+        let o = output(c);
+        expect(&o, 0);
+        assert!(!stderr(&o).contains("keeper"), "{}", stderr(&o));
+    }
+    assert!(!runtime.path().join("burrow/keeper-1.sock").exists(), "a keeper socket was made");
+    let dir = path_str(&runtime.path().join("burrow"));
+    let keepers = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains("__keeper") && String::from_utf8_lossy(&cmdline).contains(&dir)
+    });
+    assert_eq!(keepers.count(), 0, "a keeper was started");
+}

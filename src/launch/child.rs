@@ -8,10 +8,11 @@ use super::msg::Msg;
 use super::{child_exit, init, layers, report, signals, Step, StepError};
 use crate::spec::RunSpec;
 use nix::mount::MsFlags;
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{getppid, Pid};
+use std::os::fd::BorrowedFd;
 
 /// What P0 tells P1 with `Go`.
 #[derive(Clone, Copy, Debug)]
@@ -20,12 +21,13 @@ pub struct Mapped {
     pub setgroups_allowed: bool,
 }
 
-pub fn main(spec: &RunSpec, chan: Channel, p0: Pid) -> ! {
+/// `userns`: a user namespace from the keeper to join instead of unsharing one.
+pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -> ! {
     let reporter = match chan.try_clone() {
         Ok(c) => c,
         Err(e) => child_exit(StepError::sys("init", "dup the channel", e).report(&chan)),
     };
-    super::fork::contained(reporter, || match run(spec, chan, p0) {
+    super::fork::contained(reporter, || match run(spec, chan, p0, userns) {
         Ok(code) => code,
         Err((chan, e)) => e.report(&chan),
     })
@@ -33,7 +35,7 @@ pub fn main(spec: &RunSpec, chan: Channel, p0: Pid) -> ! {
 
 type Failure = (Channel, StepError);
 
-fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
+fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -> Result<i32, Failure> {
     macro_rules! t {
         ($e:expr) => {
             match $e {
@@ -42,8 +44,15 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid) -> Result<i32, Failure> {
             }
         };
     }
-    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
-    flags |= CloneFlags::CLONE_NEWIPC;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    match userns {
+        // Mapped already, nested in the keeper's and for this container alone. setns into a user namespace
+        // needs a single-threaded caller, which P1 is.
+        Some(fd) => {
+            t!(setns(fd, CloneFlags::CLONE_NEWUSER).step("namespaces", "setns(user namespace from the keeper)"))
+        }
+        None => flags |= CloneFlags::CLONE_NEWUSER,
+    }
     if spec.own_netns {
         flags |= CloneFlags::CLONE_NEWNET;
     }

@@ -30,6 +30,8 @@ pub enum LaunchError {
     Cgroup(#[from] crate::cgroup::CgroupError),
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
 }
 
 /// What P0 prepared before the fork for the stages it runs on P1's behalf.
@@ -37,6 +39,8 @@ pub struct HostStages<'a> {
     pub cgroup: &'a crate::cgroup::Plan,
     /// Unique among running containers: names the systemd scope or cgroup.
     pub name: String,
+    /// Where the user namespace comes from: P1's own, or one from the user-namespace keeper.
+    pub userns: &'a crate::userns::Source,
 }
 
 /// How the container ended.
@@ -78,7 +82,7 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     let p1 = match forked.map_err(|e| LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))? {
         Tied::Child => {
             drop(ours);
-            child::main(spec, theirs, p0)
+            child::main(spec, theirs, p0, stages.userns.join_fd())
         }
         Tied::Parent(pid) => pid,
     };
@@ -112,7 +116,14 @@ fn drive(
         };
         Ok((cgroup, if early_net { spawn_net()? } else { None }))
     };
-    let (single, (cgroup, starting)) = write_maps(&spec.ids, p1.as_raw(), notice, meanwhile)?;
+    let (single, (cgroup, starting)) = match stages.userns {
+        // Already mapped by the keeper: only check that P1 got what the plan says.
+        crate::userns::Source::Join(j) => {
+            let setgroups = crate::userns::check_joined(p1.as_raw(), j.keeper, &spec.ids)?;
+            (!setgroups, meanwhile()?)
+        }
+        crate::userns::Source::Own { .. } => write_maps(&spec.ids, p1.as_raw(), notice, meanwhile)?,
+    };
     if let Some(attached) = &cgroup {
         attached.warnings().iter().for_each(|w| notice(format!("burrow: warning: {w}")));
     }
@@ -123,6 +134,10 @@ fn drive(
     let network = starting.map(crate::net::Starting::wait).transpose()?;
     if network.is_some() {
         ours.send(&Msg::NetReady)?;
+    }
+    // The first run that mapped with the helpers starts a keeper while its container runs.
+    if let (crate::userns::Source::Own { start: Some(start) }, false) = (stages.userns, single) {
+        start_keeper(start, spec.verbose, notice);
     }
     // From here P0 only wakes for a signal, a failure, a notice or P1's exit: every wakeup on the way to the
     // payload costs a scheduling round trip on a busy machine.
@@ -180,6 +195,19 @@ fn describe(status: WaitStatus) -> String {
             format!("was killed by {sig}{}", if core { " (core dumped)" } else { "" })
         }
         other => format!("ended ({other:?})"),
+    }
+}
+
+/// Starts the user-namespace keeper; a failure only costs later runs the helpers (said with --verbose).
+fn start_keeper(start: &crate::userns::Start, verbose: bool, notice: &mut dyn FnMut(String)) {
+    let begun = std::time::Instant::now();
+    let said = match start.run() {
+        Ok(Some(pid)) => format!("started the user-namespace keeper (pid {pid}) in {} µs", begun.elapsed().as_micros()),
+        Ok(None) => "another run is starting the user-namespace keeper".into(),
+        Err(e) => format!("warning: {e}"),
+    };
+    if verbose {
+        notice(format!("burrow: {said}"));
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every block states why it is sound. Callers get safe functions with `std::io::Result`.
 
 pub mod net;
+pub mod ns;
 pub mod security;
 
 use std::io;

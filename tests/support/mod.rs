@@ -156,7 +156,8 @@ pub fn expect(o: &Output, want: i32) -> String {
     stdout(o)
 }
 
-/// Host pids of `pid` and all its descendants.
+/// Host pids of `pid` and all its descendants, except a user-namespace keeper that a first run is starting
+/// (it outlives the run by design; tests/keeper.rs tests it).
 pub fn descendants(pid: i32) -> Vec<i32> {
     let mut all = vec![pid];
     let mut i = 0;
@@ -173,6 +174,11 @@ pub fn descendants(pid: i32) -> Vec<i32> {
         }
         i += 1;
     }
+    let keeper = |p: &i32| {
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        cmdline.split(|b| *b == 0).any(|a| a == b"__keeper")
+    };
+    all.retain(|p| !keeper(p));
     all
 }
 

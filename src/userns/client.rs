@@ -1,0 +1,136 @@
+//! A run's side of the keeper's socket: find the keeper without trusting a pid, check what it holds, and take
+//! a nested namespace from it (or tell it to stop).
+//!
+//! The socket lives in the caller's private runtime directory. The peer's credentials (`SO_PEERCRED`, filled in
+//! by the kernel at connect time) give its uid, which must be ours, and its pid, through which its namespace's
+//! maps and identity are read; the namespace handed over must be a user namespace owned by us whose parent is
+//! exactly that namespace (`NS_GET_PARENT`), so a recycled pid cannot pass for the keeper.
+
+use super::proto::{self, Reply, Request, SOCKET};
+use crate::idmap::MapLine;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a keeper may take to answer (it serves one client at a time; creating a namespace takes a
+/// fraction of a millisecond).
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no keeper is running")]
+    NotRunning,
+    #[error("keeper socket {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("keeper socket {path}: {why}")]
+    Bad { path: String, why: String },
+}
+
+impl ClientError {
+    /// The keeper closed the connection without answering: it exited (idle, stopped, killed) meanwhile.
+    pub fn keeper_gone(&self) -> bool {
+        use std::io::ErrorKind::{ConnectionReset, UnexpectedEof};
+        matches!(self, ClientError::NotRunning)
+            || matches!(self, ClientError::Io { source, .. } if matches!(source.kind(), UnexpectedEof | ConnectionReset))
+    }
+}
+
+/// A connection to a live keeper, with what its namespace maps (host IDs, as this process sees them).
+pub struct Conn {
+    sock: OwnedFd,
+    path: String,
+    pub pid: i32,
+    ns: (u64, u64),
+    pub uid_map: Vec<MapLine>,
+    pub gid_map: Vec<MapLine>,
+}
+
+pub fn connect(dir: &Path) -> Result<Conn, ClientError> {
+    use nix::sys::socket::{connect, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+    let path = dir.join(SOCKET);
+    let name = path.display().to_string();
+    let io = |source: std::io::Error| ClientError::Io { path: name.clone(), source };
+    let bad = |why: String| ClientError::Bad { path: name.clone(), why };
+    let sock =
+        socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).map_err(|e| io(e.into()))?;
+    let addr = UnixAddr::new(&path).map_err(|e| io(e.into()))?;
+    match connect(sock.as_raw_fd(), &addr) {
+        Ok(()) => {}
+        Err(nix::Error::ENOENT | nix::Error::ECONNREFUSED) => return Err(ClientError::NotRunning),
+        Err(e) => return Err(io(e.into())),
+    }
+    proto::set_timeout(sock.as_fd(), ANSWER_WITHIN).map_err(io)?;
+    let cred = getsockopt(&sock, sockopt::PeerCredentials).map_err(|e| io(e.into()))?;
+    let uid = nix::unistd::getuid().as_raw();
+    if cred.uid() != uid {
+        return Err(bad(format!("its listener runs as uid {}, not {uid}", cred.uid())));
+    }
+    let pid = cred.pid();
+    let proc_file = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).map_err(&io);
+    let ns_meta = std::fs::metadata(format!("/proc/{pid}/ns/user")).map_err(&io)?;
+    let ours = std::fs::metadata("/proc/self/ns/user").map_err(&io)?;
+    if (ns_meta.dev(), ns_meta.ino()) == (ours.dev(), ours.ino()) {
+        return Err(bad(format!("its listener (pid {pid}) is not in a user namespace of its own")));
+    }
+    let map = |f: &str| {
+        let text = proc_file(f)?;
+        super::maps::parse(&text).ok_or_else(|| bad(format!("unreadable /proc/{pid}/{f}: {text:?}")))
+    };
+    let (uid_map, gid_map) = (map("uid_map")?, map("gid_map")?);
+    Ok(Conn { sock, path: name.clone(), pid, ns: (ns_meta.dev(), ns_meta.ino()), uid_map, gid_map })
+}
+
+impl Conn {
+    fn io(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io { path: self.path.clone(), source }
+    }
+
+    fn bad(&self, why: String) -> ClientError {
+        ClientError::Bad { path: self.path.clone(), why }
+    }
+
+    /// Asks the keeper to exit, and waits until its socket and lock are released.
+    pub fn stop(self) -> Result<(), ClientError> {
+        proto::send(self.sock.as_fd(), &Request::Stop, None).map_err(|e| self.io(e))?;
+        match proto::recv::<Reply>(self.sock.as_fd()).map_err(|e| self.io(e))? {
+            (Reply::Stopped, _) => Ok(()),
+            (other, _) => Err(self.bad(format!("answered Stop with {other:?}"))),
+        }
+    }
+
+    /// Takes a namespace nested in the keeper's with these maps (relative to the keeper's namespace) and checks
+    /// it. Returns its descriptor and how long the keeper took to make it and to write its maps (µs).
+    pub fn namespace(self, uid_map: Vec<MapLine>, gid_map: Vec<MapLine>) -> Result<(OwnedFd, (u64, u64)), ClientError> {
+        proto::send(self.sock.as_fd(), &Request::Namespace { uid_map, gid_map }, None).map_err(|e| self.io(e))?;
+        let (reply, fd) = proto::recv::<Reply>(self.sock.as_fd()).map_err(|e| self.io(e))?;
+        let took = match reply {
+            Reply::Namespace { prepared_us, maps_us } => (prepared_us, maps_us),
+            Reply::Refused { reason } => return Err(self.bad(format!("refused: {reason}"))),
+            other => return Err(self.bad(format!("unexpected answer {other:?}"))),
+        };
+        let fd = fd.ok_or_else(|| self.bad("no namespace descriptor came with the answer".into()))?;
+        self.verify(&fd)?;
+        Ok((fd, took))
+    }
+
+    /// The descriptor is a user namespace, created by us, whose parent is the keeper's namespace.
+    fn verify(&self, fd: &OwnedFd) -> Result<(), ClientError> {
+        use crate::sys::ns;
+        let kind = ns::ns_type(fd.as_fd()).map_err(|e| self.io(e))?;
+        if kind != libc::CLONE_NEWUSER {
+            return Err(self.bad(format!("handed over a namespace of type {kind:#x}, not a user namespace")));
+        }
+        let owner = ns::ns_owner_uid(fd.as_fd()).map_err(|e| self.io(e))?;
+        let uid = nix::unistd::getuid().as_raw();
+        if owner != uid {
+            return Err(self.bad(format!("handed over a user namespace owned by uid {owner}, not {uid}")));
+        }
+        let parent = ns::ns_parent(fd.as_fd()).map_err(|e| self.io(e))?;
+        let st = nix::sys::stat::fstat(&parent).map_err(|e| self.io(e.into()))?;
+        if (st.st_dev, st.st_ino) != self.ns {
+            return Err(self.bad(format!("handed over a namespace that is not nested in pid {}'s", self.pid)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! The keeper's socket protocol: one JSON message per SEQPACKET packet, one request and one reply per
+//! connection. The reply to `Namespace` carries the new user namespace's descriptor (`SCM_RIGHTS`).
+
+use crate::idmap::MapLine;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+
+/// The socket's name in the user's runtime directory (`state::base_dir()`), and its lock. The number is the
+/// protocol's version: a burrow that speaks another one never meets this keeper (each version has its own
+/// keeper, and an old one exits when idle).
+pub const SOCKET: &str = "keeper-1.sock";
+pub const LOCK: &str = "keeper-1.lock";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A user namespace nested in the keeper's, with these maps relative to the keeper's namespace.
+    Namespace { uid_map: Vec<MapLine>, gid_map: Vec<MapLine> },
+    /// Exit now (the maps are out of date, or a policy forbids keepers); answered with `Stopped` once the
+    /// socket is gone and the lock released, so that a new keeper can start at once.
+    Stop,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Here is the namespace (the descriptor travels with this message); `prepared_us` is how long the keeper
+    /// took to create and map it, `maps_us` the part spent writing its uid_map and gid_map.
+    Namespace {
+        prepared_us: u64,
+        maps_us: u64,
+    },
+    Stopped,
+    /// The request could not be served (the reason is for --verbose).
+    Refused {
+        reason: String,
+    },
+}
+
+/// Sends one message, with a descriptor when given.
+pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    let raw = fd.map(|f| [f.as_raw_fd()]);
+    let cmsg: Vec<ControlMessage<'_>> = raw.as_ref().map(|r| ControlMessage::ScmRights(r)).into_iter().collect();
+    let iov = [io::IoSlice::new(&bytes)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receives one message and the descriptor passed with it, if any. EOF is `UnexpectedEof`.
+pub fn recv<T: for<'de> Deserialize<'de>>(sock: BorrowedFd<'_>) -> io::Result<(T, Option<OwnedFd>)> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (n, fd) = crate::sys::ns::recv_with_fd(sock, &mut buf)?;
+    if n == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let msg = serde_json::from_slice(&buf[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((msg, fd))
+}
+
+/// Bounds how long a peer may keep us waiting on this socket.
+pub fn set_timeout(sock: BorrowedFd<'_>, limit: std::time::Duration) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let tv = nix::sys::time::TimeVal::new(limit.as_secs() as _, limit.subsec_micros() as _);
+    setsockopt(&sock, sockopt::ReceiveTimeout, &tv)?;
+    setsockopt(&sock, sockopt::SendTimeout, &tv)?;
+    Ok(())
+}
