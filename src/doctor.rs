@@ -311,14 +311,14 @@ fn runtime_dir() -> Check {
 
 /// Forks a child that creates a user namespace (and, with `overlay`, mounts a kernel overlay in it).
 fn probe_in_userns(overlay: bool) -> Result<(), String> {
-    use crate::sys::{fork, Forked};
+    use crate::launch::fork::{fork_tied, Tied};
     let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
-    match fork().map_err(|e| e.to_string())? {
-        Forked::Child => {
+    match fork_tied(nix::sys::signal::Signal::SIGKILL).map_err(|e| e.to_string())? {
+        Tied::Child => {
             let ok = probe_child(overlay, uid.as_raw(), gid.as_raw()).is_ok();
             crate::sys::exit_now(if ok { 0 } else { 1 })
         }
-        Forked::Parent(pid) => match nix::sys::wait::waitpid(pid, None) {
+        Tied::Parent(pid) => match nix::sys::wait::waitpid(pid, None) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
             Ok(_) => Err(if overlay { "mount -t overlay failed".into() } else { "unshare failed".into() }),
             Err(e) => Err(e.to_string()),

@@ -434,6 +434,26 @@ mod tests {
     }
 
     #[test]
+    fn the_working_directory_is_bound_unless_it_would_expose_a_protected_home() {
+        let home = |mode| Home { path: "/home/u".into(), mode, keep: None, owner: (0, 0) };
+        let binds = |cwd: &str, h: Option<&Home>| host_binds(Path::new(cwd), h);
+        let cow = home(HomeMode::Cow);
+        assert_eq!(binds("/home/u/proj", Some(&cow)), (vec![PathBuf::from("/home/u/proj")], vec![]));
+        assert_eq!(binds("/work", Some(&cow)), (vec![PathBuf::from("/work")], vec![]));
+        assert_eq!(binds("/", Some(&cow)), (vec![], vec![]));
+        for cwd in ["/home/u", "/home"] {
+            let (b, notices) = binds(cwd, Some(&cow));
+            assert!(b.is_empty() && notices.len() == 1 && notices[0].contains("copy-on-write"), "{cwd}: {notices:?}");
+        }
+        let (b, notices) = binds("/home/u", Some(&home(HomeMode::Ro)));
+        assert!(b.is_empty() && notices[0].contains("read-only"), "{notices:?}");
+        // A read-write home already covers a working directory inside it.
+        assert_eq!(binds("/home/u/proj", Some(&home(HomeMode::Rw))), (vec![], vec![]));
+        assert_eq!(binds("/home/u", Some(&home(HomeMode::Rw))), (vec![], vec![]));
+        assert_eq!(binds("/work", None), (vec![PathBuf::from("/work")], vec![]));
+    }
+
+    #[test]
     fn unmapped_ids_are_refused_with_the_reason() {
         let ids = IdPlan::single(0, 0, 1000, 1000, None);
         assert!(check_mapped("uid", 0, &ids.uid_map, &ids).is_ok());

@@ -72,7 +72,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -
     // Nothing mounted from here on may propagate anywhere.
     t!(nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step("mounts", "make / private"));
-    let layer = t!(layers::mount(spec, mapped, &chan));
+    let mut layer = t!(layers::mount(spec, mapped, &chan));
     layers::report(&layer, &chan, spec.verbose);
     // The FUSE server above stays outside the container's PID namespace, which starts with init.
     t!(unshare(CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(pid)"));
@@ -85,7 +85,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -
             return Err((chan, StepError::sys("init", "fork the container's init", e)));
         }
     };
-    let code = wait_for_init(&init, p0, layer.server, forwarder.as_mut(), &chan);
+    let code = wait_for_init(&init, p0, &mut layer.server, forwarder.as_mut(), &chan);
     // Before the FUSE server goes: the forwarder passes on the container's last bytes first.
     if let Some(f) = forwarder {
         f.stop();
@@ -129,19 +129,18 @@ fn chan_err(e: super::channel::ChannelError) -> StepError {
     StepError::plain("sync", format!("send to burrow: {e}"))
 }
 
-/// Waits for init; kills the container when P0 is gone or the FUSE server died. Returns init's status as an
-/// exit code.
+/// Waits for init; kills the container when P0 is gone or the FUSE server died (then `server` is cleared).
+/// Returns init's status as an exit code.
 fn wait_for_init(
     init: &super::fork::Child,
     p0: Pid,
-    server: Option<Pid>,
+    server: &mut Option<Pid>,
     mut forwarder: Option<&mut crate::net::Forwarder>,
     chan: &Channel,
 ) -> i32 {
     let Ok(sfd) = signals::signalfd() else {
         return wait_blocking(init.pid);
     };
-    let mut server = server;
     let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
     loop {
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
@@ -150,9 +149,9 @@ fn wait_for_init(
                 let _ = init.signal(Signal::SIGKILL);
             }
         }
-        if let Some(pid) = server {
+        if let Some(pid) = *server {
             if !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(nix::sys::wait::WaitStatus::StillAlive)) {
-                server = None;
+                *server = None; // reaped: cleanup must not signal its pid, which may be reused
                 let message = format!("the FUSE overlay server (pid {pid}) died; the container was stopped");
                 report(chan, "overlay", message, libc::ENOTCONN);
                 let _ = init.signal(Signal::SIGKILL);

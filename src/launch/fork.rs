@@ -1,5 +1,5 @@
-//! The one way the launcher forks a process of its own (P1, init, the FUSE overlay server, the port forwarder),
-//! and the one way it signals them: through a pidfd, never a pid number that may have been reused.
+//! The one way burrow forks a process of its own (P1, init, the FUSE overlay server, the port forwarder, doctor's
+//! probe), and the one way it signals them: through a pidfd, never a pid number that may have been reused.
 //!
 //! A forked child must die with its parent: `PR_SET_PDEATHSIG` arms that, but only from the moment it is set,
 //! so a parent that died between `fork` and `prctl` would leave the child running forever (re-parented to the

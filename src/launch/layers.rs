@@ -39,9 +39,10 @@ fn config(spec: &RunSpec, paths: &OverlayPaths) -> OverlayConfig {
     OverlayConfig { lowers: vec![lower], upper: paths.upper.clone(), work: paths.work.clone() }
 }
 
-/// The overlay's own error says what failed and carries the errno in its text.
+/// The overlay's error with the system call's error behind it (its own text does not include it).
 fn overlay_err(e: overlay::OverlayError) -> StepError {
-    StepError::plain("overlay", e.to_string())
+    let (what, source) = crate::rootfs::overlay_error_parts(e);
+    StepError { stage: "overlay", what, source, hint: String::new() }
 }
 
 /// Mounts the copy-on-write layer the spec asks for (nothing when it asks for none).
@@ -109,7 +110,7 @@ fn serve_fuse(cfg: &OverlayConfig, paths: &OverlayPaths, chan: &Channel) -> Resu
                 });
                 match served {
                     Ok(()) => 0,
-                    Err(e) => super::report(chan, "overlay", e.to_string(), 0),
+                    Err(e) => overlay_err(e).report(chan),
                 }
             })
         }

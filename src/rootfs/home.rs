@@ -73,9 +73,13 @@ fn cow(
         Ok(()) => Ok(None),
         Err(e) => {
             bind_at(root, src, &home.path, Kind::Dir, true, &format!("bind $HOME {} read-only", home.path.display()))?;
+            let why = match super::overlay_error_parts(e) {
+                (text, Some(source)) => format!("{text}: {source}"),
+                (text, None) => text,
+            };
             Ok(Some(format!(
-                "burrow: notice: $HOME ({}) cannot be copy-on-write here ({e}); it is read-only instead: pass --home rw \
-                 to write to it, or --home none to hide it",
+                "burrow: notice: $HOME ({}) cannot be copy-on-write here ({why}); it is read-only instead: pass --home \
+                 rw to write to it, or --home none to hide it",
                 home.path.display()
             )))
         }

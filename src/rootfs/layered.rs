@@ -65,11 +65,11 @@ pub fn mount_layout(layout: &HostLayout, old: &Path, new: &Path, points: &[Mount
         match overlay::kernel::mount(&cfg, &target) {
             Ok(()) => {}
             Err(e) if layout.strict => {
-                return Err(MountError {
-                    what: e.to_string(),
-                    source: io::Error::from_raw_os_error(libc::EINVAL),
-                    hint: String::new(),
-                })
+                let (what, source) = match super::overlay_error_parts(e) {
+                    (what, Some(source)) => (what, source),
+                    (text, None) => (format!("cannot layer {}", dir.display()), io::Error::other(text)),
+                };
+                return Err(MountError { what, source, hint: String::new() });
             }
             // auto: what cannot be layered stays visible, read-only.
             Err(_) => read_only(&host(dir), &target, dir)?,

@@ -6,7 +6,6 @@
 use crate::skip;
 use crate::support::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn usable() -> Option<String> {
     if let Some(reason) = unusable() {
@@ -84,7 +83,17 @@ fn the_callers_real_home_is_protected_too() {
         skip!("{reason}");
     }
     let real = PathBuf::from(std::env::var_os("HOME").unwrap());
-    let snapshot = || Command::new("ls").arg("-la").arg(&real).output().unwrap().stdout;
+    // Names only, without the other tests' own homes (they run in parallel in the same directory).
+    let snapshot = || {
+        let mut names: Vec<_> = std::fs::read_dir(&real)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("burrow-home."))
+            .collect();
+        names.sort();
+        names
+    };
     let before = snapshot();
     let bashrc = std::fs::read(real.join(".bashrc")).ok();
     let mut c = burrow();
