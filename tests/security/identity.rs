@@ -139,3 +139,17 @@ fn the_callers_session_keyring_is_out_of_reach() {
     // /proc/keys, which lists every key the caller may view, is masked.
     assert_eq!(attempt(&r, &[], &["read", "/proc/keys"]), Ok(String::new()));
 }
+
+#[test]
+fn the_hardening_is_the_same_with_a_single_id_map() {
+    ready!();
+    let r = rootfs();
+    // The map users without subordinate IDs get (setgroups denied): the same profile must apply.
+    let single = ["--userns", "single"];
+    assert_eq!(caps(&r, &single, "CapEff"), DEFAULT_CAPS);
+    assert_eq!(caps(&r, &single, "CapBnd"), DEFAULT_CAPS);
+    assert_eq!(attempt(&r, &single, &["status", "NoNewPrivs"]), Ok("1".into()));
+    assert_eq!(attempt(&r, &single, &["status", "Seccomp_filters"]), Ok("2".into()));
+    assert_eq!(attempt(&r, &single, &["userns"]), Err(EPERM));
+    assert_eq!(attempt(&r, &single, &["read", "/proc/keys"]), Ok(String::new()));
+}
