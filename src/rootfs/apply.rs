@@ -184,20 +184,40 @@ fn existing(root: &OwnedFd, dst: &Path) -> Result<Option<(OwnedFd, String)>, Mou
     }
 }
 
-/// Hides `dst`: an empty read-only tmpfs over a directory, /dev/null (read-only) over anything else.
+/// Hides `dst`: an empty read-only tmpfs over a directory, /dev/null (read-only) over anything else. Both
+/// sources are made once in the scratch root and then only bound (a bind costs a fraction of a new tmpfs);
+/// a bind keeps its source's read-only, nosuid, nodev and noexec flags.
 fn mask(root: &OwnedFd, dst: &Path) -> Result<(), MountError> {
     let Some((fd, t)) = existing(root, dst)? else { return Ok(()) };
     let is_dir = rustix::fs::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
     let what = format!("mask {}", dst.display());
-    if is_dir {
+    let src = if is_dir { mask_source_dir()? } else { mask_source_file()? };
+    mount(Some(src), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what))
+}
+
+const MASK_DIR: &str = "/mask-dir";
+const MASK_FILE: &str = "/mask-file";
+
+fn mask_source_dir() -> Result<&'static str, MountError> {
+    if !Path::new(MASK_DIR).exists() {
+        std::fs::create_dir(MASK_DIR).map_err(err(format!("mkdir {MASK_DIR}")))?;
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
-        return mount(Some("tmpfs"), t.as_str(), Some("tmpfs"), flags, Some("mode=0555")).map_err(nix_err(what));
+        mount(Some("tmpfs"), MASK_DIR, Some("tmpfs"), flags, Some("mode=0555"))
+            .map_err(nix_err("mount the empty tmpfs for masked directories"))?;
     }
-    let null = host(Path::new("/dev/null"));
-    mount(Some(&null), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what.clone()))?;
-    let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
-    // Not nodev: it is /dev/null, which must still open (empty reads, discarded writes).
-    set_attrs(&t, libc::MOUNT_ATTR_RDONLY, &what, "read-only")
+    Ok(MASK_DIR)
+}
+
+fn mask_source_file() -> Result<&'static str, MountError> {
+    if !Path::new(MASK_FILE).exists() {
+        std::fs::write(MASK_FILE, b"").map_err(err(format!("create {MASK_FILE}")))?;
+        let null = host(Path::new("/dev/null"));
+        mount(Some(&null), MASK_FILE, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(nix_err("bind /dev/null for masked files"))?;
+        // Not nodev: it is /dev/null, which must still open (empty reads, discarded writes).
+        set_attrs(MASK_FILE, libc::MOUNT_ATTR_RDONLY, "bind /dev/null for masked files", "read-only")?;
+    }
+    Ok(MASK_FILE)
 }
 
 fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), MountError> {

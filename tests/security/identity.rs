@@ -3,7 +3,6 @@
 use crate::probe::*;
 use crate::support::*;
 use crate::{ready, skip};
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 /// podman's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE
@@ -69,9 +68,7 @@ fn a_setuid_binary_inside_gains_nothing() {
     }
     let r = rootfs();
     // Owned by the caller, which is root inside: a setuid-root binary of the container.
-    let suid = r.path().join("bin/suid-probe");
-    std::fs::copy(probe().unwrap(), &suid).unwrap();
-    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    install_probe(&r.path().join("bin/suid-probe"), 0o4755);
     let run = |args: &[&str]| {
         let mut all = vec!["--user", "1000"];
         all.extend_from_slice(args);
@@ -121,8 +118,8 @@ fn the_callers_session_keyring_is_out_of_reach() {
         skip!("the keyring helper uses x86_64 syscall numbers");
     }
     let name = format!("burrow-test-{}", std::process::id());
-    let host = Command::new(probe().unwrap());
-    let mut control = host;
+    let host = host_probe();
+    let mut control = Command::new(&host.path);
     control.args(["key-search", &name]);
     let (_, o) = with_host_key(&name, control);
     assert!(outcome(&o, "key-search").is_ok(), "control: the host finds its key: {}", stdout(&o));
@@ -138,4 +135,18 @@ fn the_callers_session_keyring_is_out_of_reach() {
     assert!(attempt(&r, &[], &["key-add"]).is_ok());
     // /proc/keys, which lists every key the caller may view, is masked.
     assert_eq!(attempt(&r, &[], &["read", "/proc/keys"]), Ok(String::new()));
+}
+
+#[test]
+fn the_hardening_is_the_same_with_a_single_id_map() {
+    ready!();
+    let r = rootfs();
+    // The map users without subordinate IDs get (setgroups denied): the same profile must apply.
+    let single = ["--userns", "single"];
+    assert_eq!(caps(&r, &single, "CapEff"), DEFAULT_CAPS);
+    assert_eq!(caps(&r, &single, "CapBnd"), DEFAULT_CAPS);
+    assert_eq!(attempt(&r, &single, &["status", "NoNewPrivs"]), Ok("1".into()));
+    assert_eq!(attempt(&r, &single, &["status", "Seccomp_filters"]), Ok("2".into()));
+    assert_eq!(attempt(&r, &single, &["userns"]), Err(EPERM));
+    assert_eq!(attempt(&r, &single, &["read", "/proc/keys"]), Ok(String::new()));
 }

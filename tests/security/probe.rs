@@ -20,14 +20,15 @@ pub const EROFS: i32 = 30;
 /// The outcome the probe printed: `Ok(detail)` or `Err(errno)`.
 pub type Outcome = Result<String, i32>;
 
-static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+static PROBE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
 
-/// The compiled probe, or why it cannot be built.
-pub fn probe() -> Result<&'static Path, String> {
+/// The compiled probe's bytes (built once per test binary in a temporary directory that is removed again),
+/// or why it cannot be built.
+pub fn probe() -> Result<&'static [u8], String> {
     PROBE
         .get_or_init(|| {
             let dir = tempfile::Builder::new().prefix("burrow-probe.").tempdir().map_err(|e| e.to_string())?;
-            let out = dir.keep().join("probe");
+            let out = dir.path().join("probe");
             let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/security/probe.c");
             let o = Command::new("gcc")
                 .args(["-static", "-O1", "-o"])
@@ -38,11 +39,30 @@ pub fn probe() -> Result<&'static Path, String> {
             if !o.status.success() {
                 return Err(format!("gcc -static failed: {}", String::from_utf8_lossy(&o.stderr)));
             }
-            Ok(out)
+            std::fs::read(&out).map_err(|e| e.to_string())
         })
-        .as_ref()
-        .map(|p| p.as_path())
+        .as_deref()
         .map_err(|e| e.clone())
+}
+
+/// Writes the probe to `path` as an executable (mode `mode`).
+pub fn install_probe(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, probe().expect("probe built")).expect("write the probe");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod the probe");
+}
+
+/// The probe as a host file, for the controls run outside any container (removed with the value).
+pub struct HostProbe {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn host_probe() -> HostProbe {
+    let dir = tempfile::Builder::new().prefix("burrow-probe.").tempdir().expect("tempdir");
+    let path = dir.path().join("probe");
+    install_probe(&path, 0o755);
+    HostProbe { _dir: dir, path }
 }
 
 /// Skips (fails in strict mode) unless rootless containers run here and the probe builds.
@@ -62,7 +82,7 @@ macro_rules! ready {
 /// A busybox rootfs with the probe at /bin/probe.
 pub fn rootfs() -> Rootfs {
     let r = Rootfs::new();
-    std::fs::copy(probe().expect("probe built"), r.path().join("bin/probe")).expect("copy the probe");
+    install_probe(&r.path().join("bin/probe"), 0o755);
     r
 }
 
@@ -82,8 +102,9 @@ pub fn attempt(r: &Rootfs, args: &[&str], probe_args: &[&str]) -> Outcome {
 
 /// Runs the probe on the host, as the test user: the control that shows the attempt can work.
 pub fn on_host(probe_args: &[&str]) -> Outcome {
+    let host = host_probe();
     let o = output({
-        let mut c = Command::new(probe().expect("probe built"));
+        let mut c = Command::new(&host.path);
         c.args(probe_args);
         c
     });

@@ -50,8 +50,8 @@ fn legacy_tiocsti() -> bool {
     std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").map_or(true, |v| v.trim() == "1")
 }
 
-fn probe_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(probe().unwrap());
+fn probe_cmd(host: &HostProbe, args: &[&str]) -> Command {
+    let mut c = Command::new(&host.path);
     c.args(args);
     c
 }
@@ -61,8 +61,9 @@ fn tiocsti_cannot_push_input_into_the_callers_terminal() {
     ready!();
     let r = rootfs();
     // Control: a process of the terminal's session injects a line the shell would then run.
+    let host = host_probe();
     let t = pty();
-    let o = t.run(true, probe_cmd(&["tiocsti", "id\n"]));
+    let o = t.run(true, probe_cmd(&host, &["tiocsti", "id\n"]));
     if legacy_tiocsti() {
         assert!(outcome(&o, "tiocsti").is_ok(), "control: {}", stdout(&o));
         assert_eq!(t.pending_input(), "id\n", "control: the injected line waits in the input queue");
@@ -85,8 +86,9 @@ fn tiocsti_cannot_push_input_into_the_callers_terminal() {
 fn the_payload_has_no_controlling_terminal() {
     ready!();
     let r = rootfs();
+    let host = host_probe();
     let t = pty();
-    assert!(outcome(&t.run(true, probe_cmd(&["ctty"])), "ctty").is_ok(), "control");
+    assert!(outcome(&t.run(true, probe_cmd(&host, &["ctty"])), "ctty").is_ok(), "control");
     let t = pty();
     assert_eq!(outcome(&t.run(true, attempt_cmd(&r, &[], &["ctty"])), "ctty"), Err(ENXIO));
 }
