@@ -88,3 +88,22 @@ pub fn close_inherited_from(first: u32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn nsfs_ioctls_tell_a_user_namespace_from_other_files() {
+        let user = std::fs::File::open("/proc/self/ns/user").unwrap();
+        assert_eq!(ns_type(user.as_fd()).unwrap(), libc::CLONE_NEWUSER);
+        let net = std::fs::File::open("/proc/self/ns/net").unwrap();
+        assert_eq!(ns_type(net.as_fd()).unwrap(), libc::CLONE_NEWNET);
+        let plain = std::fs::File::open("/proc/self/status").unwrap();
+        assert_eq!(ns_type(plain.as_fd()).unwrap_err().raw_os_error(), Some(libc::ENOTTY));
+        assert!(ns_owner_uid(plain.as_fd()).is_err());
+        // The initial namespace has no parent the caller may see; a nested one would.
+        assert!(ns_parent(user.as_fd()).is_err());
+    }
+}

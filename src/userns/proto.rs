@@ -66,3 +66,32 @@ pub fn set_timeout(sock: BorrowedFd<'_>, limit: std::time::Duration) -> io::Resu
     setsockopt(&sock, sockopt::SendTimeout, &tv)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_reply_carries_a_namespace_descriptor_and_a_request_carries_none() {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let ns = std::fs::File::open("/proc/self/ns/user").unwrap();
+        let reply = Reply::Namespace { prepared_us: 12, maps_us: 3 };
+        send(a.as_fd(), &reply, Some(ns.as_fd())).unwrap();
+        let (got, fd) = recv::<Reply>(b.as_fd()).unwrap();
+        assert_eq!(got, reply);
+        let fd = fd.expect("the descriptor came along");
+        assert_eq!(crate::sys::ns::ns_type(fd.as_fd()).unwrap(), libc::CLONE_NEWUSER);
+        assert!(crate::sys::ns::ns_owner_uid(fd.as_fd()).is_ok());
+        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert!(flags & libc::FD_CLOEXEC != 0, "a received descriptor must be close-on-exec");
+        let req = Request::Namespace { uid_map: vec![MapLine { inside: 0, outside: 0, count: 1 }], gid_map: vec![] };
+        send(b.as_fd(), &req, None).unwrap();
+        let (got, fd) = recv::<Request>(a.as_fd()).unwrap();
+        assert!(got == req && fd.is_none());
+        drop(b);
+        let eof = recv::<Request>(a.as_fd()).unwrap_err();
+        assert_eq!(eof.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+}
