@@ -16,6 +16,7 @@ fn main() {
         }
     };
     let code = match cli.command {
+        Command::Run(args) if args.detach => burrow::lifecycle::detach::run(&args),
         Command::Run(args) => match burrow::run::run(&args) {
             Ok(code) => code,
             Err(e) => {
@@ -24,6 +25,7 @@ fn main() {
             }
         },
         Command::Doctor(args) => burrow::doctor::run(&args),
+        other => burrow::lifecycle::main(other),
     };
     std::process::exit(code);
 }

@@ -22,6 +22,8 @@ pub enum RunError {
     State(#[from] state::StateError),
     #[error(transparent)]
     Net(#[from] net::NetError),
+    #[error(transparent)]
+    Terminal(#[from] crate::terminal::TerminalError),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -51,8 +53,27 @@ fn say(line: String) {
     eprintln!("{line}");
 }
 
-/// Runs a container; returns the payload's exit code.
+/// Runs a container in the foreground; returns the payload's exit code.
 pub fn run(args: &RunArgs) -> Result<i32, RunError> {
+    let terminal = match args.tty {
+        true => Some(crate::terminal::require_stdin_terminal()?),
+        false => None,
+    };
+    let mut prepared = prepare(args, state::new_id())?;
+    prepared.spec.terminal = terminal;
+    launch(prepared, args, None)
+}
+
+/// A container checked and planned, with its state directory, ready to launch.
+pub struct Prepared {
+    pub spec: spec::RunSpec,
+    pub state: Option<state::StateDir>,
+    pub cgroup: cgroup::Plan,
+    pub id: String,
+}
+
+/// Resolves and checks everything (input errors come here, before anything runs).
+pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
     let caller = caller();
     let mode = args.userns.unwrap_or(UsernsMode::Auto);
     let ids = idmap::plan(mode, &caller, &mut |w| say(format!("burrow: warning: {w}")))?;
@@ -62,7 +83,6 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
     let net = net::preflight(&args.net_request())?;
     net.notices().iter().for_each(|n| say(n.clone()));
     let mut spec = spec::build(args, caller, ids, net)?;
-    let id = state::new_id();
     // The host-root default is layered by init on a tmpfs of its own; a network helper needs a socket.
     let needs_state = (spec.overlay.is_some() && spec.host_layout.is_none()) || spec.net.needs_state_dir();
     let state = if needs_state { Some(state::StateDir::create(&id)?) } else { None };
@@ -80,7 +100,13 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
         say(format!("burrow: cgroup manager: {}", cgroup.manager_name()));
         say(format!("burrow: network: {}", spec.net.backend_name()));
     }
-    let stages = HostStages { cgroup: &cgroup, name: id };
+    Ok(Prepared { spec, state, cgroup, id })
+}
+
+/// Launches a prepared container and waits for it; `on_start` is called once its payload has exec'd.
+pub fn launch(p: Prepared, args: &RunArgs, on_start: Option<&dyn Fn(nix::unistd::Pid)>) -> Result<i32, RunError> {
+    let Prepared { spec, state, cgroup, id } = p;
+    let stages = HostStages { cgroup: &cgroup, name: id, on_start };
     let outcome = parent::run(&spec, &stages, &mut say)?;
     if let Some(stats) = &outcome.stats {
         if args.stats {

@@ -73,6 +73,14 @@ pub struct RunSpec {
     pub verbose: bool,
     /// What the payload gives up before exec (see `security`).
     pub hardening: crate::security::Profile,
+    /// `-t`: the payload gets a pty of this size from the container's devpts.
+    pub terminal: Option<crate::sys::tty::WinSize>,
+    /// `-i`: the payload's stdin stays open (else it is /dev/null).
+    pub interactive: bool,
+    /// Where init listens for `burrow exec` (registered containers only).
+    pub control: Option<PathBuf>,
+    /// init tells P0 when the payload has exec'd (`run -d` prints the ID only then).
+    pub watch_start: bool,
 }
 
 /// The copy-on-write layer: the driver asked for and where its directories are.
@@ -193,6 +201,10 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         init: !args.no_init,
         hardening: crate::security::Profile::default(),
         verbose: args.verbose,
+        terminal: None,
+        interactive: args.interactive,
+        control: None,
+        watch_start: false,
     })
 }
 
@@ -287,7 +299,7 @@ fn valid_key(k: &str) -> bool {
 }
 
 /// Resolves `--user` against the container's /etc/passwd and /etc/group (read from the host side of the rootfs).
-fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
+pub fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
     let (user, group) = match text.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (text, None),

@@ -10,7 +10,7 @@
 
 use super::channel::Channel;
 use super::child::Mapped;
-use super::{child_exit, exec, report, signals, Step, StepError};
+use super::{child_exit, exec, report, signals, stdio, Step, StepError};
 use crate::rootfs::{apply, plan};
 use crate::spec::RunSpec;
 use crate::sys::{fork, Forked};
@@ -23,17 +23,37 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::p
     if let Err(e) = setup(spec, &chan, mapped, layer) {
         child_exit(report(&chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0)));
     }
+    if spec.terminal.is_some() {
+        // With a pty of its own the payload needs nothing of the user's terminal, and init keeps nothing of it
+        // (before the fork, so that no process inside ever sees it).
+        if let Err(e) = stdio::null_onto(&[0, 1, 2]) {
+            child_exit(report(&chan, "terminal", format!("redirect init's stdio to /dev/null: {e}"), e as i32));
+        }
+    }
     let payload = exec::Payload::of(spec, mapped);
     if !spec.init {
-        exec::payload(&payload, &chan)
+        become_payload(spec, &payload, &chan)
     }
     let payload = match fork() {
-        Ok(Forked::Child) => exec::payload(&payload, &chan),
+        Ok(Forked::Child) => become_payload(spec, &payload, &chan),
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => child_exit(report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0))),
     };
     drop(chan);
     child_exit(reap(payload))
+}
+
+/// The payload's stdio (pty or /dev/null), then the exec stage shared with `burrow exec`. The pty and the start
+/// watch are made here, in the payload's own process, so that init never holds them.
+fn become_payload(spec: &RunSpec, payload: &exec::Payload, chan: &Channel) -> ! {
+    let stdio = match stdio::prepare(spec.terminal, spec.watch_start, spec.interactive, chan) {
+        Ok(s) => s,
+        Err(e) => child_exit(report(chan, e.stage, e.to_string(), e.source.raw_os_error().unwrap_or(0))),
+    };
+    if let Err(e) = stdio::attach_payload(&stdio, payload.user) {
+        child_exit(report(chan, "terminal", format!("attach the payload's terminal: {e}"), e as i32));
+    }
+    exec::payload(payload, chan)
 }
 
 fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> Result<(), StepError> {

@@ -28,6 +28,8 @@ pub enum LaunchError {
     Cgroup(#[from] crate::cgroup::CgroupError),
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
+    #[error(transparent)]
+    Terminal(#[from] crate::terminal::TerminalError),
 }
 
 /// What P0 prepared before the fork for the stages it runs on P1's behalf.
@@ -35,6 +37,8 @@ pub struct HostStages<'a> {
     pub cgroup: &'a crate::cgroup::Plan,
     /// Unique among running containers: names the systemd scope or cgroup.
     pub name: String,
+    /// Called once the payload has exec'd (needs `spec.watch_start`).
+    pub on_start: Option<super::attach::OnStart<'a>>,
 }
 
 /// How the container ended.
@@ -110,7 +114,10 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     }
     // From here P0 only wakes for a signal, a failure, a notice or P1's exit: every wakeup on the way to the
     // payload costs a scheduling round trip on a busy machine.
-    let code = supervise(&ours, p1, cgroup.as_ref(), notice)?;
+    let mut attach = super::attach::Attach::new(spec.interactive, stages.on_start);
+    let code = supervise(&ours, p1, cgroup.as_ref(), notice, &mut attach);
+    attach.finish();
+    let code = code?;
     guard.0 = None;
     let stats = cgroup.as_ref().map(|c| c.stats());
     drop(cgroup);
@@ -214,6 +221,7 @@ fn supervise(
     p1: Pid,
     cgroup: Option<&crate::cgroup::Attached>,
     notice: &mut dyn FnMut(String),
+    attach: &mut super::attach::Attach<'_>,
 ) -> Result<i32, LaunchError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let sfd = signals::signalfd().map_err(|e| LaunchError::Sys("signalfd", e))?;
@@ -227,6 +235,8 @@ fn supervise(
         if chan_open {
             fds.push(PollFd::new(chan.as_fd(), PollFlags::POLLIN));
         }
+        let ours = fds.len();
+        fds.extend(attach.poll_fds());
         // Kernels without memory.peak: sample memory.current twice a second for --stats.
         let timeout = match (pending.is_empty(), cgroup.is_some()) {
             (false, _) => PollTimeout::from(10u16),
@@ -241,25 +251,42 @@ fn supervise(
             Err(e) => return Err(LaunchError::Sys("poll", e)),
         }
         let chan_ready = chan_open && fds[1].revents().is_some_and(|r| !r.is_empty());
+        let events: Vec<PollFlags> = fds[ours..].iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
         drop(fds);
+        attach.service(&events);
         if chan_ready {
-            match chan.recv() {
-                Ok(Some(Msg::RootReady { notice: n, driver })) => n
-                    .into_iter()
-                    .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
-                    .for_each(&mut *notice),
-                Ok(Some(Msg::Notice { text })) => notice(text),
-                Ok(Some(m)) => failure_seen = failure_seen.or(failure(m)),
-                Ok(None) | Err(_) => chan_open = false,
+            match chan.recv_with_fds().map(|(m, fds)| (m, Some(fds))) {
+                Ok((Some(Msg::Attach { terminal, watch }), fds)) => {
+                    attach.take(terminal, watch, fds.unwrap_or_default())
+                }
+                Ok((m, _)) => match m {
+                    Some(Msg::RootReady { notice: n, driver }) => n
+                        .into_iter()
+                        .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
+                        .for_each(&mut *notice),
+                    Some(Msg::Notice { text }) => notice(text),
+                    Some(m) => failure_seen = failure_seen.or(failure(m)),
+                    None => chan_open = false,
+                },
+                Err(_) => chan_open = false,
             }
         }
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            if sig != Signal::SIGCHLD && signals::sent_by_process(info.ssi_code) {
+            if sig == Signal::SIGWINCH && attach.resize() {
+                continue;
+            }
+            if sig != Signal::SIGCHLD && (signals::sent_by_process(info.ssi_code) || attach.forwards_terminal_signals())
+            {
                 pending.push(sig);
             }
+        }
+        attach.check_started(chan_open && readable(chan), failure_seen.is_some(), p1);
+        if let Some(e) = attach.error.take() {
+            // No terminal for the payload: stop the container (the guard kills P1) and say why.
+            return Err(e.into());
         }
         if !pending.is_empty() {
             init = init.or_else(|| find_init(p1));
@@ -280,6 +307,12 @@ fn supervise(
             Err(e) => return Err(LaunchError::Sys("waitpid", e)),
         }
     }
+}
+
+/// True when a message is waiting on the channel.
+fn readable(chan: &Channel) -> bool {
+    let mut fds = [nix::poll::PollFd::new(chan.as_fd(), nix::poll::PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 /// After P1 exited: a failure message still queued on the channel wins over the exit code.
