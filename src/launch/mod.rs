@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod channel;
 pub mod child;
+pub mod control;
 pub mod exec;
 pub mod init;
 pub mod layers;

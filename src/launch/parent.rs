@@ -137,7 +137,8 @@ fn failure_or<T>(r: Result<T, ChannelError>) -> Result<T, LaunchError> {
     }
 }
 
-fn failure(msg: Msg) -> Option<LaunchError> {
+/// The error a `Failed` or `ExecFailed` message stands for (None for other messages).
+pub fn failure(msg: Msg) -> Option<LaunchError> {
     match msg {
         Msg::Failed { stage, message, .. } => Some(LaunchError::Child { stage, message }),
         Msg::ExecFailed { errno, command, path_searched } => {
@@ -193,9 +194,15 @@ fn write_maps<T>(
 
 /// The container's init: P1's child in another PID namespace (the FUSE server, P1's other child, is in ours).
 /// Looked up only when a signal must be forwarded, so that P1 need not wake P0 to say it.
-fn find_init(p1: Pid) -> Option<Pid> {
-    let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    let in_other_ns = |p: &i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|ns| ns != ours);
+pub fn find_init(p1: Pid) -> Option<Pid> {
+    // By the depth of its PID namespace (NSpid in /proc/PID/status, readable even when init made itself
+    // non-dumpable, which hides its /proc/PID/ns).
+    let depth = |p: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| v.split_whitespace().count())
+    };
+    let ours = depth("self")?;
+    let in_other_ns = |p: &i32| depth(&p.to_string()).is_some_and(|d| d > ours);
     match std::fs::read_to_string(format!("/proc/{p1}/task/{p1}/children")) {
         Ok(children) => children.split_whitespace().filter_map(|p| p.parse().ok()).find(in_other_ns),
         // Kernels without CONFIG_PROC_CHILDREN: look for P1's children by their parent pid.
