@@ -5,6 +5,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,9 +58,14 @@ impl Term {
 
     /// Starts burrow with this terminal as its controlling terminal and stdio (setsid --ctty, like a login).
     fn spawn(&self, args: &[&str]) -> Reaped {
+        self.spawn_env(args, &[])
+    }
+
+    fn spawn_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Reaped {
         let mut c = Command::new("setsid");
         c.arg("--ctty").arg(BURROW).args(args);
         c.env_clear().env("PATH", "/usr/bin:/bin").env("TERM", "dumb").current_dir("/");
+        c.envs(env.iter().copied());
         c.stdin(self.fd()).stdout(self.fd()).stderr(self.fd());
         Reaped(c.spawn().expect("spawn burrow"))
     }
@@ -205,4 +211,34 @@ fn stdin_reaches_the_payload_only_with_i() {
         let o = wait_output(child, Duration::from_secs(30));
         assert_eq!(expect(&o, 0), want, "flags {flags:?}");
     }
+}
+
+#[test]
+fn exec_it_gets_a_terminal_of_its_own_with_job_control() {
+    let Some(root) = ready() else { skip!("unusable") };
+    let (tmp, home) = (tempdir(), tempdir());
+    let env = [("TMPDIR", tmp.path()), ("HOME", home.path())];
+    let cmd = |args: &[&str]| {
+        let mut c = burrow();
+        c.envs(env.iter().copied()).args(args);
+        output(c)
+    };
+    let r = path_str(root.path());
+    let id = expect(&cmd(&["run", "-d", "--rootfs", &r, "--", "sleep", "100"]), 0).trim().to_string();
+    let mut t = Term::new(33, 90);
+    let child = t.spawn_env(&["exec", "-it", &id, "/bin/sh"], &env);
+    t.send("PS1='$ '; tty; stty size; echo st$((1+1))art\n");
+    let seen = t.expect("st2art");
+    assert!(seen.contains("/dev/pts/") && seen.contains("33 90"), "{seen}");
+    t.send("sleep 50 &\n");
+    t.send("jobs\n");
+    t.expect("sleep 50");
+    t.send("sleep 60\n");
+    std::thread::sleep(Duration::from_millis(300));
+    t.send("\x03");
+    t.send("echo rc=$?\n");
+    t.expect("rc=130");
+    t.send("exit 4\n");
+    assert_eq!(wait_exit(child), 4);
+    expect(&cmd(&["rm", "-f", &id]), 0);
 }

@@ -46,6 +46,7 @@ fn start(args: &RunArgs) -> Result<String, (String, i32)> {
         has_init: !args.no_init,
     };
     let new = record::create(config).map_err(|e| fail(&e))?;
+    let new_record = new.record.clone();
     prepared.spec.control = (!args.no_init).then(|| new.record.file("ctl"));
     prepared.spec.watch_start = true;
     prepared.spec.interactive = false;
@@ -69,9 +70,13 @@ fn start(args: &RunArgs) -> Result<String, (String, i32)> {
     // so end of file would only come with the container's end.
     let mut text = String::new();
     let _ = std::io::BufReader::new(std::fs::File::from(status_r)).read_line(&mut text);
-    match serde_json::from_str::<StartStatus>(&text) {
-        Ok(s) if s.ok => Ok(id),
-        Ok(s) => Err((s.message, s.code)),
-        Err(_) => Err(("the container's monitor ended before the container started".into(), 125)),
-    }
+    let failed = match serde_json::from_str::<StartStatus>(&text) {
+        Ok(s) if s.ok => return Ok(id),
+        Ok(s) => (s.message, s.code),
+        Err(_) => ("the container's monitor ended before the container started".into(), 125),
+    };
+    // The monitor removes the record of a container that never started; once its lock is free that is done,
+    // and `run -d` leaves nothing behind.
+    new_record.wait_ended();
+    Err(failed)
 }
