@@ -272,6 +272,33 @@ mod tests {
     }
 
     #[test]
+    fn a_pointer_counts_only_for_a_private_directory_of_ours_under_tmp() {
+        let t = tempfile::tempdir().unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        let (tmp, home) = (t.path().join("tmp"), t.path().join("home"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let pointer = home.join(".cache/burrow/runtime-h");
+        let ours = tmp.join(format!("burrow-{uid}-0123456789ab"));
+        std::fs::DirBuilder::new().mode(0o700).create(&ours).unwrap();
+        write_pointer(&pointer, &ours).unwrap();
+        assert_eq!(std::fs::metadata(&pointer).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(read_pointer(&pointer, &tmp, uid), Some(ours.clone()));
+        // Another TMPDIR, another uid, an open directory, a wrong name, a pointer others may write: not used.
+        assert_eq!(read_pointer(&pointer, &t.path().join("elsewhere"), uid), None);
+        assert_eq!(read_pointer(&pointer, &tmp, uid + 1), None);
+        std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(read_pointer(&pointer, &tmp, uid), None);
+        std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let odd = tmp.join("somebody-else");
+        std::fs::DirBuilder::new().mode(0o700).create(&odd).unwrap();
+        write_pointer(&pointer, &odd).unwrap();
+        assert_eq!(read_pointer(&pointer, &tmp, uid), None);
+        write_pointer(&pointer, &ours).unwrap();
+        std::fs::set_permissions(&pointer, std::fs::Permissions::from_mode(0o622)).unwrap();
+        assert_eq!(read_pointer(&pointer, &tmp, uid), None);
+    }
+
+    #[test]
     fn ids_are_twelve_hex_digits_and_differ() {
         let (a, b) = (new_id(), new_id());
         assert!(a.len() == 12 && a.chars().all(|c| c.is_ascii_hexdigit()));

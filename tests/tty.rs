@@ -174,6 +174,25 @@ fn the_outer_terminal_is_restored_after_the_payload_is_killed() {
 }
 
 #[test]
+fn a_signal_that_kills_burrow_restores_the_terminal_first() {
+    let Some(root) = ready() else { skip!("unusable") };
+    let mut t = Term::new(24, 80);
+    let before = t.stty(&["-g"]);
+    let r = path_str(root.path());
+    let child = t.spawn(&["run", "-it", "--rootfs", &r, "--", "/bin/sh", "-c", "echo re''ady; exec sleep 100"]);
+    t.expect("ready");
+    assert_ne!(t.stty(&["-g"]), before, "the outer terminal was not made raw");
+    let pid = child.0.id() as i32;
+    let family = descendants(pid);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGALRM).unwrap();
+    let mut child = child.take();
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGALRM), "{status:?}");
+    assert_eq!(t.stty(&["-g"]), before, "the outer terminal's settings were not restored");
+    assert!(eventually(Duration::from_secs(10), || family.iter().all(|p| !alive(*p))), "the container outlived burrow");
+}
+
+#[test]
 fn the_payload_cannot_reach_the_outer_terminal() {
     let Some(root) = ready() else { skip!("unusable") };
     let mut t = Term::new(24, 80);
