@@ -220,6 +220,40 @@ fn two_shells_exec_at_once() {
     assert_eq!(expect(&cx.out(&["exec", &id, "sh", "-c", "grep PPid /proc/self/status"]), 0), "PPid:\t1\n");
 }
 
+#[test]
+fn ps_exec_stop_and_rm_from_several_shells_at_once() {
+    let Some(cx) = ready() else { skip!("unusable") };
+    let id = cx.detach(&["--name", "busy"], &["sleep", "100"]);
+    let spawn = |args: &[&str]| {
+        let mut c = cx.cmd(args);
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let children = vec![
+        spawn(&["ps", "-a"]),
+        spawn(&["exec", "busy", "sleep", "0.3"]),
+        spawn(&["stop", "-t", "1", "busy"]),
+        spawn(&["rm", "-f", "busy"]),
+        spawn(&["ps", "--format", "json"]),
+        spawn(&["stop", "busy"]),
+        spawn(&["rm", "-f", &id]),
+    ];
+    let outs: Vec<Output> = children.into_iter().map(|c| wait_output(c, Duration::from_secs(60))).collect();
+    // ps never fails, whatever the others do; every error is one clear line.
+    assert_eq!(code(&outs[0]), 0, "{}", stderr(&outs[0]));
+    assert_eq!(code(&outs[4]), 0, "{}", stderr(&outs[4]));
+    for o in &outs {
+        let err = stderr(o);
+        assert!(err.lines().count() <= 1, "{err}");
+        assert!(![101, -1].contains(&code(o)), "a command crashed: {err}");
+    }
+    // Exactly one rm removed it; the container and its record are gone.
+    let removed = [&outs[3], &outs[6]].iter().filter(|o| code(o) == 0).count();
+    assert_eq!(removed, 1, "{:?}", outs.iter().map(stderr).collect::<Vec<_>>());
+    assert!(cx.ps_json().is_empty());
+    assert!(!cx.record(&id).exists());
+}
+
 /// What a process sees of its confinement: capabilities, no_new_privs, seccomp, namespaces, cgroup.
 const CONFINEMENT: &str = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp)' /proc/self/status; \
     for n in mnt pid net uts ipc user cgroup; do readlink /proc/self/ns/$n; done; cat /proc/self/cgroup; \

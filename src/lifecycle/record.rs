@@ -167,8 +167,17 @@ impl Record {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
-            .map_err(io(&path))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io(&path)(e.into()))
+            .map_err(|e| match e.kind() {
+                // Removed by another command meanwhile.
+                std::io::ErrorKind::NotFound => RecordError::NotFound(self.config.id.clone()),
+                _ => io(&path)(e),
+            })?;
+        let held = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io(&path)(e.into()))?;
+        // The previous holder may have removed the record (rm) while we waited.
+        if !self.dir.exists() {
+            return Err(RecordError::NotFound(self.config.id.clone()));
+        }
+        Ok(held)
     }
 
     pub fn display_name(&self) -> &str {
