@@ -348,6 +348,25 @@ fn logs_tail_and_follow() {
 }
 
 #[test]
+fn the_log_is_capped_with_one_older_generation() {
+    let Some(cx) = ready() else { skip!("unusable") };
+    // 3 MiB of numbered lines, then a last one.
+    let id = cx.detach(&[], &["sh", "-c", "seq 1 400000; echo the-end"]);
+    assert_eq!(expect(&cx.out(&["wait", &id]), 0), "0\n");
+    let dir = cx.record(&id);
+    let (log, old) =
+        (std::fs::metadata(dir.join("log")).unwrap().len(), std::fs::metadata(dir.join("log.1")).unwrap().len());
+    assert!(log <= 1 << 20 && old <= 1 << 20 && old > 512 << 10, "log {log}, log.1 {old}");
+    let all = expect(&cx.out(&["logs", &id]), 0);
+    assert!(all.ends_with("399999\n400000\nthe-end\n"), "{}", &all[all.len().saturating_sub(100)..]);
+    assert!(!all.starts_with("1\n"), "the oldest lines were kept");
+    // What is kept is contiguous: log.1 then log (its first line may be cut: rotation is by size).
+    let nums: Vec<u64> = all.lines().skip(1).filter_map(|l| l.parse().ok()).collect();
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "a gap in the kept log");
+    assert_eq!(expect(&cx.out(&["logs", "--tail", "1", &id]), 0), "the-end\n");
+}
+
+#[test]
 fn a_detached_tty_is_logged() {
     let Some(cx) = ready() else { skip!("unusable") };
     let id = cx.detach(&["-t"], &["sh", "-c", "tty; stty size"]);

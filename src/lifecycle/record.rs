@@ -303,6 +303,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_record_of_another_boot_is_not_running_even_if_its_lock_is_held() {
+        let t = tempfile::tempdir().unwrap();
+        let lock = std::fs::File::create(t.path().join("lock")).unwrap();
+        let _held = Flock::lock(lock, FlockArg::LockExclusive).unwrap();
+        let mut r = Record { dir: t.path().to_path_buf(), config: Config { boot_id: boot_id(), ..Config::default() } };
+        assert!(r.running());
+        r.config.boot_id = "an-older-boot".into();
+        assert!(!r.running());
+        assert_eq!(r.status(), Status::Exited(None));
+        let _ = rustix::fs::flock(
+            &std::fs::File::open(t.path().join("lock")).unwrap(),
+            rustix::fs::FlockOperation::NonBlockingLockShared,
+        );
+    }
+
+    #[test]
     fn names_follow_podman_rules() {
         for ok in ["web", "a", "db-1", "x_y.z", "9lives"] {
             assert!(valid_name(ok), "{ok}");
