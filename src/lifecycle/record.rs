@@ -312,10 +312,6 @@ mod tests {
         r.config.boot_id = "an-older-boot".into();
         assert!(!r.running());
         assert_eq!(r.status(), Status::Exited(None));
-        let _ = rustix::fs::flock(
-            &std::fs::File::open(t.path().join("lock")).unwrap(),
-            rustix::fs::FlockOperation::NonBlockingLockShared,
-        );
     }
 
     #[test]
