@@ -262,21 +262,7 @@ fn supervise(
         drop(fds);
         attach.service(&events);
         if chan_ready {
-            match chan.recv_with_fds().map(|(m, fds)| (m, Some(fds))) {
-                Ok((Some(Msg::Attach { terminal, watch }), fds)) => {
-                    attach.take(terminal, watch, fds.unwrap_or_default())
-                }
-                Ok((m, _)) => match m {
-                    Some(Msg::RootReady { notice: n, driver }) => n
-                        .into_iter()
-                        .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
-                        .for_each(&mut *notice),
-                    Some(Msg::Notice { text }) => notice(text),
-                    Some(m) => failure_seen = failure_seen.or(failure(m)),
-                    None => chan_open = false,
-                },
-                Err(_) => chan_open = false,
-            }
+            chan_open = on_message(chan, attach, notice, &mut failure_seen);
         }
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
@@ -314,6 +300,30 @@ fn supervise(
             Err(e) => return Err(LaunchError::Sys("waitpid", e)),
         }
     }
+}
+
+/// Handles one message from the container's side; false once the channel is closed.
+fn on_message(
+    chan: &Channel,
+    attach: &mut super::attach::Attach<'_>,
+    notice: &mut dyn FnMut(String),
+    failure_seen: &mut Option<LaunchError>,
+) -> bool {
+    match chan.recv_with_fds() {
+        Ok((Some(Msg::Attach { terminal, watch }), fds)) => attach.take(terminal, watch, fds),
+        Ok((Some(Msg::RootReady { notice: n, driver }), _)) => n
+            .into_iter()
+            .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
+            .for_each(notice),
+        Ok((Some(Msg::Notice { text }), _)) => notice(text),
+        Ok((Some(m), _)) => {
+            if failure_seen.is_none() {
+                *failure_seen = failure(m);
+            }
+        }
+        Ok((None, _)) | Err(_) => return false,
+    }
+    true
 }
 
 /// True when a message is waiting on the channel.
