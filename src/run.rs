@@ -24,6 +24,8 @@ pub enum RunError {
     Net(#[from] net::NetError),
     #[error(transparent)]
     Terminal(#[from] crate::terminal::TerminalError),
+    #[error(transparent)]
+    Record(#[from] crate::lifecycle::record::RecordError),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -61,6 +63,10 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
     };
     let mut prepared = prepare(args, state::new_id())?;
     prepared.spec.terminal = terminal;
+    if args.name.is_some() {
+        // Named: registered while it runs, so that ps, exec, stop find it.
+        return crate::lifecycle::foreground::run(prepared, args);
+    }
     launch(prepared, args, None)
 }
 

@@ -329,6 +329,25 @@ fn names_are_unique_and_rm_refuses_a_running_container() {
 }
 
 #[test]
+fn a_named_foreground_run_is_reachable_while_it_runs_and_leaves_nothing() {
+    let Some(cx) = ready() else { skip!("unusable") };
+    let r = path_str(cx.root.path());
+    let mut c = cx.cmd(&["run", "--name", "fg", "--rootfs", &r, "--", "sh", "-c", "echo fg-started; exec sleep 100"]);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let fg = Reaped(c.spawn().unwrap());
+    let up = || cx.ps_json().iter().any(|c| c["name"] == "fg" && c["status"].as_str().unwrap().starts_with("Up"));
+    assert!(eventually(Duration::from_secs(10), up), "the named foreground run is not listed");
+    assert_eq!(expect(&cx.out(&["exec", "fg", "echo", "joined"]), 0), "joined\n");
+    let o = cx.out(&["run", "-d", "--name", "fg", "--rootfs", &r, "--", "true"]);
+    assert!(code(&o) == 125 && stderr(&o).contains("already in use"), "{}", stderr(&o));
+    expect(&cx.out(&["stop", "-t", "5", "fg"]), 0);
+    let o = wait_output(fg.take(), Duration::from_secs(30));
+    assert_eq!(code(&o), 143, "{}", stderr(&o));
+    assert!(stdout(&o).contains("fg-started"), "the output stays on the user's side: {}", stdout(&o));
+    assert!(cx.ps_json().is_empty(), "the record stayed");
+}
+
+#[test]
 fn run_d_rm_removes_the_record_at_the_end() {
     let Some(cx) = ready() else { skip!("unusable") };
     cx.detach(&["--rm"], &["sh", "-c", "sleep 0.3"]);

@@ -44,6 +44,7 @@ fn start(args: &RunArgs) -> Result<String, (String, i32)> {
         remove: args.rm,
         terminal: args.tty,
         has_init: !args.no_init,
+        foreground: false,
     };
     let new = record::create(config).map_err(|e| fail(&e))?;
     let new_record = new.record.clone();

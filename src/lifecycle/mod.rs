@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod detach;
 pub mod exec;
+pub mod foreground;
 pub mod monitor;
 pub mod proc;
 pub mod record;

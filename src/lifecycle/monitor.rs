@@ -70,15 +70,7 @@ fn runner(
     drop(out);
     let status = RefCell::new(Some(status));
     let on_start = |p1: nix::unistd::Pid| {
-        let init = crate::launch::parent::find_init(p1).map(|p| p.as_raw()).unwrap_or(0);
-        let started = Started {
-            monitor: monitor.as_raw(),
-            monitor_start: super::proc::start_time(monitor.as_raw()).unwrap_or(0),
-            init,
-            init_start: super::proc::start_time(init).unwrap_or(0),
-            at: record::now(),
-        };
-        let _ = record::write_json(&record.file("state.json"), &started);
+        write_started(record, monitor, p1);
         report(status.borrow_mut().take(), true, String::new(), 0);
     };
     let code = match crate::run::launch(prepared, args, Some(&on_start)) {
@@ -93,6 +85,19 @@ fn runner(
         }
     };
     crate::sys::exit_now(code)
+}
+
+/// Records the host pids (and start times) of the process that supervises the container and of its init.
+pub fn write_started(record: &Record, monitor: nix::unistd::Pid, p1: nix::unistd::Pid) {
+    let init = crate::launch::parent::find_init(p1).map(|p| p.as_raw()).unwrap_or(0);
+    let started = Started {
+        monitor: monitor.as_raw(),
+        monitor_start: super::proc::start_time(monitor.as_raw()).unwrap_or(0),
+        init,
+        init_start: super::proc::start_time(init).unwrap_or(0),
+        at: record::now(),
+    };
+    let _ = record::write_json(&record.file("state.json"), &started);
 }
 
 fn report(status: Option<OwnedFd>, ok: bool, message: String, code: i32) {

@@ -57,6 +57,9 @@ pub struct Config {
     pub terminal: bool,
     /// The container has burrow's init, which serves `exec` (not with --no-init).
     pub has_init: bool,
+    /// A named foreground run: registered only while it runs (no log, no exit code kept).
+    #[serde(default)]
+    pub foreground: bool,
 }
 
 /// Host pids, with their start times (field 22 of /proc/PID/stat) so that a reused pid is never signalled.
@@ -197,7 +200,8 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordErro
     std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(io(path))
 }
 
-/// Every record, oldest first (unreadable ones, e.g. half-removed, are left out).
+/// Every record, oldest first (unreadable ones, e.g. half-removed, are left out). A foreground run's record
+/// whose lock nobody holds was left by a run killed before it could remove it: it is removed here.
 pub fn list() -> Result<Vec<Record>, RecordError> {
     let root = root()?;
     let mut all: Vec<Record> = std::fs::read_dir(&root)
@@ -205,6 +209,7 @@ pub fn list() -> Result<Vec<Record>, RecordError> {
         .flatten()
         .filter(|e| e.file_name().to_str().is_some_and(|n| !n.starts_with('.')))
         .filter_map(|e| Record::load(&e.path()).ok())
+        .filter(|r| !(r.config.foreground && !r.running() && remove(r).is_ok()))
         .collect();
     all.sort_by(|a, b| (a.config.created, &a.config.id).cmp(&(b.config.created, &b.config.id)));
     Ok(all)
