@@ -88,8 +88,13 @@ impl Control {
             let fd = crate::sys::adopt_received(vec![fd]).pop();
             let Some(fd) = fd else { continue };
             let peer = socket::getsockopt(&fd, socket::sockopt::PeerCredentials);
-            if peer.is_ok_and(|c| c.uid() == self.owner) {
-                self.sessions.push(Session { conn: Channel::from_fd(fd), pid: None });
+            let conn = Channel::from_fd(fd);
+            match peer {
+                Ok(c) if c.uid() == self.owner => self.sessions.push(Session { conn, pid: None }),
+                _ => {
+                    let message = "permission denied: only the container's owner may exec into it".to_string();
+                    report(&conn, "exec", message, libc::EPERM);
+                }
             }
         }
     }
