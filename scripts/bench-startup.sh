@@ -53,7 +53,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $RUNS in ''|*[!0-9]*|0) die "-n wants a positive number, not '$RUNS'" ;; esac
-ALL="host-true floor floor-subids burrow burrow-unhardened burrow-landlock burrow-rw burrow-single burrow-host burrow-host-homerw burrow-shared burrow-private burrow-first bwrap crun ch-run podman burrow-mem systemd-scope podman-mem"
+ALL="host-true floor floor-subids burrow burrow-unhardened burrow-landlock burrow-rw burrow-single burrow-host burrow-host-homerw burrow-shared burrow-private burrow-first bwrap crun ch-run podman burrow-mem systemd-scope podman-mem
+  burrow-exec podman-exec"
 for n in $(echo "$ONLY" | tr ',' ' '); do
   case " $ALL " in *" $n "*) ;; *) die "--only: no case named '$n' (cases: $ALL)" ;; esac
 done
@@ -77,6 +78,10 @@ cleanup() {
   for p in $(pgrep -u "$UIDN" -f "__keeper --dir $T/" 2>/dev/null || true); do
     kill "$p" 2>/dev/null || true
   done
+  if [ -n "${EXEC_NAME:-}" ]; then
+    [ -z "${BURROW_NOTE:-}" ] && $AS_USER "$BURROW_BIN" rm -f "$EXEC_NAME" >/dev/null 2>&1 || true
+    $AS_USER sh -c "$PODMAN_BASE rm -f -t 0 $EXEC_NAME" >/dev/null 2>&1 || true
+  fi
   # podman's rootless pause process (and anything else podman left) started by our own runs: they are the
   # user's processes whose environment names our private runtime dir (killing by the pause pid file alone once
   # left a pause process behind).
@@ -143,7 +148,8 @@ printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' > "$P/c
 chown -R "$UIDN:$GIDN" "$P"
 PODMAN="XDG_RUNTIME_DIR=$P/xdg CONTAINERS_CONF=$P/containers.conf CONTAINERS_STORAGE_CONF=$P/storage.conf"
 PODMAN="$PODMAN DBUS_SESSION_BUS_ADDRESS=unix:path=$P/xdg/no-bus"
-PODMAN="$PODMAN podman --runtime runc run --rm --network none"
+PODMAN_BASE="$PODMAN podman --runtime runc"
+PODMAN="$PODMAN_BASE run --rm --network none"
 
 # ---- the cases -------------------------------------------------------------------------------------------
 want() { [ -z "$ONLY" ] || case $ONLY in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -197,6 +203,23 @@ if [ "$CGROUP_ROWS" = 1 ]; then
   case_ systemd-scope "systemd-run --user --scope -q /bin/true"
   case_ podman-mem "$PODMAN --memory 64m --rootfs $R /bin/true"
 fi
+# exec into a running container (issue 13: burrow exec <= 5 ms median, <= 0.1x podman exec): one detached
+# container of each, started here and removed by the cleanup
+EXEC_NAME=bench-exec-$$
+if want burrow-exec && [ -z "$BURROW_NOTE" ]; then
+  if $AS_USER "$BURROW_BIN" run -d --name "$EXEC_NAME" --network none --rootfs "$R" -- /bin/sleep 3600 >/dev/null 2>"$T/burrow-exec.err"; then
+    case_ burrow-exec "$BURROW_BIN exec $EXEC_NAME /bin/true"
+  else
+    echo "note: burrow-exec skipped: run -d failed: $(cat "$T/burrow-exec.err")"
+  fi
+fi
+if want podman-exec; then
+  if $AS_USER sh -c "$PODMAN_BASE run -d --name $EXEC_NAME --network none --rootfs $R /bin/sleep 3600" >/dev/null 2>"$T/podman-exec.err"; then
+    case_ podman-exec "$PODMAN_BASE exec $EXEC_NAME /bin/true"
+  else
+    echo "note: podman-exec skipped: podman run -d failed: $(tail -n1 "$T/podman-exec.err")"
+  fi
+fi
 
 echo "bench-startup: $(uname -r), $(nproc) CPUs, user $USER_NAME, rootfs $R, $RUNS interleaved runs per case"
 echo "versions: $(bwrap --version 2>/dev/null | head -n1); $(crun --version 2>/dev/null | head -n1);" \
@@ -223,7 +246,8 @@ fi
 set -- python3 "$HERE/benchlib.py" -n "$RUNS" --timeout 20 --prefix "$AS_USER" --baseline burrow,bwrap --subtract host-true \
   --target "burrow / bwrap <= 1.0" --target "burrow-mem - burrow <= 10" \
   --target "burrow - burrow-unhardened <= 0.3" \
-  --target "burrow / burrow-private <= 1.0"
+  --target "burrow / burrow-private <= 1.0" \
+  --target "burrow-exec - host-true <= 5" --target "burrow-exec / podman-exec <= 0.1"
 [ -z "$JSON" ] || set -- "$@" --json "$JSON"
 [ -z "$SEED" ] || set -- "$@" --seed "$SEED"
 while IFS="$(printf '\t')" read -r name cmd; do

@@ -58,6 +58,12 @@ chmod 0666 /dev/fuse
 [ -c /dev/net/tun ] || { mkdir -p /dev/net; mknod /dev/net/tun c 10 200; }
 chmod 0666 /dev/net/tun
 
+# 3b. a runtime-directory name planted by another user (tests/lifecycle.rs): in a world-writable sticky directory
+#     like /tmp, burrow-UID of $U owned by $U2. burrow must not be denied service by it.
+PLANT=/var/tmp/burrow-ci-planted
+install -d -m 1777 "$PLANT"
+install -d -m 0700 -o "$U2" -g "$(id -g "$U2")" "$PLANT/burrow-$(id -u "$U")"
+
 # 4. a delegated cgroup2 directory for $U (never touching any cgroup we did not create)
 if [ -n "$CG2" ]; then
   for d in "" /manager /tests; do

@@ -17,6 +17,20 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Check what works on this machine and print the fix for what does not.
     Doctor(DoctorArgs),
+    /// List containers (running ones; all with -a).
+    Ps(crate::lifecycle::cli::PsArgs),
+    /// Print what a detached container wrote.
+    Logs(crate::lifecycle::cli::LogsArgs),
+    /// Run a command in a running container.
+    Exec(crate::lifecycle::cli::ExecArgs),
+    /// Stop containers: SIGTERM, then SIGKILL after a timeout.
+    Stop(crate::lifecycle::cli::StopArgs),
+    /// Send a signal to containers.
+    Kill(crate::lifecycle::cli::KillArgs),
+    /// Wait for containers to end and print their exit codes.
+    Wait(crate::lifecycle::cli::WaitArgs),
+    /// Remove containers.
+    Rm(crate::lifecycle::cli::RmArgs),
     /// The per-user user-namespace keeper (started by `burrow run`, not by hand).
     #[command(name = "__keeper", hide = true)]
     Keeper(KeeperArgs),
@@ -181,6 +195,21 @@ pub struct RunArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// Keep stdin open (without it the payload's stdin is /dev/null).
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Give the payload a pseudo-terminal of its own (needs a terminal on stdin unless -d).
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Run in the background under a monitor; print the container's ID.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// The container's name (unique among the caller's containers).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Remove the container's state when it ends (a foreground run never leaves any).
+    #[arg(long)]
+    pub rm: bool,
     /// The command and its arguments (default: /bin/sh).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

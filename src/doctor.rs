@@ -92,7 +92,6 @@ fn hardening() -> Vec<Check> {
     vec![seccomp, landlock, tiocsti]
 }
 
-
 fn keeper(caller: &idmap::Caller) -> Check {
     let name = "user-namespace keeper";
     let system = Path::new(crate::userns::config::SYSTEM_CONFIG);

@@ -16,6 +16,7 @@ fn main() {
         }
     };
     let code = match cli.command {
+        Command::Run(args) if args.detach => burrow::lifecycle::detach::run(&args),
         Command::Run(args) => match burrow::run::run(&args) {
             Ok(code) => code,
             Err(e) => {
@@ -28,6 +29,7 @@ fn main() {
             dir: args.dir,
             idle: std::time::Duration::from_secs(args.idle),
         }),
+        other => burrow::lifecycle::main(other),
     };
     std::process::exit(code);
 }

@@ -25,6 +25,10 @@ pub enum RunError {
     Net(#[from] net::NetError),
     #[error(transparent)]
     Config(#[from] crate::userns::config::ConfigError),
+    #[error(transparent)]
+    Terminal(#[from] crate::terminal::TerminalError),
+    #[error(transparent)]
+    Record(#[from] crate::lifecycle::record::RecordError),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -54,8 +58,35 @@ fn say(line: String) {
     eprintln!("{line}");
 }
 
-/// Runs a container; returns the payload's exit code.
+/// Runs a container in the foreground; returns the payload's exit code.
 pub fn run(args: &RunArgs) -> Result<i32, RunError> {
+    let terminal = match args.tty {
+        true => Some(crate::terminal::require_stdin_terminal()?),
+        false => None,
+    };
+    let mut prepared = prepare(args, state::new_id())?;
+    prepared.spec.terminal = terminal;
+    // The payload's session is made around its pty: the hardening stage must not start another.
+    prepared.spec.hardening.controlling_tty = terminal.is_some();
+    if args.name.is_some() {
+        // Named: registered while it runs, so that ps, exec, stop find it.
+        return crate::lifecycle::foreground::run(prepared, args);
+    }
+    launch(prepared, args, None)
+}
+
+/// A container checked and planned, with its state directory, ready to launch.
+pub struct Prepared {
+    pub spec: spec::RunSpec,
+    pub state: Option<state::StateDir>,
+    pub cgroup: cgroup::Plan,
+    pub id: String,
+    /// Where the container's user namespace comes from (the keeper's, or its own).
+    pub source: userns::Source,
+}
+
+/// Resolves and checks everything (input errors come here, before anything runs).
+pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
     let caller = caller();
     let mode = args.userns.unwrap_or(UsernsMode::Auto);
     let ids = idmap::plan(mode, &caller, &mut |w| say(format!("burrow: warning: {w}")))?;
@@ -73,7 +104,6 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
     let mut spec = spec::build(args, caller, ids, net)?;
     spec.notices.iter().for_each(|n| say(n.clone()));
     spec.hardening.settle().into_iter().for_each(say);
-    let id = state::new_id();
     // The host-root default is layered by init on a tmpfs of its own; a network helper needs a socket.
     let needs_state = (spec.overlay.is_some() && spec.host_layout.is_none()) || spec.net.needs_state_dir();
     let state = if needs_state { Some(state::StateDir::create(&id)?) } else { None };
@@ -98,7 +128,13 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
             say(format!("burrow: {line}"))
         }
     });
-    let stages = HostStages { cgroup: &cgroup, name: id, userns: &source };
+    Ok(Prepared { spec, state, cgroup, id, source })
+}
+
+/// Launches a prepared container and waits for it; `on_start` is called once its payload has exec'd.
+pub fn launch(p: Prepared, args: &RunArgs, on_start: Option<&dyn Fn(nix::unistd::Pid)>) -> Result<i32, RunError> {
+    let Prepared { spec, state, cgroup, id, source } = p;
+    let stages = HostStages { cgroup: &cgroup, name: id, userns: &source, on_start };
     let outcome = parent::run(&spec, &stages, &mut say)?;
     if let Some(stats) = &outcome.stats {
         if args.stats {

@@ -83,6 +83,14 @@ pub struct RunSpec {
     pub verbose: bool,
     /// What the payload gives up before exec (see `security`).
     pub hardening: crate::security::Profile,
+    /// `-t`: the payload gets a pty of this size from the container's devpts.
+    pub terminal: Option<crate::sys::tty::WinSize>,
+    /// `-i`: the payload's stdin stays open (else it is /dev/null).
+    pub interactive: bool,
+    /// Where init listens for `burrow exec` (registered containers only).
+    pub control: Option<PathBuf>,
+    /// init tells P0 when the payload has exec'd (`run -d` prints the ID only then).
+    pub watch_start: bool,
 }
 
 /// The copy-on-write layer: the driver asked for and where its directories are.
@@ -218,6 +226,10 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         init: !args.no_init,
         hardening: crate::security::profile(&args.security, uid)?,
         verbose: args.verbose,
+        terminal: None,
+        interactive: args.interactive,
+        control: None,
+        watch_start: false,
     })
 }
 
@@ -335,7 +347,7 @@ fn etc_file(tree: &Path, name: &str) -> String {
 
 /// Resolves `--user` against the container's /etc/passwd and /etc/group (read from the host side of the tree,
 /// resolved inside it: a symlink to an absolute path names the tree's file, never the host's).
-fn resolve_user(text: &str, tree: &Path) -> Result<(u32, u32), SpecError> {
+pub fn resolve_user(text: &str, tree: &Path) -> Result<(u32, u32), SpecError> {
     let etc = tree.join("etc");
     let (user, group) = match text.split_once(':') {
         Some((u, g)) => (u, Some(g)),

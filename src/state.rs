@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub enum StateError {
     #[error("state directory {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("state directory {path} is not a private directory of uid {uid} (owner {owner}, mode {mode:o}): remove it or set XDG_RUNTIME_DIR")]
+    #[error("state directory {path} is not a private directory of uid {uid} (owner {owner}, mode {mode:o}), and HOME is unset for a pointer to another one: set HOME or XDG_RUNTIME_DIR")]
     Unsafe { path: PathBuf, uid: u32, owner: u32, mode: u32 },
 }
 
@@ -25,6 +25,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 }
 
 /// Where burrow keeps state for the caller.
+///
+/// Without a usable XDG_RUNTIME_DIR: `TMP/burrow-UID`, unless another user planted something there (a
+/// symlink, a directory of theirs, a directory others can enter) before the caller's first run. burrow then
+/// uses a private directory with a random name, `TMP/burrow-UID-XXXXXXXXXXXX` (created with mkdir, which
+/// fails on anything planted), and finds it again through a pointer only the caller can write,
+/// `$HOME/.cache/burrow/runtime-HOSTNAME` (per host: homes may be shared over NFS while /tmp is not). The
+/// pointer is read first, so that `ps` keeps finding containers even once the planted entry is gone.
 pub fn base_dir() -> Result<PathBuf, StateError> {
     let uid = nix::unistd::getuid().as_raw();
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
@@ -35,9 +42,64 @@ pub fn base_dir() -> Result<PathBuf, StateError> {
         }
     }
     let tmp = std::env::var_os("TMPDIR").map(PathBuf::from).filter(|p| p.is_absolute()).unwrap_or("/tmp".into());
+    let pointer = pointer_file();
+    if let Some(dir) = pointer.as_deref().and_then(|p| read_pointer(p, &tmp, uid)) {
+        return Ok(dir);
+    }
     let base = tmp.join(format!("burrow-{uid}"));
-    ensure_private(&base, uid)?;
-    Ok(base)
+    let denied = match ensure_private(&base, uid) {
+        Ok(()) => return Ok(base),
+        Err(e @ StateError::Unsafe { .. }) => e,
+        Err(e) => return Err(e),
+    };
+    let Some(pointer) = pointer else { return Err(denied) };
+    for _ in 0..8 {
+        let dir = tmp.join(format!("burrow-{uid}-{}", new_id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                write_pointer(&pointer, &dir)?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        }
+    }
+    Err(denied)
+}
+
+/// `$HOME/.cache/burrow/runtime-HOSTNAME`, when HOME is set.
+fn pointer_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute())?;
+    let host = nix::unistd::gethostname().ok()?.to_string_lossy().into_owned();
+    Some(home.join(".cache/burrow").join(format!("runtime-{host}")))
+}
+
+/// The directory the pointer names, if it is still ours: a file of the caller that only the caller can
+/// write, naming `TMP/burrow-UID-*`, a private directory of the caller.
+fn read_pointer(pointer: &Path, tmp: &Path, uid: u32) -> Option<PathBuf> {
+    let m = std::fs::symlink_metadata(pointer).ok()?;
+    if !m.is_file() || m.uid() != uid || m.mode() & 0o022 != 0 {
+        return None;
+    }
+    let dir = PathBuf::from(std::fs::read_to_string(pointer).ok()?.trim());
+    let named = dir.parent() == Some(tmp)
+        && dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("burrow-{uid}-")));
+    (named && private_to(&dir, uid)).then_some(dir)
+}
+
+fn write_pointer(pointer: &Path, dir: &Path) -> Result<(), StateError> {
+    let parent = pointer.parent().unwrap_or(Path::new("/"));
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io(parent))?;
+    let tmp = pointer.with_extension(format!("new-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, dir.as_os_str().as_encoded_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, pointer))
+        .map_err(io(pointer))
 }
 
 fn private_to(path: &Path, uid: u32) -> bool {
@@ -207,6 +269,33 @@ mod tests {
         let fresh = t.path().join("fresh");
         ensure_private(&fresh, uid).unwrap();
         assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_pointer_counts_only_for_a_private_directory_of_ours_under_tmp() {
+        let t = tempfile::tempdir().unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        let (tmp, home) = (t.path().join("tmp"), t.path().join("home"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let pointer = home.join(".cache/burrow/runtime-h");
+        let ours = tmp.join(format!("burrow-{uid}-0123456789ab"));
+        std::fs::DirBuilder::new().mode(0o700).create(&ours).unwrap();
+        write_pointer(&pointer, &ours).unwrap();
+        assert_eq!(std::fs::metadata(&pointer).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(read_pointer(&pointer, &tmp, uid), Some(ours.clone()));
+        // Another TMPDIR, another uid, an open directory, a wrong name, a pointer others may write: not used.
+        assert_eq!(read_pointer(&pointer, &t.path().join("elsewhere"), uid), None);
+        assert_eq!(read_pointer(&pointer, &tmp, uid + 1), None);
+        std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(read_pointer(&pointer, &tmp, uid), None);
+        std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let odd = tmp.join("somebody-else");
+        std::fs::DirBuilder::new().mode(0o700).create(&odd).unwrap();
+        write_pointer(&pointer, &odd).unwrap();
+        assert_eq!(read_pointer(&pointer, &tmp, uid), None);
+        write_pointer(&pointer, &ours).unwrap();
+        std::fs::set_permissions(&pointer, std::fs::Permissions::from_mode(0o622)).unwrap();
+        assert_eq!(read_pointer(&pointer, &tmp, uid), None);
     }
 
     #[test]

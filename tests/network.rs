@@ -235,7 +235,7 @@ fn serve_published(
 ) -> (Reaped, u16, std::io::Lines<BufReader<std::process::ChildStdout>>) {
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:8080");
-    let mut args = vec!["-p", publish.as_str()];
+    let mut args = vec!["-i", "-p", publish.as_str()];
     args.extend_from_slice(extra);
     let mut c = py(backend, &args, script);
     // stdin: a server that waits for a line gets EOF when the test drops the pipe (wait_output).

@@ -5,7 +5,7 @@
 
 use super::msg::Msg;
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -40,6 +40,53 @@ impl Channel {
         let bytes = serde_json::to_vec(msg)?;
         send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)?;
         Ok(())
+    }
+
+    /// Wraps a connected SEQPACKET socket (the control socket of a running container's init).
+    pub fn from_fd(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+
+    /// Sends `msg` with descriptors attached (SCM_RIGHTS): a pty master, stdio for `exec`.
+    pub fn send_with_fds(&self, msg: &Msg, fds: &[BorrowedFd<'_>]) -> Result<(), ChannelError> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let bytes = serde_json::to_vec(msg)?;
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        let iov = [std::io::IoSlice::new(&bytes)];
+        loop {
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+                Err(nix::Error::EINTR) => continue,
+                other => return other.map(drop).map_err(ChannelError::from),
+            }
+        }
+    }
+
+    /// Receives one message and the descriptors attached to it (close-on-exec); `Ok((None, _))` at end of file.
+    pub fn recv_with_fds(&self) -> Result<(Option<Msg>, Vec<OwnedFd>), ChannelError> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let (n, fds) = loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(m) => {
+                    let mut fds = Vec::new();
+                    for c in m.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            fds.extend(crate::sys::adopt_received(raw));
+                        }
+                    }
+                    break (m.bytes, fds);
+                }
+            }
+        };
+        if n == 0 {
+            return Ok((None, fds));
+        }
+        Ok((Some(serde_json::from_slice(&buf[..n])?), fds))
     }
 
     /// Receives one message; `Ok(None)` when every peer has closed its end.

@@ -11,7 +11,7 @@
 
 use super::channel::Channel;
 use super::child::Mapped;
-use super::{child_exit, exec, report, signals, Step, StepError};
+use super::{child_exit, control, exec, report, signals, stdio, Step, StepError};
 use crate::rootfs::{apply, plan};
 use crate::spec::RunSpec;
 use crate::sys::{fork, Forked};
@@ -26,24 +26,54 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::p
         Err(e) => child_exit(report(&chan, "init", format!("dup the channel: {e}"), e.raw_os_error().unwrap_or(0))),
     };
     super::fork::contained(reporter, move || {
+        // `burrow exec`'s way in: bound while the host's tree is still visible (see launch::control).
+        let listener = match spec.control.as_deref().filter(|_| spec.init).map(control::listen).transpose() {
+            Ok(l) => l,
+            Err(e) => return e.report(&chan),
+        };
+        if listener.is_some() {
+            // A payload with fewer capabilities must not ptrace init, or take its control socket through /proc.
+            let _ = nix::sys::prctl::set_dumpable(false);
+        }
         if let Err(e) = setup(spec, &chan, mapped, layer) {
             return e.report(&chan);
+        }
+        if spec.terminal.is_some() {
+            // With a pty of its own the payload needs nothing of the user's terminal, and init keeps nothing of
+            // it (before the fork, so that no process inside ever sees it).
+            if let Err(e) = stdio::null_onto(&[0, 1, 2]) {
+                return report(&chan, "terminal", format!("redirect init's stdio to /dev/null: {e}"), e as i32);
+            }
         }
         super::fork::release_reporter();
         let payload = exec::Payload::of(spec, mapped);
         if !spec.init {
-            exec::payload(&payload, &chan)
+            become_payload(spec, &payload, &chan)
         }
         let payload = match fork() {
-            Ok(Forked::Child) => exec::payload(&payload, &chan),
+            Ok(Forked::Child) => become_payload(spec, &payload, &chan),
             Ok(Forked::Parent(pid)) => pid,
             Err(e) => return report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0)),
         };
         drop(chan);
+        let control = listener.map(|l| control::Control::new(l, owner_inside(spec), exec::Payload::of(spec, mapped)));
         // Without -t the payload has a session of its own, out of the terminal's process group: init (still in
         // it) passes the terminal's signals on as well.
-        reap(payload, !spec.hardening.controlling_tty)
+        reap(payload, !spec.hardening.controlling_tty, control)
     })
+}
+
+/// The payload's stdio (pty or /dev/null), then the exec stage shared with `burrow exec`. The pty and the start
+/// watch are made here, in the payload's own process, so that init never holds them.
+fn become_payload(spec: &RunSpec, payload: &exec::Payload, chan: &Channel) -> ! {
+    let stdio = match stdio::prepare(spec.terminal, spec.watch_start, spec.interactive, chan) {
+        Ok(s) => s,
+        Err(e) => child_exit(e.report(chan)),
+    };
+    if let Err(e) = stdio::attach_payload(&stdio, payload.user) {
+        child_exit(report(chan, "terminal", format!("attach the payload's terminal: {e}"), e as i32));
+    }
+    exec::payload(payload, chan)
 }
 
 fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> Result<(), StepError> {
@@ -102,15 +132,34 @@ fn loopback_up() -> Result<(), StepError> {
     crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo").step("network", "bring lo up")
 }
 
-/// Forwards signals to the payload (with `relay_terminal`, the terminal's too) and reaps every child until the payload exits; returns its exit code.
-fn reap(payload: Pid, relay_terminal: bool) -> i32 {
+/// The uid inside the container of the user who started it (the only one `exec` accepts).
+fn owner_inside(spec: &RunSpec) -> u32 {
+    let host = spec.caller.uid;
+    spec.ids
+        .uid_map
+        .iter()
+        .find(|l| host >= l.outside && host - l.outside < l.count)
+        .map(|l| l.inside + (host - l.outside))
+        .unwrap_or(u32::MAX)
+}
+
+/// Forwards signals to the payload (with `relay_terminal`, the terminal's too) and reaps every child until the
+/// payload exits; returns its exit code. With a control socket, also serves `burrow exec` (its commands are
+/// init's children too).
+fn reap(payload: Pid, relay_terminal: bool, mut control: Option<control::Control>) -> i32 {
     let sfd = match signals::signalfd() {
         Ok(sfd) => sfd,
         Err(_) => return wait_payload_blocking(payload),
     };
-    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
     loop {
+        let mut fds = vec![nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
+        fds.extend(control.as_ref().map(|c| c.poll_fds()).unwrap_or_default());
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
+        let events: Vec<_> = fds[1..].iter().map(|f| f.revents().unwrap_or(nix::poll::PollFlags::empty())).collect();
+        drop(fds);
+        if let Some(c) = control.as_mut() {
+            c.service(&events);
+        }
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
@@ -123,7 +172,14 @@ fn reap(payload: Pid, relay_terminal: bool) -> i32 {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(nix::Error::ECHILD) => break,
                 Ok(status) if status.pid() == Some(payload) => return signals::exit_code(status).unwrap_or(125),
-                Ok(_) | Err(nix::Error::EINTR) => continue,
+                Ok(status) => {
+                    if let (Some(c), Some(pid), Some(code)) =
+                        (control.as_mut(), status.pid(), signals::exit_code(status))
+                    {
+                        c.reaped(pid, code);
+                    }
+                }
+                Err(nix::Error::EINTR) => continue,
                 Err(_) => break,
             }
         }

@@ -1,8 +1,10 @@
 //! The launch pipeline: P0 (the user's process, [`parent`]), P1 (the namespace holder, [`child`]), the
 //! container's init ([`init`]) and the payload ([`exec`]). docs/design/launch-sequence.md draws the sequence.
 
+pub mod attach;
 pub mod channel;
 pub mod child;
+pub mod control;
 pub mod exec;
 pub mod fork;
 pub mod init;
@@ -10,6 +12,7 @@ pub mod layers;
 pub mod msg;
 pub mod parent;
 pub mod signals;
+pub mod stdio;
 
 use std::io;
 

@@ -22,4 +22,29 @@ pub enum Msg {
     Failed { stage: String, errno: i32, message: String },
     /// The payload's process → P0: exec failed (exit 126 or 127).
     ExecFailed { errno: i32, command: String, path_searched: Option<String> },
+    /// init → P0 (with `-t` or `-d`), descriptors attached in this order: the master of the payload's pty
+    /// (`terminal`), then the read end of a close-on-exec pipe whose end of file says the payload has exec'd
+    /// (`watch`).
+    Attach { terminal: bool, watch: bool },
+    /// `burrow exec` → the container's init over its control socket; stdin, stdout and stderr attached unless
+    /// a terminal is asked for (init then answers with `Attach { terminal: true, .. }` and the master).
+    Exec(ExecRequest),
+    /// init → `burrow exec`: the command ended with this code (128 + signal when killed).
+    Exited { code: i32 },
+    /// `burrow exec` → init: deliver this signal to the command.
+    Signal { signo: i32 },
+}
+
+/// What `burrow exec` asks the container's init to run (the rest comes from the container's payload:
+/// environment, user, hardening).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// Added to (or replacing) the container's environment.
+    pub env: Vec<(String, String)>,
+    /// `-u USER[:GROUP]`, resolved in the container's /etc/passwd and /etc/group.
+    pub user: Option<String>,
+    pub workdir: Option<std::path::PathBuf>,
+    /// A new pty of this size from the container's devpts.
+    pub terminal: Option<crate::sys::tty::WinSize>,
 }

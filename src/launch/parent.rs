@@ -32,6 +32,8 @@ pub enum LaunchError {
     Net(#[from] crate::net::NetError),
     #[error(transparent)]
     Userns(#[from] crate::userns::UsernsError),
+    #[error(transparent)]
+    Terminal(#[from] crate::terminal::TerminalError),
 }
 
 /// What P0 prepared before the fork for the stages it runs on P1's behalf.
@@ -41,6 +43,8 @@ pub struct HostStages<'a> {
     pub name: String,
     /// Where the user namespace comes from: P1's own, or one from the user-namespace keeper.
     pub userns: &'a crate::userns::Source,
+    /// Called once the payload has exec'd (needs `spec.watch_start`).
+    pub on_start: Option<super::attach::OnStart<'a>>,
 }
 
 /// How the container ended.
@@ -144,7 +148,10 @@ fn drive(
     // A payload in a session of its own (no -t) no longer gets the terminal's signals; without burrow's init
     // nobody else in the terminal's process group passes them on.
     let relay_terminal = !spec.init && !spec.hardening.controlling_tty;
-    let code = supervise(ours, (p1, guard), cgroup.as_ref(), relay_terminal, notice)?;
+    let mut attach = super::attach::Attach::new(spec.interactive, stages.on_start);
+    let code = supervise(ours, (p1, guard), cgroup.as_ref(), relay_terminal, notice, &mut attach);
+    attach.finish();
+    let code = code?;
     let stats = cgroup.as_ref().map(|c| c.stats());
     drop(cgroup);
     drop(network);
@@ -220,7 +227,8 @@ fn failure_or<T>(r: Result<T, ChannelError>) -> Result<T, LaunchError> {
     }
 }
 
-fn failure(msg: Msg) -> Option<LaunchError> {
+/// The error a `Failed` or `ExecFailed` message stands for (None for other messages).
+pub fn failure(msg: Msg) -> Option<LaunchError> {
     match msg {
         Msg::Failed { stage, message, .. } => Some(LaunchError::Child { stage, message }),
         Msg::ExecFailed { errno, command, path_searched } => {
@@ -275,12 +283,18 @@ fn write_maps<T>(
 }
 
 /// The container's init: P1's child in another PID namespace (the FUSE server, P1's other child, is in ours).
-/// Looked up only when a signal must be forwarded, so that P1 need not wake P0 to say it. Returned as a pidfd,
+/// Looked up only when a signal must be forwarded, so that P1 need not wake P0 to say it. Returned with a pidfd,
 /// opened first and checked after: a pid number read from /proc may be reused by the time it is signalled (init
 /// exited and was reaped by P1), a pidfd that still names a child of P1 in another PID namespace cannot.
-fn find_init(p1: Pid) -> Option<std::os::fd::OwnedFd> {
-    let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    let in_other_ns = |p: &i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|ns| ns != ours);
+pub fn find_init(p1: Pid) -> Option<(Pid, std::os::fd::OwnedFd)> {
+    // By the depth of its PID namespace (NSpid in /proc/PID/status, readable even when init made itself
+    // non-dumpable, which hides its /proc/PID/ns).
+    let depth = |p: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| v.split_whitespace().count())
+    };
+    let ours = depth("self")?;
+    let in_other_ns = |p: &i32| depth(&p.to_string()).is_some_and(|d| d > ours);
     let candidates: Vec<i32> = match std::fs::read_to_string(format!("/proc/{p1}/task/{p1}/children")) {
         Ok(children) => children.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
         // Kernels without CONFIG_PROC_CHILDREN: look for P1's children by their parent pid.
@@ -293,7 +307,7 @@ fn find_init(p1: Pid) -> Option<std::os::fd::OwnedFd> {
     };
     candidates.into_iter().find_map(|pid| {
         let fd = super::fork::pidfd(Pid::from_raw(pid)).ok()?;
-        (parent_of(pid) == Some(p1.as_raw()) && in_other_ns(&pid)).then_some(fd)
+        (parent_of(pid) == Some(p1.as_raw()) && in_other_ns(&pid)).then(|| (Pid::from_raw(pid), fd))
     })
 }
 
@@ -311,6 +325,7 @@ fn supervise(
     cgroup: Option<&crate::cgroup::Attached>,
     relay_terminal: bool,
     notice: &mut dyn FnMut(String),
+    attach: &mut super::attach::Attach<'_>,
 ) -> Result<i32, LaunchError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let sfd = signals::signalfd().map_err(|e| LaunchError::Sys("signalfd", e))?;
@@ -324,6 +339,8 @@ fn supervise(
         if chan_open {
             fds.push(PollFd::new(chan.as_fd(), PollFlags::POLLIN));
         }
+        let ours = fds.len();
+        fds.extend(attach.poll_fds());
         // Kernels without memory.peak: sample memory.current twice a second for --stats.
         let timeout = match (pending.is_empty(), cgroup.is_some()) {
             (false, _) => PollTimeout::from(10u16),
@@ -338,30 +355,31 @@ fn supervise(
             Err(e) => return Err(LaunchError::Sys("poll", e)),
         }
         let chan_ready = chan_open && fds[1].revents().is_some_and(|r| !r.is_empty());
+        let events: Vec<PollFlags> = fds[ours..].iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
         drop(fds);
+        attach.service(&events);
         if chan_ready {
-            match chan.recv() {
-                Ok(Some(Msg::RootReady { notice: n, driver })) => n
-                    .into_iter()
-                    .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
-                    .for_each(&mut *notice),
-                Ok(Some(Msg::Notice { text })) => notice(text),
-                Ok(Some(m)) => failure_seen = failure_seen.or(failure(m)),
-                // A message that does not decode is a bug worth reporting, not a reason to stop listening.
-                Err(e @ ChannelError::Decode(_)) => failure_seen = failure_seen.or(Some(e.into())),
-                Ok(None) | Err(_) => chan_open = false,
-            }
+            chan_open = on_message(chan, attach, notice, &mut failure_seen);
         }
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            if sig != Signal::SIGCHLD && (relay_terminal || signals::sent_by_process(info.ssi_code)) {
+            if sig == Signal::SIGWINCH && attach.resize() {
+                continue;
+            }
+            let from_terminal = relay_terminal || attach.forwards_terminal_signals();
+            if sig != Signal::SIGCHLD && (signals::sent_by_process(info.ssi_code) || from_terminal) {
                 pending.push(sig);
             }
         }
+        attach.check_started(chan_open && readable(chan), failure_seen.is_some(), p1);
+        if let Some(e) = attach.error.take() {
+            // No terminal for the payload: stop the container (the guard kills P1) and say why.
+            return Err(e.into());
+        }
         if !pending.is_empty() {
-            init = init.or_else(|| find_init(p1));
+            init = init.or_else(|| find_init(p1).map(|(_, fd)| fd));
             if let Some(fd) = &init {
                 for sig in pending.drain(..) {
                     let _ = super::fork::signal(fd, sig);
@@ -386,6 +404,42 @@ fn supervise(
             Err(e) => return Err(LaunchError::Sys("waitpid", e)),
         }
     }
+}
+
+/// Handles one message from the container's side; false once the channel is closed.
+fn on_message(
+    chan: &Channel,
+    attach: &mut super::attach::Attach<'_>,
+    notice: &mut dyn FnMut(String),
+    failure_seen: &mut Option<LaunchError>,
+) -> bool {
+    match chan.recv_with_fds() {
+        Ok((Some(Msg::Attach { terminal, watch }), fds)) => attach.take(terminal, watch, fds),
+        Ok((Some(Msg::RootReady { notice: n, driver }), _)) => n
+            .into_iter()
+            .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
+            .for_each(notice),
+        Ok((Some(Msg::Notice { text }), _)) => notice(text),
+        Ok((Some(m), _)) => {
+            if failure_seen.is_none() {
+                *failure_seen = failure(m);
+            }
+        }
+        // A message that does not decode is a bug worth reporting, not a reason to stop listening.
+        Err(e @ ChannelError::Decode(_)) => {
+            if failure_seen.is_none() {
+                *failure_seen = Some(e.into());
+            }
+        }
+        Ok((None, _)) | Err(_) => return false,
+    }
+    true
+}
+
+/// True when a message is waiting on the channel.
+fn readable(chan: &Channel) -> bool {
+    let mut fds = [nix::poll::PollFd::new(chan.as_fd(), nix::poll::PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 /// After P1 exited: a failure message still queued on the channel wins over the exit code.

@@ -5,6 +5,7 @@
 pub mod net;
 pub mod ns;
 pub mod security;
+pub mod tty;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -103,4 +104,16 @@ pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit(2) takes a plain integer and never returns; it touches no memory of the process.
     unsafe { libc::_exit(code) }
+}
+
+/// Takes ownership of descriptors the kernel has just installed in this process through `SCM_RIGHTS`.
+/// Call it only with the numbers of one `recvmsg` answer, once: nothing else refers to them yet.
+pub fn adopt_received(raw: Vec<std::os::fd::RawFd>) -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    raw.into_iter()
+        .filter(|fd| *fd >= 0)
+        // SAFETY: each number was installed by the kernel for this recvmsg call only (see above), so this is
+        // its sole owner and it is closed exactly once, when the OwnedFd drops.
+        .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        .collect()
 }

@@ -1,0 +1,33 @@
+//! `burrow run --name NAME` in the foreground: the container is registered while it runs, so that `ps` lists
+//! it and `exec`, `stop`, `kill` and `wait` reach it from other shells. Its output stays on the user's
+//! terminal (no log), and its record goes when it ends: a foreground run leaves nothing behind. A record left
+//! by a run killed with SIGKILL is removed by the next `ps` (its lock is free).
+
+use super::record::{self, Config};
+use crate::cli::RunArgs;
+use crate::run::{Prepared, RunError};
+
+pub fn run(mut prepared: Prepared, args: &RunArgs) -> Result<i32, RunError> {
+    let config = Config {
+        id: prepared.id.clone(),
+        name: args.name.clone(),
+        root: args.rootfs.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "host".into()),
+        command: prepared.spec.command.clone(),
+        created: record::now(),
+        ports: args.publish.iter().map(|p| p.to_string()).collect(),
+        boot_id: record::boot_id(),
+        remove: true,
+        terminal: args.tty,
+        has_init: !args.no_init,
+        foreground: true,
+    };
+    let new = record::create(config)?;
+    prepared.spec.control = (!args.no_init).then(|| new.record.file("ctl"));
+    prepared.spec.watch_start = true;
+    let me = nix::unistd::getpid();
+    let on_start = |p1| super::monitor::write_started(&new.record, me, p1);
+    let result = crate::run::launch(prepared, args, Some(&on_start));
+    let _ = record::remove(&new.record);
+    drop(new.lock);
+    result
+}

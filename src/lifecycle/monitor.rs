@@ -1,0 +1,188 @@
+//! The monitor of a detached container (what conmon is to podman): burrow itself, forked by `run -d`, in a
+//! session of its own with no descriptor of the user's. It forks the runner, which launches the container as
+//! a foreground `burrow run` would (P0 of docs/design/launch-sequence.md, so cgroup, network backend and
+//! overlay are cleaned up the same way) with its stdout and stderr on a pipe; the monitor copies that pipe
+//! into the size-capped log, and when the runner ends records the exit code.
+//!
+//! Killing the monitor (even with SIGKILL) kills the runner (PR_SET_PDEATHSIG), which kills P1, which kills
+//! the container: nothing stays mounted or running, and `ps` then finds the record's lock free.
+
+use super::detach::StartStatus;
+use super::record::{self, Exit, NewRecord, Record, Started};
+use crate::cli::RunArgs;
+use crate::run::Prepared;
+use crate::sys::{fork, Forked};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use std::cell::RefCell;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+/// The log's cap: past it `log` becomes `log.1` (replacing the older one) and a new `log` starts.
+pub const LOG_CAP: u64 = 1 << 20;
+
+pub fn main(prepared: Prepared, args: &RunArgs, new: NewRecord, status: OwnedFd) -> ! {
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_name(c"burrow-monitor");
+    let _ = crate::launch::stdio::null_onto(&[0, 1, 2]);
+    let record = new.record.clone();
+    let Ok((out_r, out_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        report(Some(status), false, "pipe for the container's log".into(), 125);
+        crate::sys::exit_now(125)
+    };
+    let monitor = nix::unistd::getpid();
+    let runner = match fork() {
+        Ok(Forked::Child) => {
+            drop(out_r);
+            runner(prepared, args, &record, status, out_w, monitor)
+        }
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => {
+            report(Some(status), false, format!("fork the container's runner: {e}"), 125);
+            finish(&record, None);
+            crate::sys::exit_now(125)
+        }
+    };
+    drop(out_w);
+    drop(status);
+    std::mem::forget(prepared);
+    let code = copy_log(&record, out_r, runner);
+    finish(&record, Some(code));
+    drop(new.lock);
+    crate::sys::exit_now(0)
+}
+
+/// The runner: P0 of the container, its output on the log pipe.
+fn runner(
+    prepared: Prepared,
+    args: &RunArgs,
+    record: &Record,
+    status: OwnedFd,
+    out: OwnedFd,
+    monitor: nix::unistd::Pid,
+) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::prctl::set_name(c"burrow");
+    if nix::unistd::getppid() != monitor {
+        crate::sys::exit_now(125);
+    }
+    let _ = crate::launch::stdio::onto_stdio(out.as_fd(), &[1, 2]);
+    drop(out);
+    let status = RefCell::new(Some(status));
+    let on_start = |p1: nix::unistd::Pid| {
+        write_started(record, monitor, p1);
+        report(status.borrow_mut().take(), true, String::new(), 0);
+    };
+    let code = match crate::run::launch(prepared, args, Some(&on_start)) {
+        Ok(code) => code,
+        Err(e) => {
+            let taken = status.borrow_mut().take();
+            match taken {
+                Some(w) => report(Some(w), false, e.to_string(), e.exit_code()),
+                None => eprintln!("burrow: {e}"),
+            }
+            e.exit_code()
+        }
+    };
+    crate::sys::exit_now(code)
+}
+
+/// Records the host pids (and start times) of the process that supervises the container and of its init.
+pub fn write_started(record: &Record, monitor: nix::unistd::Pid, p1: nix::unistd::Pid) {
+    let init = crate::launch::parent::find_init(p1).map(|(p, _)| p.as_raw()).unwrap_or(0);
+    let started = Started {
+        monitor: monitor.as_raw(),
+        monitor_start: super::proc::start_time(monitor.as_raw()).unwrap_or(0),
+        init,
+        init_start: super::proc::start_time(init).unwrap_or(0),
+        at: record::now(),
+    };
+    let _ = record::write_json(&record.file("state.json"), &started);
+}
+
+fn report(status: Option<OwnedFd>, ok: bool, message: String, code: i32) {
+    if let Some(w) = status {
+        let mut text = serde_json::to_vec(&StartStatus { ok, message, code }).unwrap_or_default();
+        text.push(b'\n');
+        let _ = std::fs::File::from(w).write_all(&text);
+    }
+}
+
+/// Copies the runner's output into the log until the runner has ended and the pipe is drained; returns the
+/// runner's exit status as an exit code.
+fn copy_log(record: &Record, pipe: OwnedFd, runner: nix::unistd::Pid) -> i32 {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut log = Log::open(record.file("log"));
+    let mut code = None;
+    let mut buf = vec![0u8; 65536];
+    let mut open = true;
+    while open || code.is_none() {
+        if open {
+            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+            // Bounded, so that the runner's end is noticed even if a stray process keeps the pipe open.
+            let _ = poll(&mut fds, PollTimeout::from(if code.is_some() { 200u16 } else { 1000u16 }));
+            let ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+            if ready {
+                match nix::unistd::read(&pipe, &mut buf) {
+                    Ok(0) => open = false,
+                    Ok(n) => log.write(&buf[..n]),
+                    Err(nix::Error::EINTR) => {}
+                    Err(_) => open = false,
+                }
+            } else if code.is_some() {
+                open = false;
+            }
+        }
+        if code.is_none() {
+            let flags = if open { Some(WaitPidFlag::WNOHANG) } else { None };
+            code = match waitpid(runner, flags) {
+                Ok(WaitStatus::Exited(_, c)) => Some(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => Some(128 + s as i32),
+                Ok(_) => None,
+                Err(nix::Error::EINTR) => None,
+                Err(_) => Some(125),
+            };
+        }
+    }
+    code.unwrap_or(125)
+}
+
+/// Records the end: the exit code (unless the container never started, whose record goes, the error having
+/// been reported to `run -d`), the control socket removed, the whole record with `--rm`.
+fn finish(record: &Record, code: Option<i32>) {
+    let _ = std::fs::remove_file(record.file("ctl"));
+    let started = record.started().is_some();
+    if let (Some(code), true) = (code, started) {
+        let _ = record::write_json(&record.file("exit.json"), &Exit { code, finished: record::now() });
+    }
+    if !started || record.config.remove {
+        let _ = record::remove(record);
+    }
+}
+
+/// The log file, capped at [`LOG_CAP`] with one older generation.
+struct Log {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    size: u64,
+}
+
+impl Log {
+    fn open(path: PathBuf) -> Log {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok();
+        let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+        Log { path, file, size }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.size > 0 && self.size + bytes.len() as u64 > LOG_CAP {
+            let _ = std::fs::rename(&self.path, self.path.with_extension("1"));
+            *self = Log::open(self.path.clone());
+        }
+        if let Some(f) = &mut self.file {
+            if f.write_all(bytes).is_ok() {
+                self.size += bytes.len() as u64;
+            }
+        }
+    }
+}
