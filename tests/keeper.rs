@@ -103,7 +103,9 @@ fn ns_id(path: impl AsRef<Path>) -> (u64, u64) {
 /// The user namespace of a running container and its parent, seen from the host: runs `sh` that says ready
 /// and waits for a line on stdin, then looks at burrow's descendants in another user namespace.
 fn container_userns(env: &Env, args: &[&str]) -> ((u64, u64), (u64, u64), String) {
-    let mut c = env.cmd(args, &["sh", "-c", "echo ready; read x"]);
+    let mut all = vec!["-i"];
+    all.extend_from_slice(args);
+    let mut c = env.cmd(&all, &["sh", "-c", "echo ready; read x"]);
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = Reaped(c.spawn().unwrap());
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();

@@ -78,6 +78,23 @@ impl<'a> Attach<'a> {
         }
     }
 
+    /// After P1 exited: the watch's end of file may not have been seen yet (P0 was still busy, e.g. starting the
+    /// user-namespace keeper, while a short payload ran and exited). Looks once more, then reports the start
+    /// unless a failure was queued.
+    pub fn settle(&mut self, failed: bool, p1: Pid) {
+        if let Some(w) = &self.watch {
+            let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+                let mut b = [0u8; 1];
+                if matches!(nix::unistd::read(w, &mut b), Ok(0) | Err(_)) {
+                    self.watch = None;
+                    self.start_pending = true;
+                }
+            }
+        }
+        self.check_started(false, failed, p1);
+    }
+
     /// Reports the start once the watch ended and the channel holds no failure (`failed`) or unread message
     /// (`chan_busy`: an ExecFailed sent before the pipe closed may still be queued).
     pub fn check_started(&mut self, chan_busy: bool, failed: bool, p1: Pid) {

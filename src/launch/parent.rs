@@ -390,6 +390,11 @@ fn supervise(
             Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => continue,
             Ok(status) => {
                 guard.0 = None; // reaped: its pid may be reused from now on
+                                // What P1 and init sent before they ended (an Attach, a failure) is still to be read.
+                while chan_open && readable(chan) {
+                    chan_open = on_message(chan, attach, notice, &mut failure_seen);
+                }
+                attach.settle(failure_seen.is_some(), p1);
                 if let Some(e) = failure_seen {
                     return Err(e);
                 }

@@ -101,11 +101,12 @@ fn the_filter_alone_stops_tiocsti_even_on_a_terminal_the_payload_controls() {
     let want_weak = if legacy_tiocsti() { Ok(String::new()) } else { Err(EIO) };
     for action in ["tiocsti", "tiocsti-high"] {
         let t = pty();
-        let o = t.run(false, attempt_cmd(&r, &[], &[action, "id\n", "steal"]));
+        let o = t.run(false, attempt_cmd(&r, &["-i"], &[action, "id\n", "steal"]));
         assert_eq!(outcome(&o, action), Err(EPERM), "{action}: {}", stderr(&o));
         assert_eq!(t.pending_input(), "", "{action}");
         let t = pty();
-        let o = t.run(false, attempt_cmd(&r, WEAK, &[action, "id\n", "steal"]));
+        // -i: the probe injects through its stdin, which is /dev/null without it.
+        let o = t.run(false, attempt_cmd(&r, &[WEAK, &["-i"]].concat(), &[action, "id\n", "steal"]));
         assert_eq!(outcome(&o, action), want_weak, "{action} unfiltered: {}", stderr(&o));
         if legacy_tiocsti() {
             assert!(!t.pending_input().is_empty(), "{action}: unfiltered, the injection works");
