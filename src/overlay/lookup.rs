@@ -1,34 +1,43 @@
-//! Merged lookup: which layer holds a name, and which layers a directory merges.
+//! Merged lookup: which layers hold a name, from the handles of the parent's layers.
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::sync::Arc;
 
 use rustix::io::Errno;
 
 use super::inode::Found;
-use super::layers::{is_dir, is_whiteout, Layers};
+use super::layers::{is_dir, is_whiteout, Layers, Real};
 
-/// Looks `path` up through `dir_layers` (the parent directory's layers, top first), the way
-/// kernel overlayfs does: the first whiteout hides everything below, a non-directory hides
-/// everything below, directories merge down to the first opaque one.
-pub(crate) fn lookup_merged(layers: &Layers, dir_layers: &[usize], path: &Path) -> Result<Option<Found>, Errno> {
+/// Looks `name` up in the directory whose merged layers are `dir` (top first), the way kernel
+/// overlayfs does: the first whiteout hides everything below, a non-directory hides everything
+/// below, directories merge down to the first opaque one. Each real object found is opened
+/// (`O_PATH`, never following a symlink) and described by that handle.
+pub(crate) fn lookup_merged(layers: &Layers, dir: &[Real], name: &OsStr) -> Result<Option<Found>, Errno> {
     let mut found: Option<Found> = None;
-    for (i, &layer) in dir_layers.iter().enumerate() {
-        let st = match layers.stat(layer, path) {
-            Ok(st) => st,
+    for (i, d) in dir.iter().enumerate() {
+        let fd = match layers.open_path(&*d.fd, name) {
+            Ok(fd) => fd,
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => continue,
             Err(e) => return Err(e),
         };
+        let st = rustix::fs::fstat(&fd)?;
         if is_whiteout(&st) {
             break;
         }
-        match &mut found {
-            None if !is_dir(&st) => return Ok(Some(Found { layer, stat: st, dir_layers: Vec::new() })),
-            None => found = Some(Found { layer, stat: st, dir_layers: vec![layer] }),
-            Some(_) if !is_dir(&st) => break,
-            Some(f) => f.dir_layers.push(layer),
-        }
         // Opaqueness only matters when something lies below.
-        if i + 1 < dir_layers.len() && layers.is_opaque(layer, path) {
+        let opaque = is_dir(&st) && i + 1 < dir.len() && layers.is_opaque(&fd);
+        match &mut found {
+            None if !is_dir(&st) => {
+                return Ok(Some(Found { layers: vec![d.layer], fds: vec![Arc::new(fd)], stat: st }))
+            }
+            None => found = Some(Found { layers: vec![d.layer], fds: vec![Arc::new(fd)], stat: st }),
+            Some(_) if !is_dir(&st) => break,
+            Some(f) => {
+                f.layers.push(d.layer);
+                f.fds.push(Arc::new(fd));
+            }
+        }
+        if opaque {
             break;
         }
     }
@@ -37,13 +46,14 @@ pub(crate) fn lookup_merged(layers: &Layers, dir_layers: &[usize], path: &Path) 
 
 /// The root directory: every layer root merges, down to the first opaque one.
 pub(crate) fn lookup_root(layers: &Layers) -> Result<Found, Errno> {
-    let mut dir_layers = Vec::new();
+    let mut found = Found { layers: Vec::new(), fds: Vec::new(), stat: rustix::fs::fstat(&*layers.root(0).fd)? };
     for layer in 0..layers.count() {
-        dir_layers.push(layer);
-        if layer + 1 < layers.count() && layers.is_opaque(layer, Path::new("")) {
+        let root = layers.root(layer);
+        found.layers.push(layer);
+        found.fds.push(root.fd.clone());
+        if layer + 1 < layers.count() && layers.is_opaque(&*root.fd) {
             break;
         }
     }
-    let stat = layers.stat(0, Path::new(""))?;
-    Ok(Found { layer: 0, stat, dir_layers })
+    Ok(found)
 }
