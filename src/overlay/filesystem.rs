@@ -303,7 +303,11 @@ impl Overlay {
         if let Some(fd) = reopened.as_ref() {
             return Ok(Some(fd.clone()));
         }
-        let real = self.reals(h.ino)?.swap_remove(0);
+        // A node that cannot be reached any more keeps reading through the handle's own fd.
+        let Ok(mut reals) = self.reals(h.ino) else {
+            return Ok(None);
+        };
+        let real = reals.swap_remove(0);
         if real.layer == h.layer {
             return Ok(None);
         }

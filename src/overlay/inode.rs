@@ -176,6 +176,7 @@ impl Table {
             self.nodes.insert(id, new_node(parent, name.to_owned(), &found, self.next_gen));
         }
         self.add_ref(parent);
+        self.open_fds += self.nodes[&id].fds.as_ref().map_or(0, Vec::len);
         self.opened_fds(id);
         (id, self.next_gen)
     }

@@ -12,7 +12,7 @@ use rustix::io::Errno;
 
 use super::dirops::set_opaque;
 use super::filesystem::{Overlay, R};
-use super::inode::Found;
+use super::inode::{Found, Table};
 use super::layers::{check_name, is_dir, is_whiteout, stat_at, Real, UPPER};
 use super::lookup::lookup_merged;
 use super::readdir::empty_upper_whiteouts;
@@ -31,8 +31,6 @@ impl Overlay {
         }
         let need_whiteout = found.layer() != UPPER || lower_has(&parent_reals, name);
         let id = self.id_of(parent, name, &found);
-        // The node may lose its last name: it needs its handles from now on.
-        self.keep_handles(id, &found);
         if dir {
             let whiteouts = empty_upper_whiteouts(&self.layers, &found.reals())?.ok_or(Errno::NOTEMPTY)?;
             if found.layer() == UPPER {
@@ -53,11 +51,15 @@ impl Overlay {
             let upper = self.upper_dir(parent)?;
             self.layers.make_whiteout(&*upper, name)?;
         }
+        let mut table = self.table();
+        // The node may have lost its last name: it needs its handles from now on. (Nothing
+        // closes handles meanwhile: that happens only under the tree lock, held here.)
+        keep_handles(&mut table, id, &found);
         if dir {
-            self.table().mark_dead(id);
+            table.mark_dead(id);
         } else {
             let last = found.layer() != UPPER || found.stat.st_nlink <= 1;
-            self.table().name_removed(id, parent, name, last);
+            table.name_removed(id, parent, name, last);
         }
         Ok(())
     }
@@ -66,15 +68,6 @@ impl Overlay {
     pub(crate) fn id_of(&self, parent: u64, name: &OsStr, found: &Found) -> u64 {
         let hint = self.layers.report_ino(found.layer(), &found.stat);
         self.table().id_for(parent, name, found, hint)
-    }
-
-    /// Gives node `id` (if live and still this entry) the handles of `found` when its own
-    /// were closed.
-    fn keep_handles(&self, id: u64, found: &Found) {
-        let mut table = self.table();
-        if table.get(id).is_some_and(|n| n.key == found.key() && n.layers == found.layers) {
-            table.install_fds(id, found.fds.clone());
-        }
     }
 
     /// Atomically turns the upper entry `name` of `upper` into a whiteout (built in work, then
@@ -138,9 +131,6 @@ impl Overlay {
         // The node ids as the kernel knows them (before copy-up changes the real identities).
         let src_id = self.id_of(parent, name, &src);
         let dst_id = dst.as_ref().map(|d| self.id_of(newparent, newname, d));
-        if let (Some(id), Some(d)) = (dst_id, &dst) {
-            self.keep_handles(id, d);
-        }
         let old_upper = self.upper_dir(parent)?;
         let new_upper = self.upper_dir(newparent)?;
         let moved = self.copy_up_entry(parent, name, &src, false)?;
@@ -161,6 +151,7 @@ impl Overlay {
         }
         let mut table = self.table();
         if let (Some(id), Some(d), false) = (dst_id, &dst, exchange) {
+            keep_handles(&mut table, id, d);
             if is_dir(&d.stat) {
                 table.mark_dead(id);
             } else {
@@ -199,6 +190,14 @@ impl Overlay {
             Ok(st) if is_whiteout(&st) && src_dir => rustix::fs::unlinkat(upper, newname, AtFlags::empty()),
             _ => Ok(()),
         }
+    }
+}
+
+/// Gives node `id` (if live and still this entry) the handles of `found` when its own were
+/// closed.
+fn keep_handles(table: &mut Table, id: u64, found: &Found) {
+    if table.get(id).is_some_and(|n| n.key == found.key() && n.layers == found.layers) {
+        table.install_fds(id, found.fds.clone());
     }
 }
 
