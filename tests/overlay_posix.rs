@@ -443,3 +443,33 @@ fn symlinks_written_by_the_container_are_never_followed_by_the_server() {
     use std::os::unix::fs::PermissionsExt;
     assert_ne!(meta.permissions().mode() & 0o777, 0o600, "the host file's mode changed");
 }
+
+/// A closed handle is opened again by name only if the name still leads to the same (device,
+/// inode): when the upper layer was changed behind the server's back, a request on the old
+/// object fails with ESTALE instead of acting on whatever now has that name. (A request by
+/// path is then retried by the kernel with a fresh lookup, which finds the new object: that is
+/// the name's new meaning, and right.)
+#[test]
+fn a_reopen_that_finds_another_object_fails_with_estale() {
+    if !can_run() {
+        return;
+    }
+    let code = r#"
+os.mkdir("m/a")
+for n, data in [("f1", "one"), ("f2", "two")] + [("pad%d" % i, "") for i in range(6)]:
+    with open("m/a/" + n, "w") as f: f.write(data)
+fd = os.open("m/a/f1", os.O_RDONLY)
+for i in range(6): os.stat("m/a/pad%d" % i); os.chmod("m/a/pad%d" % i, 0o644)
+os.rename("u/a/f1", "u/a/x"); os.rename("u/a/f2", "u/a/f1")
+t("fchmod", os.fchmod, fd, 0o600)
+print("modes", oct(os.stat("u/a/f1").st_mode & 0o777), oct(os.stat("u/a/x").st_mode & 0o777))
+t("chmod by name", os.chmod, "m/a/f1", 0o640)
+print("modes", oct(os.stat("u/a/f1").st_mode & 0o777), oct(os.stat("u/a/x").st_mode & 0o777))
+os.close(fd)
+"#;
+    let out = run("fuse", "estale", "", &python(code), &[("BURROW_OVERLAY_MAX_FDS", "1")]);
+    assert_eq!(
+        out, "fchmod ESTALE\nmodes 0o644 0o644\nchmod by name ok\nmodes 0o640 0o644\n",
+        "the server acted on a different object"
+    );
+}

@@ -93,7 +93,7 @@ impl Overlay {
             Some(Ok(_)) => return Err(Errno::EXIST),
             Some(Err(Errno::NOENT)) | None => {
                 let lower = if dir[0].layer == UPPER { &dir[1..] } else { &dir[..] };
-                if !lower.is_empty() && lookup_merged(&self.layers, lower, name)?.is_some() {
+                if !lower.is_empty() && lookup_merged(&self.layers, lower, name, false)?.is_some() {
                     return Err(Errno::EXIST);
                 }
                 false

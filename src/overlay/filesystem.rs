@@ -168,7 +168,7 @@ impl Overlay {
     /// Looks `name` up in the directory node `parent` whose handles are `dir` (caller holds
     /// the tree lock).
     pub(crate) fn lookup_in(&self, parent: u64, dir: &[Real], name: &OsStr) -> R<Option<(u64, u64, FileAttr)>> {
-        let Some(found) = lookup_merged(&self.layers, dir, name)? else {
+        let Some(found) = lookup_merged(&self.layers, dir, name, false)? else {
             return Ok(None);
         };
         Ok(Some(self.remember(parent, name, found)))

@@ -210,12 +210,16 @@ impl Table {
     /// happened) or the node's were closed.
     fn set_fds(&mut self, id: u64, found: &Found) {
         let node = &self.nodes[&id];
-        if node.fds.is_some() && node.layers == found.layers {
+        let same = node.layers == found.layers;
+        if (node.fds.is_some() || found.fds.is_empty()) && same {
             return;
         }
         self.close_fds(id);
         let node = self.nodes.get_mut(&id).expect("caller checked");
         node.layers = found.layers.clone();
+        if found.fds.is_empty() {
+            return;
+        }
         node.fds = Some(found.fds.clone());
         self.open_fds += found.fds.len();
         self.opened_fds(id);
@@ -224,6 +228,9 @@ impl Table {
     /// Handles opened again for node `id` (its own were closed); returns the ones in use.
     pub(crate) fn install_fds(&mut self, id: u64, fds: Vec<Arc<OwnedFd>>) -> Option<Vec<Arc<OwnedFd>>> {
         let node = self.nodes.get_mut(&id)?;
+        if fds.is_empty() {
+            return node.fds.clone();
+        }
         if let Some(have) = &node.fds {
             return Some(have.clone());
         }
@@ -411,7 +418,8 @@ fn new_node(parent: u64, name: OsString, found: &Found, generation: u64) -> Node
         aliases: Vec::new(),
         listing: None,
         layers: found.layers.clone(),
-        fds: Some(found.fds.clone()),
+        // A file found by a lookup that did not open it: opened by name when first used.
+        fds: (!found.fds.is_empty()).then(|| found.fds.clone()),
         fd_stamp: 0,
         is_dir: is_dir(&found.stat),
         key: found.key(),

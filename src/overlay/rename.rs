@@ -23,7 +23,7 @@ impl Overlay {
         let _tree = self.tree_write();
         check_name(name)?;
         let parent_reals = self.parent_dir(parent)?;
-        let found = lookup_merged(&self.layers, &parent_reals, name)?.ok_or(Errno::NOENT)?;
+        let found = lookup_merged(&self.layers, &parent_reals, name, true)?.ok_or(Errno::NOENT)?;
         match (dir, is_dir(&found.stat)) {
             (false, true) => return Err(Errno::ISDIR),
             (true, false) => return Err(Errno::NOTDIR),
@@ -110,8 +110,8 @@ impl Overlay {
         check_name(newname)?;
         let old_reals = self.parent_dir(parent)?;
         let new_reals = self.parent_dir(newparent)?;
-        let src = lookup_merged(&self.layers, &old_reals, name)?.ok_or(Errno::NOENT)?;
-        let dst = lookup_merged(&self.layers, &new_reals, newname)?;
+        let src = lookup_merged(&self.layers, &old_reals, name, true)?.ok_or(Errno::NOENT)?;
+        let dst = lookup_merged(&self.layers, &new_reals, newname, true)?;
         let exchange = flags.contains(RenameFlags::EXCHANGE);
         if parent == newparent && name == newname {
             return Ok(());
@@ -123,6 +123,10 @@ impl Overlay {
         if let Some(d) = &dst {
             if flags.contains(RenameFlags::NOREPLACE) {
                 return Err(Errno::EXIST);
+            }
+            if !exchange && src.layer() == UPPER && d.layer() == UPPER && d.key() == src.key() {
+                // Two names of one upper file: rename(2) does nothing (see the design notes).
+                return Ok(());
             }
             if !exchange {
                 self.check_replace(&src, d)?;
