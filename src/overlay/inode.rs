@@ -480,3 +480,73 @@ pub(crate) fn attr(st: &Stat, ino: u64, merged_dir: bool) -> FileAttr {
         flags: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{Mode, OFlags};
+
+    /// A `Found` for a fresh object: an `O_PATH` handle of `/`, with a made-up inode number
+    /// (the table only compares identities).
+    fn found(ino: u64, dir: bool) -> Found {
+        let fd = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let mut stat = rustix::fs::fstat(&fd).unwrap();
+        stat.st_ino = ino;
+        if !dir {
+            stat.st_mode = (stat.st_mode & !libc::S_IFMT) | libc::S_IFREG;
+            stat.st_nlink = 1;
+        }
+        Found { layers: vec![UPPER], fds: vec![Arc::new(fd)], stat }
+    }
+
+    fn open(t: &Table, id: u64) -> bool {
+        t.get(id).is_some_and(|n| n.fds.is_some())
+    }
+
+    #[test]
+    fn handles_beyond_the_budget_are_closed_oldest_first_except_pinned_ones() {
+        let mut t = Table::new(found(1, true), 3);
+        let (d, _) = t.remember(ROOT, OsStr::new("d"), found(10, true), 10);
+        let ids: Vec<u64> =
+            (0..6).map(|i| t.remember(d, OsStr::new(&format!("f{i}")), found(20 + i, false), 20 + i).0).collect();
+        assert!(t.open_fds <= 3, "open handles {} over the budget", t.open_fds);
+        assert!(open(&t, ROOT), "the root keeps its handle");
+        assert!(open(&t, ids[5]), "the newest keeps its handle");
+        assert!(!open(&t, ids[0]) && !open(&t, d), "the oldest were closed");
+        // A removed node keeps its handle for good: it cannot be opened again by name.
+        t.install_fds(ids[0], found(20, false).fds);
+        t.name_removed(ids[0], d, OsStr::new("f0"), true);
+        for i in 0..6 {
+            t.remember(d, OsStr::new(&format!("g{i}")), found(40 + i, false), 40 + i);
+        }
+        assert!(open(&t, ids[0]), "a dead node lost its handle");
+        assert!(t.get(ids[0]).unwrap().dead);
+    }
+
+    #[test]
+    fn a_parent_stays_while_a_child_names_it_and_goes_with_the_last_child() {
+        let mut t = Table::new(found(1, true), 100);
+        let (d, _) = t.remember(ROOT, OsStr::new("d"), found(10, true), 10);
+        let (f, _) = t.remember(d, OsStr::new("f"), found(11, false), 11);
+        t.forget(d, 1);
+        assert!(t.get(d).is_some(), "the child still names its parent");
+        t.forget(f, 1);
+        assert!(t.get(f).is_none() && t.get(d).is_none(), "both go once nothing holds them");
+        assert_eq!(t.open_fds, 1, "only the root's handle is left open");
+    }
+
+    #[test]
+    fn a_rename_moves_the_parent_reference() {
+        let mut t = Table::new(found(1, true), 100);
+        let (a, _) = t.remember(ROOT, OsStr::new("a"), found(10, true), 10);
+        let (b, _) = t.remember(ROOT, OsStr::new("b"), found(11, true), 11);
+        let (f, _) = t.remember(a, OsStr::new("f"), found(12, false), 12);
+        t.name_moved(f, (a, OsStr::new("f")), (b, OsStr::new("g")));
+        let n = t.get(f).unwrap();
+        assert_eq!((n.parent, n.name.as_os_str()), (b, OsStr::new("g")));
+        t.forget(a, 1);
+        assert!(t.get(a).is_none(), "the old parent is no longer named by the child");
+        t.forget(b, 1);
+        assert!(t.get(b).is_some(), "the new parent is");
+    }
+}
