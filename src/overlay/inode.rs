@@ -94,7 +94,9 @@ impl Found {
 /// across `forget`; an entry copied up keeps the number it had in its lower layer.
 #[derive(Debug)]
 pub(crate) struct Table {
-    nodes: HashMap<u64, Node>,
+    /// Boxed: the map's buckets stay small, so growing it for a big tree does not briefly
+    /// need twice the memory of every node.
+    nodes: HashMap<u64, Box<Node>>,
     /// Node ids of entries copied up during this mount, by upper identity.
     copied: HashMap<(u64, u64), u64>,
     next_gen: u64,
@@ -119,12 +121,12 @@ impl Table {
         let mut node = new_node(NONE, OsString::new(), &root, 0);
         node.nlookup = 1;
         t.open_fds += root.fds.len();
-        t.nodes.insert(ROOT, node);
+        t.nodes.insert(ROOT, Box::new(node));
         t
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&Node> {
-        self.nodes.get(&id)
+        self.nodes.get(&id).map(|n| &**n)
     }
 
     /// The node id of the entry `found` as `name` in `parent`, whose tagged real inode number
@@ -170,10 +172,10 @@ impl Table {
             let mut fresh = new_node(parent, name.to_owned(), &found, self.next_gen);
             fresh.nlookup = nlookup;
             fresh.refs = refs;
-            self.nodes.insert(id, fresh);
+            self.nodes.insert(id, Box::new(fresh));
         } else {
             self.next_gen += 1;
-            self.nodes.insert(id, new_node(parent, name.to_owned(), &found, self.next_gen));
+            self.nodes.insert(id, Box::new(new_node(parent, name.to_owned(), &found, self.next_gen)));
         }
         self.add_ref(parent);
         self.open_fds += self.nodes[&id].fds.as_ref().map_or(0, Vec::len);
