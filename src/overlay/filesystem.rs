@@ -273,24 +273,51 @@ impl Overlay {
             self.copy_up_node(ino, flags.contains(OFlags::TRUNC))?;
         }
         let epoch = self.copyups.load(Ordering::Acquire);
-        let real = self.reals(ino)?.swap_remove(0);
         let keep = OFlags::SYNC | OFlags::DSYNC | OFlags::TRUNC;
-        let fd = self.layers.reopen(&*real.fd, flags & keep | writable_mode(flags));
-        // A file with write-only permission for an unmapped owner cannot be opened for reading.
-        let fd = match fd {
+        let (layer, fd) = match self.open_real(ino, flags & keep | writable_mode(flags)) {
+            // A file with write-only permission for an unmapped owner cannot be opened for reading.
             Err(Errno::ACCESS) if flags & OFlags::RWMODE == OFlags::WRONLY => {
-                self.layers.reopen(&*real.fd, flags & (keep | OFlags::RWMODE))?
+                self.open_real(ino, flags & (keep | OFlags::RWMODE))?
             }
-            fd => fd?,
+            r => r?,
         };
         Ok(self.handles.insert(FileHandle {
             fd,
-            layer: real.layer,
+            layer,
             ino,
             epoch,
             flags: flags & OFlags::RWMODE,
             reopened: Mutex::new(None),
         }))
+    }
+
+    /// Opens the top real object of node `id` with access `flags`: through its handle when the
+    /// node holds one (or has no name left), else by its name in the parent's handle, under the
+    /// tree lock (names stay put) and checked to be the node's (device, inode): one open
+    /// instead of an `O_PATH` open and a re-open (`tar` opens every file it walks once).
+    fn open_real(&self, id: u64, flags: OFlags) -> R<(usize, OwnedFd)> {
+        if let Some(real) = self.cached_reals(id)?.map(|mut r| r.swap_remove(0)) {
+            return Ok((real.layer, self.layers.reopen(&*real.fd, flags)?));
+        }
+        let _tree = self.tree_read();
+        let (parent, name, layer, key) = {
+            let table = self.table();
+            let node = table.get(id).ok_or(Errno::STALE)?;
+            (node.parent, node.name.clone(), node.layer(), node.key)
+        };
+        // O_TRUNC acts before the identity check could refuse: only through the handle.
+        if parent == 0 || flags.contains(OFlags::TRUNC) {
+            let real = self.reals_locked(id)?.swap_remove(0);
+            return Ok((real.layer, self.layers.reopen(&*real.fd, flags)?));
+        }
+        let dir = self.reals_locked(parent)?;
+        let d = dir.iter().find(|r| r.layer == layer).ok_or(Errno::STALE)?;
+        let fd = self.layers.open_at(&*d.fd, &name, flags, 0)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if (st.st_dev, st.st_ino) != key {
+            return Err(Errno::STALE);
+        }
+        Ok((layer, fd))
     }
 
     /// The fd to read from: the handle's own, or the upper copy if the file was copied up
