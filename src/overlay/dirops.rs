@@ -215,11 +215,9 @@ fn make(layers: &Layers, dir: &impl AsFd, name: &OsStr, what: &New<'_>, uid: Opt
         let _ = rustix::fs::unlinkat(dir, name, flags);
         e
     };
-    let fd = match &file {
-        Some(f) => layers.reopen(f, OFlags::PATH),
-        None => layers.open_path(dir, name),
-    }
-    .map_err(remove)?;
+    // By name: the caller holds the tree lock, so the name is still the new entry (a re-open
+    // of the file through /proc would cost a procfs walk per create).
+    let fd = layers.open_path(dir, name).map_err(remove)?;
     if uid.is_some() || gid.is_some() {
         let r = rustix::fs::chownat(&fd, "", uid, gid, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW);
         // chown(2) clears the set-id bits the entry was created with; the kernel's overlay creates it with the

@@ -6,6 +6,7 @@
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode, RenameFlags};
 use rustix::io::Errno;
@@ -14,7 +15,7 @@ use super::dirops::set_opaque;
 use super::filesystem::{Overlay, R};
 use super::inode::{Found, Table};
 use super::layers::{check_name, is_dir, is_whiteout, stat_at, Real, UPPER};
-use super::lookup::lookup_merged;
+use super::lookup::{lookup_merged, open_same};
 use super::readdir::empty_upper_whiteouts;
 
 impl Overlay {
@@ -23,7 +24,7 @@ impl Overlay {
         let _tree = self.tree_write();
         check_name(name)?;
         let parent_reals = self.parent_dir(parent)?;
-        let found = lookup_merged(&self.layers, &parent_reals, name, true)?.ok_or(Errno::NOENT)?;
+        let mut found = lookup_merged(&self.layers, &parent_reals, name, false)?.ok_or(Errno::NOENT)?;
         match (dir, is_dir(&found.stat)) {
             (false, true) => return Err(Errno::ISDIR),
             (true, false) => return Err(Errno::NOTDIR),
@@ -31,6 +32,20 @@ impl Overlay {
         }
         let need_whiteout = found.layer() != UPPER || lower_has(&parent_reals, name);
         let id = self.id_of(parent, name, &found);
+        // A node that may lose its last name needs a handle from now on: take the one it holds
+        // now (the budget may close it before the end of this call), else open one. A node
+        // the kernel does not hold needs none.
+        if found.fds.is_empty() {
+            let held = self.table().get(id).filter(|n| n.key == found.key()).map(|n| n.fds.clone());
+            match held {
+                Some(Some(fds)) => found.fds = fds,
+                Some(None) => {
+                    let real = parent_reals.iter().find(|r| r.layer == found.layer()).ok_or(Errno::STALE)?;
+                    found.fds.push(Arc::new(open_same(&self.layers, real, name, &found.stat)?));
+                }
+                None => {}
+            }
+        }
         if dir {
             let whiteouts = empty_upper_whiteouts(&self.layers, &found.reals())?.ok_or(Errno::NOTEMPTY)?;
             if found.layer() == UPPER {
