@@ -5,16 +5,16 @@
 //! (SEEK_DATA/SEEK_HOLE, or a reflink when the filesystem has one); mode, owner, timestamps
 //! and xattrs follow.
 
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::sync::Arc;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, SeekFrom, Stat};
 use rustix::io::Errno;
 
 use super::filesystem::Overlay;
 use super::inode::Found;
-use super::layers::{is_dir, UPPER};
-use super::lookup::lookup_merged;
+use super::layers::{is_dir, set_times, times_of, UPPER};
 use super::xattr::copy_xattrs;
 
 const CHUNK: usize = 1 << 20;
@@ -26,99 +26,109 @@ impl Overlay {
         format!("#burrow-{}-{n}", std::process::id())
     }
 
-    /// Ensures the directory at `path` exists in the upper layer, copying up its ancestors
-    /// first; live nodes of these directories learn that they now have an upper part.
-    pub(crate) fn copy_up_dir_path(&self, path: &Path) -> Result<(), Errno> {
-        if path.as_os_str().is_empty() {
+    /// The handle of directory node `id` in the upper layer, copying it (and its parents) up
+    /// first. The caller holds the tree lock exclusively.
+    pub(crate) fn upper_dir(&self, id: u64) -> Result<Arc<OwnedFd>, Errno> {
+        let real = self.reals_locked(id)?.swap_remove(0);
+        if real.layer == UPPER {
+            return Ok(real.fd);
+        }
+        self.copy_up_node(id, false)?;
+        let real = self.reals_locked(id)?.swap_remove(0);
+        if real.layer != UPPER {
+            return Err(Errno::IO);
+        }
+        Ok(real.fd)
+    }
+
+    /// Copies up node `id` (with its parent directories); `trunc` skips the content. A file
+    /// removed meanwhile (the kernel still holds it open) is copied to an unnamed upper file.
+    /// The caller holds the tree lock exclusively.
+    pub(crate) fn copy_up_node(&self, id: u64, trunc: bool) -> Result<(), Errno> {
+        let node = self.node(id)?;
+        if node.layer() == UPPER {
             return Ok(());
         }
-        match self.layers.stat(UPPER, path) {
-            Ok(st) if is_dir(&st) => return Ok(()),
-            Ok(_) => return Err(Errno::IO),
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(e),
+        let found = self.found_of(id)?;
+        if node.dead {
+            return self.copy_up_orphan(id, &found, trunc);
         }
-        let parent = path.parent().unwrap_or(Path::new(""));
-        self.copy_up_dir_path(parent)?;
-        let parent_layers = self.dir_layers_at(parent)?;
-        let found = lookup_merged(&self.layers, &parent_layers, path)?.ok_or(Errno::NOENT)?;
-        self.copy_up_found(path, &found, false)?;
-        Ok(())
+        self.copy_up_entry(node.parent, &node.name, &found, trunc).map(|_| ())
     }
 
-    /// Layers of the merged directory at `path` (from the live node, else a fresh lookup).
-    pub(crate) fn dir_layers_at(&self, path: &Path) -> Result<Vec<usize>, Errno> {
-        {
-            let table = self.table();
-            if let Some(node) = table.dir_at(path).and_then(|id| table.get(id)) {
-                return Ok(node.dir_layers.clone());
-            }
+    /// Copies the entry `found` named `name` in directory node `parent` into the upper layer
+    /// (copying the parent up first) and re-points its node; returns the entry as found now.
+    /// The parent's times stay as they were, as with kernel overlayfs: a copy-up is no change.
+    pub(crate) fn copy_up_entry(&self, parent: u64, name: &OsStr, found: &Found, trunc: bool) -> Result<Found, Errno> {
+        if found.layer() == UPPER {
+            return Ok(found.clone());
         }
-        let parent = path.parent().ok_or(Errno::NOENT)?;
-        let parent_layers = self.dir_layers_at(parent)?;
-        let found = lookup_merged(&self.layers, &parent_layers, path)?.ok_or(Errno::NOENT)?;
-        Ok(found.dir_layers)
-    }
-
-    /// Copies up the node `ino` (with its parent directories); `trunc` skips the content.
-    pub(crate) fn copy_up(&self, ino: u64) -> Result<(), Errno> {
-        self.copy_up_flags(ino, false)
-    }
-
-    pub(crate) fn copy_up_flags(&self, ino: u64, trunc: bool) -> Result<(), Errno> {
-        let node = self.node(ino)?;
-        if node.layer == UPPER {
-            return Ok(());
-        }
-        let parent = node.path.parent().unwrap_or(Path::new(""));
-        self.copy_up_dir_path(parent)?;
-        if node.is_dir {
-            return self.copy_up_dir_path(&node.path);
-        }
-        let stat = self.layers.stat(node.layer, &node.path)?;
-        let found = Found { layer: node.layer, stat, dir_layers: Vec::new() };
-        self.copy_up_found(&node.path, &found, trunc)
-    }
-
-    /// Copies the entry `found` at `path` into the upper layer (its parent must be there).
-    pub(crate) fn copy_up_found(&self, path: &Path, found: &Found, trunc: bool) -> Result<(), Errno> {
-        if found.layer == UPPER {
-            return Ok(());
-        }
-        let tmp = self.tmp_name();
+        let dir = self.upper_dir(parent)?;
+        let dir_stat = rustix::fs::fstat(&*dir)?;
         let work = self.layers.work();
-        if let Err(e) = self.build_copy(path, found, &tmp, trunc) {
-            let flags = if is_dir(&found.stat) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
-            let _ = rustix::fs::unlinkat(work, tmp.as_str(), flags);
-            return Err(e);
-        }
-        rustix::fs::renameat(work, tmp.as_str(), self.layers.root(UPPER), path)?;
+        let tmp = self.tmp_name();
+        let flags = if is_dir(&found.stat) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+        let built = self
+            .build_copy(&found.fds[0], &found.stat, &tmp, trunc)
+            .and_then(|()| self.layers.open_path(work, OsStr::new(&tmp)))
+            .and_then(|fd| rustix::fs::renameat(work, tmp.as_str(), &*dir, name).map(|()| fd));
+        let fd = match built {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(work, tmp.as_str(), flags);
+                return Err(e);
+            }
+        };
+        let _ = set_times(&*dir, &times_of(&dir_stat));
         self.copyups.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let upper = self.layers.stat(UPPER, path)?;
+        let upper = rustix::fs::fstat(&*fd)?;
+        let hint = self.layers.report_ino(found.layer(), &found.stat);
         let mut table = self.table();
-        let hint = self.layers.report_ino(found.layer, &found.stat);
-        let id = table.id_for(path, found, hint);
-        if table.get(id).is_some() {
-            table.moved_up(id, &upper);
-        }
-        let merged_dir = if is_dir(&found.stat) { table.dir_at(path) } else { None };
-        if let Some(id) = merged_dir {
-            table.moved_up(id, &upper);
+        let id = table.id_for(parent, name, found, hint);
+        let live = table.get(id).is_some_and(|n| n.key == found.key());
+        if live {
+            table.moved_up(id, &upper, fd.clone());
         }
         drop(table);
-        if let Some(id) = merged_dir {
-            self.invalidate_attr(id);
+        let mut now = Found { layers: vec![UPPER], fds: vec![fd], stat: upper };
+        if is_dir(&found.stat) {
+            now.layers.extend(&found.layers);
+            now.fds.extend(found.fds.iter().cloned());
+            if live {
+                // Merged now: its nlink turns to 1.
+                self.invalidate_attr(id);
+            }
         }
+        Ok(now)
+    }
+
+    /// A lower file removed from the overlay while still open, then written: its copy goes to
+    /// the work directory and loses its name there at once; the node keeps the handle.
+    fn copy_up_orphan(&self, id: u64, found: &Found, trunc: bool) -> Result<(), Errno> {
+        if is_dir(&found.stat) {
+            return Err(Errno::NOENT);
+        }
+        let work = self.layers.work();
+        let tmp = self.tmp_name();
+        let built = self
+            .build_copy(&found.fds[0], &found.stat, &tmp, trunc)
+            .and_then(|()| self.layers.open_path(work, OsStr::new(&tmp)));
+        let _ = rustix::fs::unlinkat(work, tmp.as_str(), AtFlags::empty());
+        let fd = Arc::new(built?);
+        self.copyups.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let upper = rustix::fs::fstat(&*fd)?;
+        self.table().moved_up(id, &upper, fd);
         Ok(())
     }
 
-    fn build_copy(&self, path: &Path, found: &Found, tmp: &str, trunc: bool) -> Result<(), Errno> {
+    /// Builds the copy of the object `src` (an `O_PATH` handle, attributes `st`) as
+    /// `WORK/work/tmp`.
+    fn build_copy(&self, src: &OwnedFd, st: &Stat, tmp: &str, trunc: bool) -> Result<(), Errno> {
         let work = self.layers.work();
-        let st = &found.stat;
         let perm = Mode::from_raw_mode(st.st_mode & 0o7777);
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {
-                let src = self.layers.open(found.layer, path, OFlags::RDONLY, 0)?;
+                let src = self.layers.reopen(src, OFlags::RDONLY)?;
                 let dst = rustix::fs::openat(
                     work,
                     tmp,
@@ -132,7 +142,7 @@ impl Overlay {
             }
             FileType::Directory => {
                 rustix::fs::mkdirat(work, tmp, Mode::from_raw_mode(0o700))?;
-                let src = self.layers.open(found.layer, path, OFlags::RDONLY | OFlags::DIRECTORY, 0);
+                let src = self.layers.reopen(src, OFlags::RDONLY | OFlags::DIRECTORY);
                 let dst =
                     rustix::fs::openat(work, tmp, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
                 if let Ok(src) = src {
@@ -140,7 +150,7 @@ impl Overlay {
                 }
             }
             FileType::Symlink => {
-                let target = rustix::fs::readlinkat(self.layers.root(found.layer), path, Vec::new())?;
+                let target = rustix::fs::readlinkat(src, "", Vec::new())?;
                 rustix::fs::symlinkat(target.as_c_str(), work, tmp)?;
             }
             kind => rustix::fs::mknodat(work, tmp, kind, perm, st.st_rdev)?,
@@ -164,11 +174,7 @@ pub(crate) fn set_owner_mode_times(work: &OwnedFd, tmp: &str, st: &Stat) -> Resu
     if !symlink {
         rustix::fs::chmodat(work, tmp, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
     }
-    let times = Timestamps {
-        last_access: Timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec as _ },
-        last_modification: Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ },
-    };
-    rustix::fs::utimensat(work, tmp, &times, AtFlags::SYMLINK_NOFOLLOW)
+    rustix::fs::utimensat(work, tmp, &times_of(st), AtFlags::SYMLINK_NOFOLLOW)
 }
 
 /// Copies `size` bytes keeping holes: reflink if possible, else data segments only.

@@ -1,31 +1,46 @@
-//! Namespace changes: create, mkdir, mknod, symlink, link, unlink, rmdir, rename.
+//! Namespace changes that add a name: create, mkdir, mknod, symlink, link. Removals and
+//! renames are in `rename.rs`.
 //!
-//! Every change lands in the upper layer. A removal of a name that a lower layer still shows
-//! leaves a whiteout; a directory created where a whiteout was becomes opaque; a directory
-//! that has lower parts cannot be renamed (EXDEV, as kernel overlayfs without `redirect_dir`).
+//! Every change lands in the upper layer, in the handle of the parent's upper directory. A
+//! directory created where a whiteout was becomes opaque. New entries get the caller's ids,
+//! and the parent's group when the parent is set-group-ID (the upper filesystem gives that
+//! group, and the set-group-ID bit to a new directory, by itself).
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
 
 use fuser::FileAttr;
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, RenameFlags, Uid, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, RenameFlags, Stat, Uid, XattrFlags};
 use rustix::io::Errno;
 
 use super::filesystem::{Overlay, R};
 use super::inode::Found;
-use super::layers::{child_path, is_dir, is_whiteout, OPAQUE_XATTR, UPPER};
+use super::layers::{check_name, is_whiteout, proc_path, stat_at, Layers, Real, OPAQUE_XATTR, UPPER};
 use super::lookup::lookup_merged;
-use super::readdir::empty_upper_whiteouts;
 
 /// What to create.
 #[derive(Debug)]
 pub(crate) enum New<'a> {
-    File { mode: u32, flags: i32 },
-    Dir { mode: u32 },
-    Symlink { target: &'a Path },
-    Node { mode: u32, rdev: u32 },
-    Link { from: PathBuf },
+    File {
+        mode: u32,
+        flags: i32,
+    },
+    Dir {
+        mode: u32,
+    },
+    Symlink {
+        target: &'a Path,
+    },
+    Node {
+        mode: u32,
+        rdev: u32,
+    },
+    /// A hard link to the upper object behind this handle.
+    Link {
+        from: Arc<OwnedFd>,
+    },
 }
 
 /// Who creates: the caller's ids, as the FUSE request carries them.
@@ -35,13 +50,20 @@ pub(crate) struct Caller {
     pub(crate) gid: u32,
 }
 
+/// A new entry: the open file (for `create`) and the entry's handle.
+type Made = (Option<OwnedFd>, OwnedFd);
+
 impl Overlay {
-    fn parent_dir(&self, parent: u64) -> R<(PathBuf, Vec<usize>)> {
+    /// The handles of directory node `parent`, which must still have a name.
+    pub(crate) fn parent_dir(&self, parent: u64) -> R<Vec<Real>> {
         let dir = self.node(parent)?;
         if !dir.is_dir {
             return Err(Errno::NOTDIR);
         }
-        Ok((dir.path, dir.dir_layers))
+        if dir.dead {
+            return Err(Errno::NOENT);
+        }
+        self.reals_locked(parent)
     }
 
     /// Creates `name` in `parent`; returns its node id, attributes and, for files, the fd.
@@ -52,58 +74,65 @@ impl Overlay {
         name: &OsStr,
         what: New<'_>,
     ) -> R<(u64, u64, FileAttr, Option<OwnedFd>)> {
-        let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
-        let (dir_path, dir_layers) = self.parent_dir(parent)?;
-        let path = child_path(&dir_path, name);
-        let over_whiteout = match self.layers.stat(UPPER, &path) {
-            Ok(st) if is_whiteout(&st) => true,
-            Ok(_) => return Err(Errno::EXIST),
-            Err(Errno::NOENT) => {
-                if dir_layers.len() > 1 && lookup_merged(&self.layers, &dir_layers, &path)?.is_some() {
+        let _tree = self.tree_write();
+        self.create_entry_locked(who, parent, name, what)
+    }
+
+    fn create_entry_locked(
+        &self,
+        who: Caller,
+        parent: u64,
+        name: &OsStr,
+        what: New<'_>,
+    ) -> R<(u64, u64, FileAttr, Option<OwnedFd>)> {
+        check_name(name)?;
+        let dir = self.parent_dir(parent)?;
+        let over_whiteout = match dir.first().filter(|r| r.layer == UPPER).map(|r| stat_at(&*r.fd, name)) {
+            // A whiteout is a free name, replaced atomically.
+            Some(Ok(st)) if is_whiteout(&st) => true,
+            Some(Ok(_)) => return Err(Errno::EXIST),
+            Some(Err(Errno::NOENT)) | None => {
+                let lower = if dir[0].layer == UPPER { &dir[1..] } else { &dir[..] };
+                if !lower.is_empty() && lookup_merged(&self.layers, lower, name, false)?.is_some() {
                     return Err(Errno::EXIST);
                 }
                 false
             }
-            Err(e) => return Err(e),
+            Some(Err(e)) => return Err(e),
         };
-        if dir_layers.first() != Some(&UPPER) {
-            self.copy_up_dir_path(&dir_path)?;
-        }
-        let (uid, gid) = self.owner_for(who, &dir_path);
-        let fd = if over_whiteout {
-            self.make_over_whiteout(&path, &what, uid, gid)?
+        let upper = self.upper_dir(parent)?;
+        let (uid, gid) = self.owner_for(who, &rustix::fs::fstat(&*upper)?);
+        let (file, fd) = if over_whiteout {
+            self.make_over_whiteout(&upper, name, &what, uid, gid)?
         } else {
-            make(self.layers.root(UPPER), &path, &what, uid, gid, &self.layers)?
+            make(&self.layers, &*upper, name, &what, uid, gid)?
         };
-        let stat = match &fd {
-            Some(f) => rustix::fs::fstat(f)?,
-            None => self.layers.stat(UPPER, &path)?,
-        };
-        let dir_layers = if is_dir(&stat) { vec![UPPER] } else { Vec::new() };
-        let (id, generation, attr) = self.remember(path, Found { layer: UPPER, stat, dir_layers });
-        Ok((id, generation, attr, fd))
+        let stat = rustix::fs::fstat(&fd)?;
+        let (id, generation, attr) =
+            self.remember(parent, name, Found { layers: vec![UPPER], fds: vec![Arc::new(fd)], stat });
+        Ok((id, generation, attr, file))
     }
 
-    /// Builds the new entry in work and moves it over the whiteout at `path`: a rename for
-    /// non-directories, an exchange for a directory (marked opaque first, so the lower
-    /// directory that the whiteout hid stays hidden), after which the whiteout is deleted.
+    /// Builds the new entry in work and moves it over the whiteout `name` in `upper`: a
+    /// rename for non-directories, an exchange for a directory (marked opaque first, so the
+    /// lower directory that the whiteout hid stays hidden), after which the whiteout is deleted.
     fn make_over_whiteout(
         &self,
-        path: &Path,
+        upper: &OwnedFd,
+        name: &OsStr,
         what: &New<'_>,
         uid: Option<Uid>,
         gid: Option<Gid>,
-    ) -> R<Option<OwnedFd>> {
+    ) -> R<Made> {
         let tmp = self.tmp_name();
         let work = self.layers.work();
-        let upper = self.layers.root(UPPER);
-        let fd = make(work, Path::new(&tmp), what, uid, gid, &self.layers)?;
+        let made = make(&self.layers, work, OsStr::new(&tmp), what, uid, gid)?;
         let dir = matches!(what, New::Dir { .. });
         let placed = if dir {
-            set_opaque_at(work, &tmp)
-                .and_then(|()| rustix::fs::renameat_with(work, tmp.as_str(), upper, path, RenameFlags::EXCHANGE))
+            set_opaque(&made.1)
+                .and_then(|()| rustix::fs::renameat_with(work, tmp.as_str(), upper, name, RenameFlags::EXCHANGE))
         } else {
-            rustix::fs::renameat(work, tmp.as_str(), upper, path)
+            rustix::fs::renameat(work, tmp.as_str(), upper, name)
         };
         match placed {
             Ok(()) if dir => rustix::fs::unlinkat(work, tmp.as_str(), AtFlags::empty())?,
@@ -114,238 +143,42 @@ impl Overlay {
                 return Err(e);
             }
         }
-        Ok(fd)
+        Ok(made)
     }
 
     /// The owner to set on a new entry, or `None` where the filesystem already chose right
-    /// (the server's own ids; the group of a set-group-ID parent directory).
-    fn owner_for(&self, who: Caller, dir_path: &Path) -> (Option<Uid>, Option<Gid>) {
+    /// (the server's own ids; the group of a set-group-ID parent directory `dir`).
+    fn owner_for(&self, who: Caller, dir: &Stat) -> (Option<Uid>, Option<Gid>) {
         let uid = (who.uid != self.euid).then(|| Uid::from_raw(who.uid));
-        let sgid = || self.layers.stat(UPPER, dir_path).is_ok_and(|st| st.st_mode & 0o2000 != 0);
-        let gid = (who.gid != self.egid && !sgid()).then(|| Gid::from_raw(who.gid));
+        let sgid = dir.st_mode & 0o2000 != 0;
+        let gid = (who.gid != self.egid && !sgid).then(|| Gid::from_raw(who.gid));
         (uid, gid)
-    }
-
-    /// Removes a non-directory (`dir == false`) or an empty directory.
-    pub(crate) fn remove(&self, parent: u64, name: &OsStr, dir: bool) -> R<()> {
-        let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
-        let (dir_path, dir_layers) = self.parent_dir(parent)?;
-        let path = child_path(&dir_path, name);
-        let found = lookup_merged(&self.layers, &dir_layers, &path)?.ok_or(Errno::NOENT)?;
-        match (dir, is_dir(&found.stat)) {
-            (false, true) => return Err(Errno::ISDIR),
-            (true, false) => return Err(Errno::NOTDIR),
-            _ => {}
-        }
-        let need_whiteout = found.layer != UPPER || self.layers.lower_has(&dir_layers, &path);
-        if dir {
-            let whiteouts = empty_upper_whiteouts(&self.layers, &path, &found.dir_layers)?.ok_or(Errno::NOTEMPTY)?;
-            if found.layer == UPPER {
-                for wh in whiteouts {
-                    rustix::fs::unlinkat(self.layers.root(UPPER), path.join(wh), AtFlags::empty())?;
-                }
-            }
-        }
-        if found.layer == UPPER {
-            if need_whiteout {
-                self.replace_with_whiteout(&path, dir)?;
-            } else {
-                let flags = if dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
-                rustix::fs::unlinkat(self.layers.root(UPPER), &path, flags)?;
-            }
-        } else {
-            self.copy_up_dir_path(&dir_path)?;
-            self.layers.make_whiteout(&path)?;
-        }
-        let id = self.id_of(&path, &found);
-        if dir {
-            self.table().mark_dead(id);
-        } else {
-            let last = found.layer != UPPER || found.stat.st_nlink <= 1;
-            self.table().name_removed(id, &path, last);
-        }
-        Ok(())
-    }
-
-    /// The node id the kernel knows the entry `found` at `path` by.
-    pub(crate) fn id_of(&self, path: &Path, found: &Found) -> u64 {
-        let hint = self.layers.report_ino(found.layer, &found.stat);
-        self.table().id_for(path, found, hint)
-    }
-
-    /// Atomically turns the upper entry at `path` into a whiteout (built in work, then
-    /// renamed over a file or exchanged with a directory).
-    fn replace_with_whiteout(&self, path: &Path, dir: bool) -> R<()> {
-        let work = self.layers.work();
-        let tmp = self.tmp_name();
-        rustix::fs::mknodat(work, tmp.as_str(), FileType::CharacterDevice, Mode::empty(), 0)?;
-        let upper = self.layers.root(UPPER);
-        if dir {
-            let r = rustix::fs::renameat_with(work, tmp.as_str(), upper, path, RenameFlags::EXCHANGE);
-            if let Err(e) = r {
-                let _ = rustix::fs::unlinkat(work, tmp.as_str(), AtFlags::empty());
-                return Err(e);
-            }
-            rustix::fs::unlinkat(work, tmp.as_str(), AtFlags::REMOVEDIR)
-        } else {
-            let r = rustix::fs::renameat(work, tmp.as_str(), upper, path);
-            if r.is_err() {
-                let _ = rustix::fs::unlinkat(work, tmp.as_str(), AtFlags::empty());
-            }
-            r
-        }
     }
 
     /// Copies up the entry `ino` and hard-links it as `name` in `newparent`.
     pub(crate) fn link(&self, ino: u64, newparent: u64, name: &OsStr) -> R<(u64, u64, FileAttr)> {
-        {
-            let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
-            self.copy_up(ino)?;
+        let _tree = self.tree_write();
+        self.copy_up_node(ino, false)?;
+        let from = self.reals_locked(ino)?.swap_remove(0);
+        if from.layer != UPPER {
+            return Err(Errno::IO);
         }
-        let from = self.node(ino)?.path;
         let who = Caller { uid: self.euid, gid: self.egid };
-        let (id, generation, attr, _) = self.create_entry(who, newparent, name, New::Link { from })?;
+        let (id, generation, attr, _) = self.create_entry_locked(who, newparent, name, New::Link { from: from.fd })?;
         Ok((id, generation, attr))
     }
-
-    /// Renames like kernel overlayfs: copy up, rename in upper, whiteout the old name when a
-    /// lower layer still has it, and make a moved directory opaque in a merged parent.
-    pub(crate) fn rename(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
-        flags: RenameFlags,
-    ) -> R<()> {
-        if flags.contains(RenameFlags::WHITEOUT) {
-            return Err(Errno::INVAL);
-        }
-        let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
-        let (old_dir, old_layers) = self.parent_dir(parent)?;
-        let (new_dir, new_layers) = self.parent_dir(newparent)?;
-        let old = child_path(&old_dir, name);
-        let new = child_path(&new_dir, newname);
-        let src = lookup_merged(&self.layers, &old_layers, &old)?.ok_or(Errno::NOENT)?;
-        let dst = lookup_merged(&self.layers, &new_layers, &new)?;
-        let exchange = flags.contains(RenameFlags::EXCHANGE);
-        if old == new {
-            return Ok(());
-        }
-        check_movable(&src)?;
-        if exchange {
-            check_movable(dst.as_ref().ok_or(Errno::NOENT)?)?;
-        }
-        if let Some(d) = &dst {
-            if flags.contains(RenameFlags::NOREPLACE) {
-                return Err(Errno::EXIST);
-            }
-            if !exchange {
-                self.check_replace(&src, d, &new)?;
-            }
-        }
-        self.copy_up_dir_path(&old_dir)?;
-        self.copy_up_dir_path(&new_dir)?;
-        self.copy_up_found(&old, &src, false)?;
-        if let (true, Some(d)) = (exchange, &dst) {
-            self.copy_up_found(&new, d, false)?;
-        }
-        let old_needs_whiteout = !exchange && self.layers.lower_has(&old_layers, &old);
-        let upper = self.layers.root(UPPER);
-        if !exchange {
-            self.clear_target(&new, dst.as_ref(), is_dir(&src.stat))?;
-        }
-        let rflags = flags & (RenameFlags::EXCHANGE | RenameFlags::NOREPLACE);
-        rustix::fs::renameat_with(upper, &old, upper, &new, rflags)?;
-        if is_dir(&src.stat) && new_layers.len() > 1 {
-            self.layers.set_opaque(&new)?;
-        }
-        if old_needs_whiteout {
-            self.layers.make_whiteout(&old)?;
-        }
-        // The node ids as the kernel knows them (before copy-up changed the real identities).
-        let src_id = self.id_of(&old, &src);
-        let dst_id = dst.as_ref().map(|d| self.id_of(&new, d));
-        let mut table = self.table();
-        if let (Some(id), Some(d), false) = (dst_id, &dst, exchange) {
-            if is_dir(&d.stat) {
-                table.mark_dead(id);
-            } else {
-                let last = d.layer != UPPER || d.stat.st_nlink <= 1;
-                table.name_removed(id, &new, last);
-            }
-        }
-        if !is_dir(&src.stat) && !exchange {
-            table.name_moved(src_id, &old, &new);
-            return Ok(());
-        }
-        if exchange {
-            let swap = PathBuf::from(format!("\0{}", self.tmp_name()));
-            table.rename_paths(&old, &swap);
-            table.rename_paths(&new, &old);
-            table.rename_paths(&swap, &new);
-        } else {
-            table.rename_paths(&old, &new);
-        }
-        Ok(())
-    }
-
-    /// The kernel's checks for replacing `d` by `src`: type match, an empty target directory.
-    fn check_replace(&self, src: &Found, d: &Found, new: &Path) -> R<()> {
-        match (is_dir(&src.stat), is_dir(&d.stat)) {
-            (true, false) => Err(Errno::NOTDIR),
-            (false, true) => Err(Errno::ISDIR),
-            (true, true) => empty_upper_whiteouts(&self.layers, new, &d.dir_layers)?.map(|_| ()).ok_or(Errno::NOTEMPTY),
-            (false, false) => Ok(()),
-        }
-    }
-
-    /// Makes the upper target name ready to be renamed over: whiteouts inside an empty target
-    /// directory go, and a whiteout cannot be replaced by a directory so it is removed.
-    fn clear_target(&self, new: &Path, dst: Option<&Found>, src_dir: bool) -> R<()> {
-        let upper = self.layers.root(UPPER);
-        if let Some(d) = dst.filter(|d| d.layer == UPPER && is_dir(&d.stat)) {
-            if let Some(whs) = empty_upper_whiteouts(&self.layers, new, &d.dir_layers)? {
-                for wh in whs {
-                    rustix::fs::unlinkat(upper, new.join(wh), AtFlags::empty())?;
-                }
-            }
-        }
-        match self.layers.stat(UPPER, new) {
-            Ok(st) if is_whiteout(&st) && src_dir => rustix::fs::unlinkat(upper, new, AtFlags::empty()),
-            _ => Ok(()),
-        }
-    }
 }
 
-/// Kernel overlayfs without `redirect_dir` refuses to move a directory that has lower parts.
-fn check_movable(f: &Found) -> R<()> {
-    if is_dir(&f.stat) && (f.layer != UPPER || f.dir_layers.len() > 1) {
-        return Err(Errno::XDEV);
-    }
-    Ok(())
+/// Sets `user.overlay.opaque=y` on the directory behind the handle `fd`.
+pub(crate) fn set_opaque(fd: &impl AsFd) -> R<()> {
+    rustix::fs::setxattr(proc_path(fd).as_c_str(), OPAQUE_XATTR, b"y", XattrFlags::empty())
 }
 
-fn set_opaque_at(dirfd: &OwnedFd, name: &str) -> R<()> {
-    let fd = rustix::fs::openat(
-        dirfd,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty())
-}
-
-/// Creates the entry `what` as `dirfd/path` and gives it the caller's ids.
-fn make(
-    dirfd: &OwnedFd,
-    path: &Path,
-    what: &New<'_>,
-    uid: Option<Uid>,
-    gid: Option<Gid>,
-    layers: &super::layers::Layers,
-) -> R<Option<OwnedFd>> {
-    let mut fd = None;
+/// Creates the entry `what` as `name` in `dir`, gives it the caller's ids, and returns its
+/// handle (and the open file for a regular file).
+fn make(layers: &Layers, dir: &impl AsFd, name: &OsStr, what: &New<'_>, uid: Option<Uid>, gid: Option<Gid>) -> R<Made> {
+    check_name(name)?;
+    let mut file = None;
     match what {
         New::File { mode, flags } => {
             let requested = OFlags::from_bits_retain(*flags as u32);
@@ -356,30 +189,37 @@ fn make(
                 | OFlags::EXCL
                 | OFlags::NOFOLLOW
                 | OFlags::CLOEXEC;
-            fd = Some(rustix::fs::openat(dirfd, path, flags, Mode::from_raw_mode(mode & 0o7777))?);
+            file = Some(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(mode & 0o7777))?);
         }
-        New::Dir { mode } => rustix::fs::mkdirat(dirfd, path, Mode::from_raw_mode(mode & 0o7777))?,
+        New::Dir { mode } => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode & 0o7777))?,
         New::Symlink { target } => {
             let target = CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::INVAL)?;
-            rustix::fs::symlinkat(target.as_c_str(), dirfd, path)?
+            rustix::fs::symlinkat(target.as_c_str(), dir, name)?
         }
         New::Node { mode, rdev } => rustix::fs::mknodat(
-            dirfd,
-            path,
+            dir,
+            name,
             FileType::from_raw_mode(*mode),
             Mode::from_raw_mode(mode & 0o7777),
             u64::from(*rdev),
         )?,
         New::Link { from } => {
-            rustix::fs::linkat(layers.root(UPPER), from, dirfd, path, AtFlags::empty())?;
-            return Ok(None);
+            // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH in the initial namespace; the
+            // magic link reaches the same object without it.
+            rustix::fs::linkat(rustix::fs::CWD, proc_path(&**from).as_c_str(), dir, name, AtFlags::SYMLINK_FOLLOW)?;
+            return Ok((None, layers.open_path(dir, name)?));
         }
     }
+    let remove = |e: Errno| {
+        let flags = if matches!(what, New::Dir { .. }) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+        let _ = rustix::fs::unlinkat(dir, name, flags);
+        e
+    };
+    // By name: the caller holds the tree lock, so the name is still the new entry (a re-open
+    // of the file through /proc would cost a procfs walk per create).
+    let fd = layers.open_path(dir, name).map_err(remove)?;
     if uid.is_some() || gid.is_some() {
-        let r = match &fd {
-            Some(f) => rustix::fs::fchown(f, uid, gid),
-            None => rustix::fs::chownat(dirfd, path, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
-        };
+        let r = rustix::fs::chownat(&fd, "", uid, gid, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW);
         // chown(2) clears the set-id bits the entry was created with; the kernel's overlay creates it with the
         // caller's ids directly and keeps them, so put them back.
         let setid = match what {
@@ -387,16 +227,11 @@ fn make(
             _ => None,
         }
         .filter(|m| m & 0o6000 != 0);
-        let r = r.and_then(|()| match (setid, &fd) {
-            (Some(m), Some(f)) => rustix::fs::fchmod(f, Mode::from_raw_mode(m)),
-            (Some(m), None) => rustix::fs::chmodat(dirfd, path, Mode::from_raw_mode(m), AtFlags::empty()),
-            (None, _) => Ok(()),
+        let r = r.and_then(|()| match setid {
+            Some(m) => rustix::fs::chmod(proc_path(&fd).as_c_str(), Mode::from_raw_mode(m)),
+            None => Ok(()),
         });
-        if let Err(e) = r {
-            let flags = if matches!(what, New::Dir { .. }) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
-            let _ = rustix::fs::unlinkat(dirfd, path, flags);
-            return Err(e);
-        }
+        r.map_err(remove)?;
     }
-    Ok(fd)
+    Ok((file, fd))
 }

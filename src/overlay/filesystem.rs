@@ -3,8 +3,7 @@
 //! glue in `fuse.rs`.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -16,7 +15,7 @@ use rustix::io::Errno;
 use super::dirops::{Caller, New};
 use super::handles::{FileHandle, Handles};
 use super::inode::{attr, Found, Node, Table};
-use super::layers::{Layers, UPPER};
+use super::layers::{proc_path, set_times, Layers, Real, UPPER};
 use super::lookup::{lookup_merged, lookup_root};
 use super::readdir::Entry;
 use super::{xattr, OverlayConfig, OverlayError};
@@ -27,8 +26,9 @@ pub(crate) type R<T> = Result<T, Errno>;
 pub(crate) struct Overlay {
     pub(crate) layers: Layers,
     table: Mutex<Table>,
-    /// Namespace changes take it exclusively; lookups and listings share it, so they never
-    /// see the middle of a multi-step change (rename then whiteout, copy-up then update).
+    /// Namespace changes take it exclusively; lookups, listings and re-opens of closed
+    /// handles share it, so they never see the middle of a multi-step change (rename then
+    /// whiteout, copy-up then update).
     pub(crate) tree: RwLock<()>,
     pub(crate) handles: Handles,
     pub(crate) ttl: Duration,
@@ -43,13 +43,14 @@ pub(crate) struct Overlay {
 }
 
 impl Overlay {
-    pub(crate) fn new(cfg: &OverlayConfig) -> Result<Self, OverlayError> {
+    /// The overlay of `cfg`, keeping at most `fd_budget` node handles open (see `inode.rs`).
+    pub(crate) fn new(cfg: &OverlayConfig, fd_budget: usize) -> Result<Self, OverlayError> {
         let layers = Layers::new(cfg)?;
         let root =
             lookup_root(&layers).map_err(|e| OverlayError::Layer { path: cfg.upper.clone(), source: e.into() })?;
         Ok(Overlay {
             layers,
-            table: Mutex::new(Table::new(root)),
+            table: Mutex::new(Table::new(root, fd_budget)),
             tree: RwLock::new(()),
             handles: Handles::default(),
             // Layers change only through this server, so the kernel may cache for long.
@@ -74,43 +75,111 @@ impl Overlay {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn tree_read(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.tree.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn tree_write(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.tree.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn node(&self, ino: u64) -> R<Node> {
         self.table().get(ino).cloned().ok_or(Errno::STALE)
     }
 
-    pub(crate) fn stat_node(&self, node: &Node) -> R<Stat> {
-        self.layers.stat(node.layer, &node.path)
+    /// The node's open handles, if it has them.
+    fn cached_reals(&self, id: u64) -> R<Option<Vec<Real>>> {
+        let table = self.table();
+        let node = table.get(id).ok_or(Errno::STALE)?;
+        Ok(node
+            .fds
+            .as_ref()
+            .map(|fds| node.layers.iter().zip(fds).map(|(&layer, fd)| Real { layer, fd: fd.clone() }).collect()))
+    }
+
+    /// The handles of node `id`'s real objects, top first (opened again if they were closed).
+    pub(crate) fn reals(&self, id: u64) -> R<Vec<Real>> {
+        if let Some(r) = self.cached_reals(id)? {
+            return Ok(r);
+        }
+        let _tree = self.tree_read();
+        self.reals_locked(id)
+    }
+
+    /// [`Overlay::reals`] for a caller that holds the tree lock: a closed handle is opened
+    /// again from the parent's handle in the same layer, by the node's name, and must still be
+    /// the node's (device, inode).
+    pub(crate) fn reals_locked(&self, id: u64) -> R<Vec<Real>> {
+        let (parent, name, layers, key) = {
+            let table = self.table();
+            let node = table.get(id).ok_or(Errno::STALE)?;
+            if let Some(fds) = &node.fds {
+                return Ok(node.layers.iter().zip(fds).map(|(&layer, fd)| Real { layer, fd: fd.clone() }).collect());
+            }
+            if node.dead {
+                return Err(Errno::STALE);
+            }
+            (node.parent, node.name.clone(), node.layers.clone(), node.key)
+        };
+        let dir = self.reals_locked(parent)?;
+        let mut fds = Vec::with_capacity(layers.len());
+        for layer in &layers {
+            let d = dir.iter().find(|r| r.layer == *layer).ok_or(Errno::STALE)?;
+            fds.push(Arc::new(self.layers.open_path(&*d.fd, &name).map_err(|_| Errno::STALE)?));
+        }
+        let st = rustix::fs::fstat(&*fds[0])?;
+        if (st.st_dev, st.st_ino) != key {
+            return Err(Errno::STALE);
+        }
+        self.table().install_fds(id, fds).ok_or(Errno::STALE)?;
+        self.cached_reals(id)?.ok_or(Errno::STALE)
+    }
+
+    /// The handle of the top-most real object of node `id`.
+    pub(crate) fn top(&self, id: u64) -> R<Arc<OwnedFd>> {
+        Ok(self.reals(id)?.swap_remove(0).fd)
+    }
+
+    /// Node `id` as a lookup result: its handles and current attributes.
+    pub(crate) fn found_of(&self, id: u64) -> R<Found> {
+        let reals = self.reals_locked(id)?;
+        let stat = rustix::fs::fstat(&*reals[0].fd)?;
+        Ok(Found {
+            layers: reals.iter().map(|r| r.layer).collect(),
+            fds: reals.into_iter().map(|r| r.fd).collect(),
+            stat,
+        })
     }
 
     pub(crate) fn attr_of(&self, ino: u64, node: &Node, st: &Stat) -> FileAttr {
-        attr(st, ino, node.is_dir && node.dir_layers.len() > 1)
+        attr(st, ino, node.merged())
     }
 
     /// Looks `name` up in directory `parent` and registers the result with the kernel.
     pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> R<Option<(u64, u64, FileAttr)>> {
-        let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
-        let dir = self.node(parent)?;
-        if !dir.is_dir {
+        let _tree = self.tree_read();
+        if !self.node(parent)?.is_dir {
             return Err(Errno::NOTDIR);
         }
-        self.lookup_in(&dir, name)
+        let dir = self.reals_locked(parent)?;
+        self.lookup_in(parent, &dir, name)
     }
 
-    /// Looks `name` up in the directory node `dir` (caller holds the tree lock).
-    pub(crate) fn lookup_in(&self, dir: &Node, name: &OsStr) -> R<Option<(u64, u64, FileAttr)>> {
-        let path = super::layers::child_path(&dir.path, name);
-        let Some(found) = lookup_merged(&self.layers, &dir.dir_layers, &path)? else {
+    /// Looks `name` up in the directory node `parent` whose handles are `dir` (caller holds
+    /// the tree lock).
+    pub(crate) fn lookup_in(&self, parent: u64, dir: &[Real], name: &OsStr) -> R<Option<(u64, u64, FileAttr)>> {
+        let Some(found) = lookup_merged(&self.layers, dir, name, false)? else {
             return Ok(None);
         };
-        Ok(Some(self.remember(path, found)))
+        Ok(Some(self.remember(parent, name, found)))
     }
 
     /// Registers `found` with the kernel: node id, generation, attributes.
-    pub(crate) fn remember(&self, path: PathBuf, found: Found) -> (u64, u64, FileAttr) {
-        let hint = self.layers.report_ino(found.layer, &found.stat);
-        let merged = found.dir_layers.len() > 1;
+    pub(crate) fn remember(&self, parent: u64, name: &OsStr, found: Found) -> (u64, u64, FileAttr) {
+        let hint = self.layers.report_ino(found.layer(), &found.stat);
+        let merged = super::layers::is_dir(&found.stat) && found.layers.len() > 1;
         let st = found.stat;
-        let (id, generation) = self.table().remember(path, found, hint);
+        let (id, generation) = self.table().remember(parent, name, found, hint);
         (id, generation, attr(&st, id, merged))
     }
 
@@ -123,12 +192,13 @@ impl Overlay {
                 Some(upper) => rustix::fs::fstat(&*upper)?,
                 None => rustix::fs::fstat(&f.fd)?,
             },
-            None => self.stat_node(&node)?,
+            None => rustix::fs::fstat(&*self.top(ino)?)?,
         };
         Ok(self.attr_of(ino, &node, &st))
     }
 
-    /// chmod, chown, truncate, utimens: copy up, then change the upper file.
+    /// chmod, chown, truncate, utimens: copy up, then change the upper object through its
+    /// handle (also when it has no name left).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn setattr(
         &self,
@@ -143,58 +213,54 @@ impl Overlay {
     ) -> R<FileAttr> {
         let nothing =
             mode.is_none() && uid.is_none() && gid.is_none() && size.is_none() && atime.is_none() && mtime.is_none();
-        let times_only = mode.is_none() && uid.is_none() && gid.is_none() && size.is_none();
-        if nothing || (times_only && self.node(ino)?.dead) {
-            // The writeback cache flushes the kernel's cached times, also of a file that was
-            // just removed (its ctime changed): that must not bring it back by a copy-up.
+        if nothing {
             return self.getattr(ino, fh);
         }
-        {
-            let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
-            self.copy_up_flags(ino, size == Some(0))?;
+        if self.node(ino)?.layer() != UPPER {
+            let _tree = self.tree_write();
+            self.copy_up_node(ino, size == Some(0))?;
         }
         let node = self.node(ino)?;
-        let root = self.layers.root(UPPER);
-        let path = super::layers::at(&node.path);
+        let fd = self.top(ino)?;
+        if node.layer() != UPPER {
+            return Err(Errno::IO);
+        }
         if uid.is_some() || gid.is_some() {
             rustix::fs::chownat(
-                root,
-                path,
+                &*fd,
+                "",
                 uid.map(rustix::fs::Uid::from_raw),
                 gid.map(rustix::fs::Gid::from_raw),
-                AtFlags::SYMLINK_NOFOLLOW,
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
             )?;
         }
         if let Some(mode) = mode {
-            rustix::fs::chmodat(root, path, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty())?;
+            rustix::fs::chmod(proc_path(&*fd).as_c_str(), Mode::from_raw_mode(mode & 0o7777))?;
         }
         if let Some(size) = size {
-            self.truncate(&node, size, fh)?;
+            self.truncate(&fd, size, fh)?;
         }
-        // truncate(2) always stamps mtime, even to the same size; with the writeback cache the
-        // kernel leaves that to the server.
+        // truncate(2) always stamps mtime, even to the same size.
         let mtime = mtime.or(size.map(|_| TimeOrNow::Now));
         if atime.is_some() || mtime.is_some() {
             let times = Timestamps { last_access: timespec(atime), last_modification: timespec(mtime) };
-            rustix::fs::utimensat(root, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
+            set_times(&*fd, &times)?;
         }
-        let st = self.stat_node(&node)?;
+        let st = rustix::fs::fstat(&*fd)?;
         Ok(self.attr_of(ino, &node, &st))
     }
 
-    fn truncate(&self, node: &Node, size: u64, fh: Option<u64>) -> R<()> {
+    fn truncate(&self, fd: &OwnedFd, size: u64, fh: Option<u64>) -> R<()> {
         if let Some(f) = fh.and_then(|fh| self.handles.get(fh)) {
             if f.layer == UPPER && f.flags.intersects(OFlags::WRONLY | OFlags::RDWR) {
                 return rustix::fs::ftruncate(&f.fd, size);
             }
         }
-        let fd = self.layers.open(UPPER, &node.path, OFlags::WRONLY, 0)?;
-        rustix::fs::ftruncate(&fd, size)
+        rustix::fs::ftruncate(self.layers.reopen(fd, OFlags::WRONLY)?, size)
     }
 
     pub(crate) fn readlink(&self, ino: u64) -> R<Vec<u8>> {
-        let node = self.node(ino)?;
-        let target = rustix::fs::readlinkat(self.layers.root(node.layer), &node.path, Vec::new())?;
+        let target = rustix::fs::readlinkat(&*self.top(ino)?, "", Vec::new())?;
         Ok(target.into_bytes())
     }
 
@@ -202,29 +268,56 @@ impl Overlay {
     pub(crate) fn open(&self, ino: u64, flags: i32) -> R<u64> {
         let flags = OFlags::from_bits_retain(flags as u32);
         let write = flags.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC);
-        if write && self.node(ino)?.layer != UPPER {
-            let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
-            self.copy_up_flags(ino, flags.contains(OFlags::TRUNC))?;
+        if write && self.node(ino)?.layer() != UPPER {
+            let _tree = self.tree_write();
+            self.copy_up_node(ino, flags.contains(OFlags::TRUNC))?;
         }
         let epoch = self.copyups.load(Ordering::Acquire);
-        let node = self.node(ino)?;
         let keep = OFlags::SYNC | OFlags::DSYNC | OFlags::TRUNC;
-        let fd = self.layers.open(node.layer, &node.path, flags & keep | writable_mode(flags), 0);
-        // A file with write-only permission for an unmapped owner cannot be opened for reading.
-        let fd = match fd {
+        let (layer, fd) = match self.open_real(ino, flags & keep | writable_mode(flags)) {
+            // A file with write-only permission for an unmapped owner cannot be opened for reading.
             Err(Errno::ACCESS) if flags & OFlags::RWMODE == OFlags::WRONLY => {
-                self.layers.open(node.layer, &node.path, flags & (keep | OFlags::RWMODE), 0)?
+                self.open_real(ino, flags & (keep | OFlags::RWMODE))?
             }
-            fd => fd?,
+            r => r?,
         };
         Ok(self.handles.insert(FileHandle {
             fd,
-            layer: node.layer,
+            layer,
             ino,
             epoch,
             flags: flags & OFlags::RWMODE,
             reopened: Mutex::new(None),
         }))
+    }
+
+    /// Opens the top real object of node `id` with access `flags`: through its handle when the
+    /// node holds one (or has no name left), else by its name in the parent's handle, under the
+    /// tree lock (names stay put) and checked to be the node's (device, inode): one open
+    /// instead of an `O_PATH` open and a re-open (`tar` opens every file it walks once).
+    fn open_real(&self, id: u64, flags: OFlags) -> R<(usize, OwnedFd)> {
+        if let Some(real) = self.cached_reals(id)?.map(|mut r| r.swap_remove(0)) {
+            return Ok((real.layer, self.layers.reopen(&*real.fd, flags)?));
+        }
+        let _tree = self.tree_read();
+        let (parent, name, layer, key) = {
+            let table = self.table();
+            let node = table.get(id).ok_or(Errno::STALE)?;
+            (node.parent, node.name.clone(), node.layer(), node.key)
+        };
+        // O_TRUNC acts before the identity check could refuse: only through the handle.
+        if parent == 0 || flags.contains(OFlags::TRUNC) {
+            let real = self.reals_locked(id)?.swap_remove(0);
+            return Ok((real.layer, self.layers.reopen(&*real.fd, flags)?));
+        }
+        let dir = self.reals_locked(parent)?;
+        let d = dir.iter().find(|r| r.layer == layer).ok_or(Errno::STALE)?;
+        let fd = self.layers.open_at(&*d.fd, &name, flags, 0)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if (st.st_dev, st.st_ino) != key {
+            return Err(Errno::STALE);
+        }
+        Ok((layer, fd))
     }
 
     /// The fd to read from: the handle's own, or the upper copy if the file was copied up
@@ -237,11 +330,15 @@ impl Overlay {
         if let Some(fd) = reopened.as_ref() {
             return Ok(Some(fd.clone()));
         }
-        let node = self.node(h.ino)?;
-        if node.layer == h.layer {
+        // A node that cannot be reached any more keeps reading through the handle's own fd.
+        let Ok(mut reals) = self.reals(h.ino) else {
+            return Ok(None);
+        };
+        let real = reals.swap_remove(0);
+        if real.layer == h.layer {
             return Ok(None);
         }
-        let fd = Arc::new(self.layers.open(node.layer, &node.path, OFlags::RDONLY, 0)?);
+        let fd = Arc::new(self.layers.reopen(&*real.fd, OFlags::RDONLY)?);
         *reopened = Some(fd.clone());
         Ok(Some(fd))
     }
@@ -250,49 +347,43 @@ impl Overlay {
         self.handles.get(fh).ok_or(Errno::BADF)
     }
 
-    /// `/proc/self/fd/ROOT/PATH` for the node's real file: the xattr calls need a path (there
-    /// is no `*at` form before Linux 6.13) and this one is resolved from the layer fd.
-    fn proc_path(&self, node: &Node) -> PathBuf {
-        let root = self.layers.root(node.layer).as_raw_fd();
-        Path::new(&format!("/proc/self/fd/{root}")).join(&node.path)
-    }
-
     pub(crate) fn getxattr(&self, ino: u64, name: &OsStr) -> R<Vec<u8>> {
-        let node = self.node(ino)?;
-        xattr::get(&self.proc_path(&node), name)
+        xattr::get(&proc_path(&*self.top(ino)?), name)
     }
 
     pub(crate) fn listxattr(&self, ino: u64) -> R<Vec<u8>> {
-        let node = self.node(ino)?;
-        xattr::list(&self.proc_path(&node))
+        xattr::list(&proc_path(&*self.top(ino)?))
     }
 
     pub(crate) fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> R<()> {
-        if xattr::is_private(name) {
-            return Err(Errno::OPNOTSUPP);
+        if self.node(ino)?.layer() != UPPER {
+            let _tree = self.tree_write();
+            self.copy_up_node(ino, false)?;
         }
-        {
-            let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
-            self.copy_up(ino)?;
-        }
-        let node = self.node(ino)?;
-        xattr::set(&self.proc_path(&node), name, value, flags)
+        xattr::set(&proc_path(&*self.upper_top(ino)?), name, value, flags)
     }
 
     pub(crate) fn removexattr(&self, ino: u64, name: &OsStr) -> R<()> {
-        let node = self.node(ino)?;
         // Removing a name the file does not have must not copy it up.
-        xattr::get(&self.proc_path(&node), name)?;
-        {
-            let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
-            self.copy_up(ino)?;
+        self.getxattr(ino, name)?;
+        if self.node(ino)?.layer() != UPPER {
+            let _tree = self.tree_write();
+            self.copy_up_node(ino, false)?;
         }
-        let node = self.node(ino)?;
-        xattr::remove(&self.proc_path(&node), name)
+        xattr::remove(&proc_path(&*self.upper_top(ino)?), name)
+    }
+
+    /// The handle of node `id`'s upper object (after a copy-up).
+    fn upper_top(&self, id: u64) -> R<Arc<OwnedFd>> {
+        let real = self.reals(id)?.swap_remove(0);
+        if real.layer != UPPER {
+            return Err(Errno::IO);
+        }
+        Ok(real.fd)
     }
 
     pub(crate) fn statfs(&self) -> R<rustix::fs::StatVfs> {
-        rustix::fs::fstatvfs(self.layers.root(UPPER))
+        rustix::fs::fstatvfs(&*self.layers.root(UPPER).fd)
     }
 }
 
@@ -341,7 +432,7 @@ impl Overlay {
     /// kept on the node so later offsets of the same pass index the same list, and dropped
     /// when the pass reads past the end (or the directory changes).
     pub(crate) fn dir_entries(&self, ino: u64, offset: u64) -> R<Arc<Vec<Entry>>> {
-        let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
+        let _tree = self.tree_read();
         let node = self.node(ino)?;
         if !node.is_dir {
             return Err(Errno::NOTDIR);
@@ -354,7 +445,7 @@ impl Overlay {
         }
         let dot = |name: &str| Entry { name: name.into(), ino, kind: fuser::FileType::Directory };
         let mut list = vec![dot("."), dot("..")];
-        list.extend(super::readdir::list(&self.layers, &node.path, &node.dir_layers)?);
+        list.extend(super::readdir::list(&self.layers, &self.reals_locked(ino)?)?);
         let list = Arc::new(list);
         self.table().set_listing(ino, Some(list.clone()));
         Ok(list)

@@ -21,6 +21,20 @@ fn threads() -> usize {
         .unwrap_or(2)
 }
 
+/// How many node handles the server keeps open (see `inode.rs`): raises `RLIMIT_NOFILE` to
+/// its hard limit, then allows half of it, at most 65,536 (they pin kernel memory: a `struct
+/// file` and the dentry each); `BURROW_OVERLAY_MAX_FDS` overrides it (tests use a tiny one).
+fn fd_budget() -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.maximum != lim.current {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: lim.maximum, maximum: lim.maximum });
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    let default = usize::try_from(soft / 2).unwrap_or(usize::MAX).clamp(64, 65536);
+    std::env::var("BURROW_OVERLAY_MAX_FDS").ok().and_then(|v| v.parse().ok()).filter(|&n| n >= 1).unwrap_or(default)
+}
+
 /// Mounts the overlay on `mountpoint` with mount(2), calls `ready` once the mount is live,
 /// then serves requests until it is unmounted (or its mount namespace dies), and returns.
 pub fn mount_and_serve(cfg: &OverlayConfig, mountpoint: &Path, ready: impl FnOnce()) -> Result<(), OverlayError> {
@@ -34,7 +48,7 @@ pub fn mount_and_serve_with(
     flags: MountFlags,
     ready: impl FnOnce(),
 ) -> Result<(), OverlayError> {
-    let fs = Overlay::new(cfg)?;
+    let fs = Overlay::new(cfg, fd_budget())?;
     // Modes arrive already masked by the kernel; the server's own umask must not mask again.
     rustix::process::umask(Mode::empty());
     let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())

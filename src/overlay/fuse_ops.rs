@@ -325,8 +325,8 @@ impl Filesystem for Overlay {
             Ok(x) => x,
             Err(err) => return reply.error(e(err)),
         };
-        let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
-        let dir = match self.node(ino.0) {
+        let _tree = self.tree_read();
+        let dir = match self.reals_locked(ino.0) {
             Ok(d) => d,
             Err(err) => return reply.error(e(err)),
         };
@@ -339,7 +339,7 @@ impl Filesystem for Overlay {
                 }
                 continue;
             }
-            let (id, g, attr) = match self.lookup_in(&dir, &ent.name) {
+            let (id, g, attr) = match self.lookup_in(ino.0, &dir, &ent.name) {
                 Ok(Some(x)) => x,
                 Ok(None) | Err(_) => continue,
             };

@@ -16,6 +16,7 @@ mod layers;
 mod lookup;
 pub mod options;
 mod readdir;
+mod rename;
 mod xattr;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub enum OverlayError {
     Layer { path: PathBuf, source: std::io::Error },
     #[error("work directory {work} must be on the same filesystem as upper directory {upper}")]
     WorkOtherFs { work: PathBuf, upper: PathBuf },
+    #[error("cannot open /proc/self/fd (the FUSE overlay reaches its files through it: mount /proc)")]
+    Proc(#[source] std::io::Error),
     #[error("cannot open /dev/fuse (is the fuse module loaded and /dev/fuse mode 0666?)")]
     DevFuse(#[source] std::io::Error),
     #[error("mount(2) of the FUSE overlay on {path} failed (the caller must be root of its user namespace, in its own mount namespace)")]

@@ -1,17 +1,15 @@
 //! Merged directory listing: the union of the directory's layers, upper names first, with
 //! whiteouts and the names they hide left out.
 
-use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-
 use fuser::FileType;
 use rustix::fs::{AtFlags, Dir, OFlags};
 use rustix::io::Errno;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 
 use super::inode::file_type;
-use super::layers::{is_whiteout, Layers};
+use super::layers::{is_whiteout, Layers, Real};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -34,13 +32,14 @@ fn kind_of(t: rustix::fs::FileType) -> Option<FileType> {
     })
 }
 
-/// Lists the merged directory at `path`, merged from `dir_layers`.
-pub(crate) fn list(layers: &Layers, path: &Path, dir_layers: &[usize]) -> Result<Vec<Entry>, Errno> {
+/// Lists the merged directory whose layers' handles are `dir` (top first).
+pub(crate) fn list(layers: &Layers, dir: &[Real]) -> Result<Vec<Entry>, Errno> {
     let mut out = Vec::new();
-    let merge = dir_layers.len() > 1;
+    let merge = dir.len() > 1;
     let mut seen: HashSet<OsString> = HashSet::new();
-    for &layer in dir_layers {
-        let mut dir = Dir::new(layers.open(layer, path, OFlags::RDONLY | OFlags::DIRECTORY, 0)?)?;
+    for real in dir {
+        let layer = real.layer;
+        let mut dir = Dir::new(layers.reopen(&*real.fd, OFlags::RDONLY | OFlags::DIRECTORY)?)?;
         while let Some(ent) = dir.read() {
             let ent = ent?;
             let name = OsStr::from_bytes(ent.file_name().to_bytes());
@@ -68,17 +67,13 @@ pub(crate) fn list(layers: &Layers, path: &Path, dir_layers: &[usize]) -> Result
 
 /// Whether a directory is empty in the merged view, and the whiteouts its upper copy holds
 /// (which a removal must delete first).
-pub(crate) fn empty_upper_whiteouts(
-    layers: &Layers,
-    path: &Path,
-    dir_layers: &[usize],
-) -> Result<Option<Vec<OsString>>, Errno> {
-    if !list(layers, path, dir_layers)?.is_empty() {
+pub(crate) fn empty_upper_whiteouts(layers: &Layers, dir: &[Real]) -> Result<Option<Vec<OsString>>, Errno> {
+    if !list(layers, dir)?.is_empty() {
         return Ok(None);
     }
     let mut wh = Vec::new();
-    if dir_layers.first() == Some(&super::layers::UPPER) {
-        let mut dir = Dir::new(layers.open(0, path, OFlags::RDONLY | OFlags::DIRECTORY, 0)?)?;
+    if let Some(upper) = dir.first().filter(|r| r.layer == super::layers::UPPER) {
+        let mut dir = Dir::new(layers.reopen(&*upper.fd, OFlags::RDONLY | OFlags::DIRECTORY)?)?;
         while let Some(ent) = dir.read() {
             let name = OsStr::from_bytes(ent?.file_name().to_bytes()).to_owned();
             if name != "." && name != ".." {
