@@ -15,9 +15,9 @@ pub fn secs() -> u64 {
 }
 
 /// Worker threads (`BURROW_RACE_THREADS`, default 4) and the swapper's pause between cycles in
-/// sched_yield calls (`BURROW_RACE_HOLD`, default 20).
+/// sched_yield calls (`BURROW_RACE_HOLD`, default 0).
 pub fn tuning() -> (u64, u64) {
-    (env_u64("BURROW_RACE_THREADS", 4), env_u64("BURROW_RACE_HOLD", 20))
+    (env_u64("BURROW_RACE_THREADS", 4), env_u64("BURROW_RACE_HOLD", 0))
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
