@@ -14,7 +14,7 @@
 //!   chrooted into the mount point; the same run over kernel overlayfs is the control (the harness
 //!   must not report damage where there is none).
 //!
-//! Environment: `BURROW_RACE_SECS` (6) seconds per race, `BURROW_RACE_THREADS` (4) workers,
+//! Environment: `BURROW_RACE_SECS` (10) seconds per race, `BURROW_RACE_THREADS` (4) workers,
 //! `BURROW_RACE_HOLD` (0) the swapper's sched_yield()s between cycles; `BURROW_DIFF_FUSE_PROGRAM`
 //! another FUSE overlay for the alone setup (e.g. /usr/bin/fuse-overlayfs).
 

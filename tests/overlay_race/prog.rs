@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 const SOURCE: &str = include_str!("race.c");
 
-/// Seconds each race runs (`BURROW_RACE_SECS`, default 6: a CI run; minutes for a long run).
+/// Seconds each race runs (`BURROW_RACE_SECS`, default 10: a CI run; minutes for a long run).
 pub fn secs() -> u64 {
-    env_u64("BURROW_RACE_SECS", 6)
+    env_u64("BURROW_RACE_SECS", 10)
 }
 
 /// Worker threads (`BURROW_RACE_THREADS`, default 4) and the swapper's pause between cycles in
