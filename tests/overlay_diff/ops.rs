@@ -335,6 +335,31 @@ fn fd_scenario(rng: &mut Rng) -> Vec<Op> {
     ops
 }
 
+/// The descriptor slot an op uses through an already open descriptor (not the opens).
+pub fn fd_slot(op: &Op) -> Option<u8> {
+    match op {
+        Op::AsUser(inner) => fd_slot(inner),
+        Op::ReadFd { slot }
+        | Op::WriteFd { slot, .. }
+        | Op::FdStat { slot }
+        | Op::FdTruncate { slot, .. }
+        | Op::FdChmod { slot, .. }
+        | Op::FdChown { slot, .. }
+        | Op::FdSetXattr { slot, .. }
+        | Op::FdReopen { slot } => Some(*slot),
+        _ => None,
+    }
+}
+
+/// The slot an op opens or closes (its earlier state no longer matters).
+pub fn fd_reset(op: &Op) -> Option<u8> {
+    match op {
+        Op::AsUser(inner) => fd_reset(inner),
+        Op::OpenFd { slot, .. } | Op::OpenRw { slot, .. } | Op::CloseFd { slot } => Some(*slot),
+        _ => None,
+    }
+}
+
 /// Id the `AsUser` ops run as: it owns some lower entries (see `OWNERS`), not others.
 pub const USER: u32 = 1000;
 
