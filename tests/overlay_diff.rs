@@ -35,6 +35,8 @@ mod ops;
 mod rng;
 #[path = "overlay_diff/shrink.rs"]
 mod shrink;
+#[path = "overlay_diff/shapes.rs"]
+mod shapes;
 #[path = "overlay_diff/special.rs"]
 mod special;
 #[path = "overlay_diff/times.rs"]
@@ -142,6 +144,31 @@ fn reproducer(env: &Env, seed: u64, list: Vec<ops::Op>, out: Outcome) -> String 
         t += &format!("disagreement: {what}\n");
     }
     t
+}
+
+#[test]
+fn every_rename_shape_agrees() {
+    if !userns::is_inner("every_rename_shape_agrees") {
+        return userns::run_in_namespace("every_rename_shape_agrees", Duration::from_secs(600));
+    }
+    let env = inner_env();
+    userns::mount_tmpfs(&env.work, "mode=0755").unwrap();
+    let started = Instant::now();
+    let cases = shapes::cases();
+    let mut failures = Vec::new();
+    for (what, list) in &cases {
+        match run_sequence(&env, shapes::SEED, list) {
+            Err(e) => panic!("{what}: harness failure (not a disagreement): {e}"),
+            Ok(Outcome::Agree) => {}
+            Ok(Outcome::Disagree { at, what: why }) => {
+                let step = at.map(|i| format!(" at op {}: {}", i + 1, list[i])).unwrap_or_default();
+                failures.push(format!("{what}{step}\n  {}", why.replace('\n', "\n  ")));
+            }
+        }
+    }
+    let _ = mounts::unmount(&env.work);
+    println!("rename shapes: {} cases, {} disagreeing, {:.1} s", cases.len(), failures.len(), started.elapsed().as_secs_f64());
+    assert!(failures.is_empty(), "kernel overlayfs and {} disagree:\n{}", env.fuse_prog.display(), failures.join("\n"));
 }
 
 #[test]

@@ -66,6 +66,11 @@ pub fn fresh_layers(base: &Path, seed: u64) -> Result<(Vec<PathBuf>, Vec<Vec<Str
         fs::remove_dir_all(base).map_err(|e| format!("remove {}: {e}", base.display()))?;
     }
     fs::create_dir_all(base).map_err(|e| e.to_string())?;
+    if seed == super::shapes::SEED {
+        let lowers = super::shapes::build(base).map_err(|e| format!("build the rename-shape layers: {e}"))?;
+        let prints = lowers.iter().map(|l| fingerprint(l)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        return Ok((lowers, prints));
+    }
     let lowers =
         build_layers(&mut lower_rng(seed), base, layer_count(seed)).map_err(|e| format!("build layers: {e}"))?;
     if !v1(seed) {
