@@ -7,13 +7,14 @@
 //! used after their names or directories are gone (fstat, pread/pwrite, ftruncate, fchmod,
 //! fchown, fsetxattr, re-open through /proc/self/fd), set-group-ID directories, open O_CREAT on
 //! existing names, `user.overlay.*` xattrs and the parents' timestamps after every op; what it
-//! still cannot produce is listed in docs/design/overlay-tests.md. Everything runs as an unprivileged user inside a user+mount
-//! namespace (see `overlay_diff/userns.rs`).
+//! still cannot produce is listed in docs/design/overlay-tests.md. Everything runs as an
+//! unprivileged user inside a user+mount namespace (see `overlay_diff/userns.rs`).
 //!
 //! Environment:
 //! - `BURROW_DIFF_FUSE_PROGRAM`: FUSE overlay with fuse-overlayfs' command line (default: the
 //!   built `burrow-overlayfs`; `/usr/bin/fuse-overlayfs` works; `kernel` self-checks the harness).
-//! - `BURROW_DIFF_SEQS` (150: about 20 s; thousands for a long run), `BURROW_DIFF_SEED` (sequence i uses seed+i).
+//! - `BURROW_DIFF_SEQS` (150: about 20 s; thousands for a long run), `BURROW_DIFF_SEED`
+//!   (sequence i uses seed+i).
 //! - `BURROW_DIFF_MAX_FAILURES` (1): failing sequences to shrink and report before stopping.
 //! - `BURROW_DIFF_IGNORE=dirnlink,parenttimes`: do not compare directory link counts (kernel
 //!   overlayfs reports 1 for merged directories), or whether each op changed its parents' mtime
@@ -33,10 +34,10 @@ mod mounts;
 mod ops;
 #[path = "overlay_diff/rng.rs"]
 mod rng;
-#[path = "overlay_diff/shrink.rs"]
-mod shrink;
 #[path = "overlay_diff/shapes.rs"]
 mod shapes;
+#[path = "overlay_diff/shrink.rs"]
+mod shrink;
 #[path = "overlay_diff/special.rs"]
 mod special;
 #[path = "overlay_diff/times.rs"]
@@ -171,7 +172,12 @@ fn every_rename_shape_agrees() {
         }
     }
     let _ = mounts::unmount(&env.work);
-    println!("rename shapes: {} cases, {} disagreeing, {:.1} s", cases.len(), failures.len(), started.elapsed().as_secs_f64());
+    println!(
+        "rename shapes: {} cases, {} disagreeing, {:.1} s",
+        cases.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
     assert!(failures.is_empty(), "kernel overlayfs and {} disagree:\n{}", env.fuse_prog.display(), failures.join("\n"));
 }
 

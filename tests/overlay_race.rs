@@ -18,7 +18,6 @@
 //! `BURROW_RACE_HOLD` (0) the swapper's sched_yield()s between cycles; `BURROW_DIFF_FUSE_PROGRAM`
 //! another FUSE overlay for the alone setup (e.g. /usr/bin/fuse-overlayfs).
 
-mod support;
 #[path = "overlay_race/canary.rs"]
 mod canary;
 #[allow(dead_code)]
@@ -26,6 +25,7 @@ mod canary;
 mod mounts;
 #[path = "overlay_race/prog.rs"]
 mod prog;
+mod support;
 #[allow(dead_code)]
 #[path = "overlay_diff/userns.rs"]
 mod userns;
@@ -70,7 +70,12 @@ fn verdict(setup: &str, variant: &str, w: &prog::Watched, canary: &Canary) -> Re
 fn mk_rootfs(dir: &Path) {
     let script = include_str!("../scripts/mk-busybox-rootfs.sh");
     let out = Command::new("sh").arg("-c").arg(script).arg("mk-busybox-rootfs.sh").arg(dir).output().expect("sh");
-    assert!(out.status.success(), "mk-busybox-rootfs.sh {} failed: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mk-busybox-rootfs.sh {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn race_in_container(variant: &str) {
@@ -134,9 +139,8 @@ fn race_alone(test: &str, driver: &str, variant: &str) {
     };
     let canary = Canary::create(tmp.path()).expect("create the host canary");
     let vars = [(CANARY, canary.dir.as_os_str()), (PROG, exe.as_os_str())];
-    let inner = std::panic::catch_unwind(|| {
-        userns::run_in_namespace_env(test, Duration::from_secs(prog::secs() + 120), &vars)
-    });
+    let inner =
+        std::panic::catch_unwind(|| userns::run_in_namespace_env(test, Duration::from_secs(prog::secs() + 120), &vars));
     if let Err(e) = canary.check() {
         panic!("{driver} overlay alone, variant {variant}, checked from the host: {e}");
     }

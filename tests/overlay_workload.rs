@@ -7,9 +7,9 @@
 //! upper layers' /build trees must be equal byte for byte (content, type, mode, size, link
 //! targets), the program's output right, no temporary file left, and R unchanged.
 
-mod support;
 #[path = "overlay_workload/project.rs"]
 mod project;
+mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -157,7 +157,10 @@ fn build_on_the_fuse_overlay_matches_the_kernel_overlay_byte_for_byte() {
     for driver in ["kernel", "fuse"] {
         let state = tmp.path().join(format!("state-{driver}"));
         let took = run_workload(driver, &rootfs, &input, &state);
-        println!("--overlay-driver {driver}: workload took {:.1} s (a loaded machine: not a benchmark)", took.as_secs_f64());
+        println!(
+            "--overlay-driver {driver}: workload took {:.1} s (a loaded machine: not a benchmark)",
+            took.as_secs_f64()
+        );
         uppers.push(state.join("upper/build"));
     }
     let n = compare_trees(&uppers[0], &uppers[1]).unwrap_or_else(|e| panic!("the two drivers' /build differ:\n{e}"));

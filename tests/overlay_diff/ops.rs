@@ -292,7 +292,7 @@ fn random_op_v2(rng: &mut Rng) -> Op {
             let name = *rng.pick(&XATTRS_V2);
             Op::SetXattr { path, name, value: rng.next_u64() as u8, mode: XattrMode::Any }
         }
-        4 => Op::RemoveXattr { path, name: *rng.pick(&XATTRS_V2) },
+        4 => Op::RemoveXattr { path, name: XATTRS_V2[rng.below(XATTRS_V2.len() as u64) as usize] },
         _ => fd_op(rng, slot),
     }
 }
@@ -303,10 +303,16 @@ fn fd_op(rng: &mut Rng, slot: u8) -> Op {
         1 => Op::FdTruncate { slot, len: *rng.pick(&[0, 1, 4096, 5000, 200_000]) },
         2 => Op::FdChmod { slot, mode: *rng.pick(&[0o644, 0o600, 0o2755, 0o4755]) },
         3 => Op::FdChown { slot, uid: *rng.pick(&OWNERS), gid: *rng.pick(&OWNERS) },
-        4 => Op::FdSetXattr { slot, name: *rng.pick(&XATTRS_V2), value: rng.next_u64() as u8 },
+        4 => Op::FdSetXattr {
+            slot,
+            name: XATTRS_V2[rng.below(XATTRS_V2.len() as u64) as usize],
+            value: rng.next_u64() as u8,
+        },
         5 => Op::FdReopen { slot },
         6 => Op::ReadFd { slot },
-        _ => Op::WriteFd { slot, off: random_offset(rng), len: rng.range(1, 5000) as usize, fill: rng.next_u64() as u8 },
+        _ => {
+            Op::WriteFd { slot, off: random_offset(rng), len: rng.range(1, 5000) as usize, fill: rng.next_u64() as u8 }
+        }
     }
 }
 
