@@ -31,7 +31,7 @@ mod support;
 mod userns;
 
 use canary::Canary;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use support::*;
@@ -67,17 +67,6 @@ fn verdict(setup: &str, variant: &str, w: &prog::Watched, canary: &Canary) -> Re
 
 // ---- burrow run --overlay-driver fuse ----
 
-fn mk_rootfs(dir: &Path) {
-    let script = include_str!("../scripts/mk-busybox-rootfs.sh");
-    let out = Command::new("sh").arg("-c").arg(script).arg("mk-busybox-rootfs.sh").arg(dir).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "mk-busybox-rootfs.sh {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn race_in_container(variant: &str) {
     if let Some(reason) = unusable() {
         skip!("{reason}");
@@ -92,7 +81,7 @@ fn race_in_container(variant: &str) {
     };
     let canary = Canary::create(tmp.path()).expect("create the host canary");
     let rootfs = tmp.path().join("rootfs");
-    mk_rootfs(&rootfs);
+    mk_busybox_rootfs(&rootfs);
     std::fs::copy(&exe, rootfs.join("race")).expect("copy the race program into the rootfs");
     let mut args = vec![String::from("/race"), String::from("-"), String::from("/race-w")];
     args.extend(prog::args(&canary.dir, variant));
@@ -103,6 +92,26 @@ fn race_in_container(variant: &str) {
     if let Err(e) = verdict("burrow run --overlay-driver fuse", variant, &w, &canary) {
         panic!("{e}");
     }
+}
+
+/// The detector itself: a change that was undone (chmod and back, an entry made and removed) must
+/// still show, through ctime and the directory's times.
+#[test]
+fn canary_sees_an_undone_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempdir();
+    let canary = Canary::create(tmp.path()).expect("create the canary");
+    canary.check().expect("an untouched canary");
+    let f = canary.dir.join("f");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = canary.check().expect_err("chmod and back must show");
+    assert!(e.contains("f: mode=100640") && e.contains("ctime="), "{e}");
+    let again = Canary::existing(&canary.dir);
+    std::fs::write(canary.dir.join("new"), b"").unwrap();
+    std::fs::remove_file(canary.dir.join("new")).unwrap();
+    let e = again.check().expect_err("an entry made and removed must show");
+    assert!(e.contains(".: mode="), "the directory's line must differ: {e}");
 }
 
 #[test]

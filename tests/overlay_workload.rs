@@ -21,9 +21,7 @@ use support::*;
 const TREE: &str = "/usr/share/perl5";
 
 fn mk_rootfs(dir: &Path) {
-    let script = include_str!("../scripts/mk-busybox-rootfs.sh");
-    let out = Command::new("sh").arg("-c").arg(script).arg("mk-busybox-rootfs.sh").arg(dir).output().expect("sh");
-    assert!(out.status.success(), "mk-busybox-rootfs.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    mk_busybox_rootfs(dir);
     // The host's /usr is bound over the rootfs' /usr: its programs find their loader and
     // libraries through the merged-/usr links.
     for (link, target) in [("lib", "usr/lib"), ("lib64", "usr/lib64")] {
