@@ -206,13 +206,13 @@ fn kernel_quirk(op: &super::ops::Op, kernel: &super::exec::Res, fuse: &super::ex
 
 /// Where kernel overlayfs departs from POSIX on a descriptor whose last name is gone (checked on
 /// 6.18): a file that came from a lower layer keeps `st_nlink` 1 (the lower inode's), and a
-/// metadata change through it needs a copy-up that fails: EEXIST (it meets the whiteout), EIO or
-/// ENOTDIR (its directory tree was removed). POSIX and the FUSE overlay (issue 12) say 0 links and
+/// metadata change through it needs a copy-up that fails: EEXIST (it meets the whiteout), EIO,
+/// ENOTDIR or ENOENT (its directory tree was removed). POSIX and the FUSE overlay (issue 12) say 0 links and
 /// a working call, so only that is accepted: a FUSE error other than the kernel's still disagrees.
 fn fd_quirk(kernel: &super::exec::Res, fuse: &super::exec::Res) -> bool {
     match (kernel, fuse) {
         (Ok(k), Ok(f)) => k != f && k.replace(" nlink=1", " nlink=0") == *f,
-        (Err(e), Ok(_)) => [libc::EEXIST, libc::EIO, libc::ENOTDIR].contains(e),
+        (Err(e), Ok(_)) => [libc::EEXIST, libc::EIO, libc::ENOTDIR, libc::ENOENT].contains(e),
         _ => false,
     }
 }
