@@ -172,6 +172,7 @@ fn every_rename_shape_agrees() {
         }
     }
     let _ = mounts::unmount(&env.work);
+    println!("op results (kernel side): {}", harness::result_counts());
     println!(
         "rename shapes: {} cases, {} disagreeing, {:.1} s",
         cases.len(),
