@@ -126,6 +126,19 @@ impl Exec {
                 let f = opts().write(true).create_new(true).mode(*mode).open(self.p(path));
                 f.map(|_| String::new()).map_err(io_err)
             }
+            Op::OpenCreat { path } => {
+                let f = opts().write(true).create(true).mode(0o644).open(self.p(path));
+                f.map(|_| String::new()).map_err(io_err)
+            }
+            Op::Rmtree { path } => {
+                let p = self.p(path);
+                let r = match fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => fs::remove_dir_all(&p),
+                    Ok(_) => fs::remove_file(&p),
+                    Err(e) => Err(e),
+                };
+                r.map(|_| String::new()).map_err(io_err)
+            }
             Op::OpenTrunc { path } => {
                 let f = opts().write(true).truncate(true).open(self.p(path));
                 f.map(|_| String::new()).map_err(io_err)
@@ -249,8 +262,49 @@ impl Exec {
                 self.fds[usize::from(*slot)] = None;
                 Ok(String::new())
             }
-            _ => unreachable!("apply covers every op"),
+            Op::OpenRw { slot, path } => {
+                self.fds[usize::from(*slot)] = None;
+                let f = opts().read(true).write(true).open(self.p(path)).map_err(io_err)?;
+                self.fds[usize::from(*slot)] = Some(f);
+                Ok(String::new())
+            }
+            _ => self.apply_fd_meta(op),
         }
+    }
+
+    /// The descriptor ops of generator v2: each reports what the descriptor shows afterwards.
+    fn apply_fd_meta(&mut self, op: &Op) -> Res {
+        use rustix::fs::{fchmod, fchown, fsetxattr, Gid, Mode, Uid};
+        let slot = match op {
+            Op::FdStat { slot }
+            | Op::FdTruncate { slot, .. }
+            | Op::FdChmod { slot, .. }
+            | Op::FdChown { slot, .. }
+            | Op::FdSetXattr { slot, .. }
+            | Op::FdReopen { slot } => usize::from(*slot),
+            _ => unreachable!("apply covers every op"),
+        };
+        let Some(f) = &self.fds[slot] else { return Ok(String::from("no fd")) };
+        match op {
+            Op::FdTruncate { len, .. } => f.set_len(*len).map_err(io_err)?,
+            Op::FdChmod { mode, .. } => fchmod(f, Mode::from_raw_mode(*mode)).map_err(rx_err)?,
+            Op::FdChown { uid, gid, .. } => {
+                // All ids are mapped in the test's namespace (ops::OWNERS).
+                fchown(f, Some(Uid::from_raw(*uid)), Some(Gid::from_raw(*gid))).map_err(rx_err)?
+            }
+            Op::FdSetXattr { name, value, .. } => {
+                fsetxattr(f, *name, &[*value, b'f'], XattrFlags::empty()).map_err(rx_err)?
+            }
+            Op::FdReopen { .. } => {
+                use std::os::fd::AsRawFd;
+                let again = opts().read(true).open(format!("/proc/self/fd/{}", f.as_raw_fd())).map_err(io_err)?;
+                return read_all(&again).map(|d| content_summary(&d)).map_err(io_err);
+            }
+            _ => {}
+        }
+        // What the descriptor shows now (fstat: nlink 0 once unlinked, mode after set-ID clearing).
+        let m = f.metadata().map_err(io_err)?;
+        Ok(stat_line(&m, self.dir_nlink))
     }
 }
 

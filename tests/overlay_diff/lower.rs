@@ -44,6 +44,25 @@ pub fn build_layers(rng: &mut Rng, base: &Path, count: usize) -> std::io::Result
     Ok(layers)
 }
 
+/// Generator v2: about a third of the layers' directories get the set-group-ID bit (their group
+/// is one of `OWNERS`, often not the creator's), so entries made in them must take that group.
+pub fn add_setgid(rng: &mut Rng, layers: &[PathBuf]) -> std::io::Result<()> {
+    for layer in layers {
+        let mut dirs = Vec::new();
+        walk(layer, &mut |p, m| {
+            if m.is_dir() && p != layer.as_path() {
+                dirs.push((p.to_path_buf(), m.mode()));
+            }
+        })?;
+        for (d, mode) in dirs {
+            if rng.chance(1, 3) {
+                fs::set_permissions(&d, fs::Permissions::from_mode((mode & 0o7777) | 0o2000))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn ensure_parent_dirs(layer: &Path, rel: &str) -> bool {
     let full = layer.join(rel);
     let parent = full.parent().expect("paths have a parent");

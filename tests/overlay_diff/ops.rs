@@ -13,6 +13,9 @@ pub const SLOTS: u8 = 3;
 /// Owners used by chown and by the lower trees: all mapped in the test's user namespace.
 pub const OWNERS: [u32; 3] = [0, 1000, 65534];
 pub const XATTRS: [&str; 2] = ["user.a", "user.b"];
+/// Names generator v2 sets: the overlay's own prefix must be stored escaped (kernel 6.7+), and a
+/// user's `user.overlay.opaque` must not make a directory opaque.
+pub const XATTRS_V2: [&str; 5] = ["user.a", "user.b", "user.overlay.x", "user.overlay.opaque", "user.overlay.origin"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RenameMode {
@@ -142,6 +145,46 @@ pub enum Op {
     },
     /// The op done with fsuid/fsgid of an unprivileged id (no capabilities): permission checks.
     AsUser(Box<Op>),
+    // ---- generator v2 (issue 12) ----
+    /// open O_WRONLY|O_CREAT (no O_EXCL): on an existing name it must not touch the parent.
+    OpenCreat {
+        path: String,
+    },
+    /// fd = open O_RDWR, to be used after its name or directories are gone.
+    OpenRw {
+        slot: u8,
+        path: String,
+    },
+    /// fstat through the descriptor (st_nlink is 0 once the last name is gone).
+    FdStat {
+        slot: u8,
+    },
+    FdTruncate {
+        slot: u8,
+        len: u64,
+    },
+    FdChmod {
+        slot: u8,
+        mode: u32,
+    },
+    FdChown {
+        slot: u8,
+        uid: u32,
+        gid: u32,
+    },
+    FdSetXattr {
+        slot: u8,
+        name: &'static str,
+        value: u8,
+    },
+    /// open /proc/self/fd/N O_RDONLY and read it all (the magic link of an unlinked file).
+    FdReopen {
+        slot: u8,
+    },
+    /// rm -rf of a directory tree (or unlink of a non-directory).
+    Rmtree {
+        path: String,
+    },
 }
 
 /// A random path of the universe, 1 to 3 components.
@@ -219,6 +262,110 @@ pub fn random_op(rng: &mut Rng) -> Op {
     }
 }
 
+/// Generator v2: everything v1 makes, plus descriptors held across unlink, rename and rmtree of
+/// their names and directories, open O_CREAT on existing names, set-group-ID directories (made
+/// here and in the lower layers, see `lower::add_setgid`) and `user.overlay.*` xattrs.
+pub fn random_ops_v2(rng: &mut Rng, count: usize) -> Vec<Op> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let op = match rng.below(10) {
+            0 | 1 => {
+                out.extend(fd_scenario(rng));
+                continue;
+            }
+            2 => random_op_v2(rng),
+            _ => random_op(rng),
+        };
+        out.push(if rng.chance(1, 5) { Op::AsUser(Box::new(op)) } else { op });
+    }
+    out
+}
+
+fn random_op_v2(rng: &mut Rng) -> Op {
+    let path = random_path(rng);
+    let slot = rng.below(u64::from(SLOTS)) as u8;
+    match rng.below(6) {
+        0 => Op::OpenCreat { path },
+        1 => Op::Mkdir { path, mode: *rng.pick(&[0o2775, 0o2755, 0o2777]) },
+        2 => Op::Chmod { path, mode: *rng.pick(&[0o2775, 0o2755, 0o3777]) },
+        3 => {
+            let name = *rng.pick(&XATTRS_V2);
+            Op::SetXattr { path, name, value: rng.next_u64() as u8, mode: XattrMode::Any }
+        }
+        4 => Op::RemoveXattr { path, name: XATTRS_V2[rng.below(XATTRS_V2.len() as u64) as usize] },
+        _ => fd_op(rng, slot),
+    }
+}
+
+fn fd_op(rng: &mut Rng, slot: u8) -> Op {
+    match rng.below(8) {
+        0 => Op::FdStat { slot },
+        1 => Op::FdTruncate { slot, len: *rng.pick(&[0, 1, 4096, 5000, 200_000]) },
+        2 => Op::FdChmod { slot, mode: *rng.pick(&[0o644, 0o600, 0o2755, 0o4755]) },
+        3 => Op::FdChown { slot, uid: *rng.pick(&OWNERS), gid: *rng.pick(&OWNERS) },
+        4 => Op::FdSetXattr {
+            slot,
+            name: XATTRS_V2[rng.below(XATTRS_V2.len() as u64) as usize],
+            value: rng.next_u64() as u8,
+        },
+        5 => Op::FdReopen { slot },
+        6 => Op::ReadFd { slot },
+        _ => {
+            Op::WriteFd { slot, off: random_offset(rng), len: rng.range(1, 5000) as usize, fill: rng.next_u64() as u8 }
+        }
+    }
+}
+
+/// A descriptor opened on a path, then its name (or a directory above it) unlinked, renamed or
+/// removed as a tree, then used: the sequences a uniform draw almost never makes.
+fn fd_scenario(rng: &mut Rng) -> Vec<Op> {
+    let path = random_path(rng);
+    let slot = rng.below(u64::from(SLOTS)) as u8;
+    let mut ops = vec![if rng.chance(1, 4) {
+        Op::OpenFd { slot, path: path.clone(), write: false }
+    } else {
+        Op::OpenRw { slot, path: path.clone() }
+    }];
+    let parts: Vec<&str> = path.split('/').collect();
+    // The name itself or one of the directories above it.
+    let cut = rng.range(1, parts.len() as u64) as usize;
+    let victim = parts[..cut].join("/");
+    ops.push(match rng.below(4) {
+        0 => Op::Unlink { path: victim },
+        1 => Op::Rmtree { path: victim },
+        _ => Op::Rename { from: victim, to: random_path(rng), mode: RenameMode::Plain },
+    });
+    for _ in 0..rng.range(1, 4) {
+        ops.push(fd_op(rng, slot));
+    }
+    ops
+}
+
+/// The descriptor slot an op uses through an already open descriptor (not the opens).
+pub fn fd_slot(op: &Op) -> Option<u8> {
+    match op {
+        Op::AsUser(inner) => fd_slot(inner),
+        Op::ReadFd { slot }
+        | Op::WriteFd { slot, .. }
+        | Op::FdStat { slot }
+        | Op::FdTruncate { slot, .. }
+        | Op::FdChmod { slot, .. }
+        | Op::FdChown { slot, .. }
+        | Op::FdSetXattr { slot, .. }
+        | Op::FdReopen { slot } => Some(*slot),
+        _ => None,
+    }
+}
+
+/// The slot an op opens or closes (its earlier state no longer matters).
+pub fn fd_reset(op: &Op) -> Option<u8> {
+    match op {
+        Op::AsUser(inner) => fd_reset(inner),
+        Op::OpenFd { slot, .. } | Op::OpenRw { slot, .. } | Op::CloseFd { slot } => Some(*slot),
+        _ => None,
+    }
+}
+
 /// Id the `AsUser` ops run as: it owns some lower entries (see `OWNERS`), not others.
 pub const USER: u32 = 1000;
 
@@ -271,6 +418,15 @@ impl fmt::Display for Op {
             Op::CloseFd { slot } => write!(f, "close fd{slot}"),
             Op::Fsync { path } => write!(f, "open+fsync {path}"),
             Op::AsUser(op) => write!(f, "as uid/gid {USER}: {op}"),
+            Op::OpenCreat { path } => write!(f, "open {path} O_WRONLY|O_CREAT mode=644"),
+            Op::OpenRw { slot, path } => write!(f, "fd{slot} = open {path} O_RDWR"),
+            Op::FdStat { slot } => write!(f, "fstat fd{slot}"),
+            Op::FdTruncate { slot, len } => write!(f, "ftruncate fd{slot} {len}"),
+            Op::FdChmod { slot, mode } => write!(f, "fchmod fd{slot} {mode:o}"),
+            Op::FdChown { slot, uid, gid } => write!(f, "fchown fd{slot} {uid}:{gid}"),
+            Op::FdSetXattr { slot, name, value } => write!(f, "fsetxattr fd{slot} {name}={value}"),
+            Op::FdReopen { slot } => write!(f, "open /proc/self/fd/<fd{slot}> O_RDONLY, read it all"),
+            Op::Rmtree { path } => write!(f, "rm -rf {path}"),
         }
     }
 }

@@ -52,6 +52,12 @@ fn can_unshare(args: &[&str]) -> bool {
 
 /// Outer half: returns normally if the inner run passed or was skipped, panics otherwise.
 pub fn run_in_namespace(test: &str, timeout: Duration) {
+    run_in_namespace_env(test, timeout, &[]);
+}
+
+/// `run_in_namespace` with extra environment variables for the inner run (values a test made
+/// before it, e.g. the path of a directory outside the namespace's tmpfs).
+pub fn run_in_namespace_env(test: &str, timeout: Duration, vars: &[(&str, &std::ffi::OsStr)]) {
     let exe = std::env::current_exe().expect("test binary path");
     let prog = fuse_program();
     if prog != Path::new("kernel") && !prog.exists() {
@@ -83,6 +89,7 @@ pub fn run_in_namespace(test: &str, timeout: Duration) {
         cmd.env(INNER, test).env("BURROW_DIFF_FUSE_PROGRAM", &prog);
     }
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    cmd.envs(vars.iter().copied());
     run_logged(cmd, test, timeout);
 }
 

@@ -80,6 +80,19 @@ impl Rootfs {
     }
 }
 
+/// A root filesystem made by scripts/mk-busybox-rootfs.sh in `dir` (the script is compiled in, so a private
+/// checkout does not have to be readable by the test user).
+pub fn mk_busybox_rootfs(dir: &Path) {
+    let script = include_str!("../../scripts/mk-busybox-rootfs.sh");
+    let out = Command::new("sh").arg("-c").arg(script).arg("mk-busybox-rootfs.sh").arg(dir).output().expect("sh");
+    assert!(
+        out.status.success(),
+        "mk-busybox-rootfs.sh {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `burrow` with a clean environment (PATH only, plus HOME), so tests do not depend on the caller's.
 pub fn burrow() -> Command {
     let mut c = Command::new(BURROW);
