@@ -3,6 +3,7 @@
 //!
 //! docs/design/store.md describes the store's layout, locking and garbage collection.
 
+pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod extract;
