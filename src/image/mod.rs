@@ -7,6 +7,8 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod extract;
+#[cfg(test)]
+mod extract_tests;
 pub mod gc;
 pub mod helper;
 pub mod import;
