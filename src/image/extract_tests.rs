@@ -143,7 +143,12 @@ fn a_file_through_a_planted_symlink_is_rejected() {
     let tar = Tar::default().symlink("up", "..").file("up/outside/pwned", b"x").finish();
     rejected(s.run(&tar), "up/outside/pwned");
     // A chain: each link relative and harmless-looking.
-    let tar = Tar::default().dir("d", 0o755).symlink("d/l1", "../l2").symlink("l2", "../outside").file("d/l1/pwned", b"x").finish();
+    let tar = Tar::default()
+        .dir("d", 0o755)
+        .symlink("d/l1", "../l2")
+        .symlink("l2", "../outside")
+        .file("d/l1/pwned", b"x")
+        .finish();
     rejected(s.run(&tar), "d/l1/pwned");
     s.assert_outside_untouched();
 }
