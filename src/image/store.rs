@@ -115,7 +115,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Network filesystems burrow recognises by their statfs magic.
-fn network_fs(magic: i64) -> Option<&'static str> {
+pub fn network_fs(magic: i64) -> Option<&'static str> {
     match magic {
         0x6969 => Some("NFS"),
         0x0bd0_0bd0 => Some("Lustre"),
