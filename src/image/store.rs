@@ -377,7 +377,7 @@ impl Store {
         let parsed: oci_spec::image::ImageManifest =
             serde_json::from_slice(manifest).map_err(|e| bad(format!("malformed manifest: {e}")))?;
         let config_digest =
-            Digest::parse(&parsed.config().digest().to_string()).map_err(|e| bad(format!("config: {e}")))?;
+            Digest::parse(parsed.config().digest().as_ref()).map_err(|e| bad(format!("config: {e}")))?;
         let actual = Digest::of(config);
         if actual != config_digest {
             return Err(StoreError::DigestMismatch { what: "config", expected: config_digest, actual });
@@ -386,7 +386,7 @@ impl Store {
             serde_json::from_slice(config).map_err(|e| bad(format!("malformed config: {e}")))?;
         let mut layers = Vec::new();
         for l in parsed.layers() {
-            let d = Digest::parse(&l.digest().to_string()).map_err(|e| bad(format!("layer: {e}")))?;
+            let d = Digest::parse(l.digest().as_ref()).map_err(|e| bad(format!("layer: {e}")))?;
             if self.layer(&d).is_none() {
                 return Err(StoreError::MissingLayer { reference: reference.to_string(), digest: d });
             }
