@@ -382,6 +382,58 @@ fn an_interrupted_extraction_is_redone() {
     expect(&output(env.cmd(&["run", "int:1"])), 0);
 }
 
+/// Incompressible bytes (xorshift), so that a layer takes a while to stream.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn an_import_killed_midway_leaves_no_layer_and_the_next_one_completes() {
+    setup!();
+    let env = Env::new();
+    let big = TarBuilder::default().file("big", &noise(8 << 20), 0o644, 0, 0).finish();
+    let layout = env.path("big");
+    oci::write_layout(
+        &layout,
+        "1",
+        &[base_layer(Comp::Gzip), Layer { tar: big, comp: Comp::Gzip }],
+        serde_json::json!({"Cmd": ["true"]}),
+    );
+    let mut c = env.cmd(&["import", "--name", "big:1"]);
+    c.arg(&layout).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = Reaped(c.spawn().unwrap());
+    // Killed while the big layer is being extracted (its temporary directory exists).
+    let midway = eventually(Duration::from_secs(60), || {
+        std::fs::read_dir(env.store().join("layers"))
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-")).count() > 0)
+            .unwrap_or(false)
+            && env.layers().iter().filter(|l| !l.starts_with('.')).count() == 1
+    });
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    assert!(midway, "the import never reached its second layer: {:?}", env.layers());
+    assert_eq!(env.images(), 0);
+    let complete: Vec<String> = env.layers().into_iter().filter(|l| !l.starts_with('.')).collect();
+    assert_eq!(complete.len(), 1, "only the first layer may be complete: {complete:?}");
+    // The next import finds the first layer done, redoes the second, and leaves no temporary directory.
+    expect(&env.import(&layout, &["--name", "big:1"]), 0);
+    assert!(
+        eventually(Duration::from_secs(10), || env.layers().iter().all(|l| !l.starts_with('.'))),
+        "{:?}",
+        env.layers()
+    );
+    assert_eq!(env.layers().len(), 2);
+    assert_eq!(env.ok(&["run", "big:1", "sh", "-c", "wc -c < /big"]).trim(), (8 << 20).to_string());
+}
+
 #[test]
 fn rmi_refuses_an_image_in_use_and_prune_keeps_its_layers() {
     setup!();

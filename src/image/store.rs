@@ -541,3 +541,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
         StoreError::Io { path: path.to_path_buf(), source: e }
     })
 }
+
+/// A pull ingests layers from several threads through one `&Store`.
+#[allow(dead_code)]
+fn store_is_shared_across_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<Store>();
+}
