@@ -33,7 +33,8 @@ fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
-/// Opens one directory `name` directly below `parent`, never following a symlink.
+/// Opens the directory at the relative path `name` below `parent` (one component or several), never following a
+/// symlink and never leaving `parent`.
 pub fn open_child_dir(parent: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, DirError> {
     match rfs::openat2(parent, name, dir_flags(), Mode::empty(), RESOLVE) {
         Ok(fd) => Ok(fd),
@@ -48,6 +49,15 @@ pub fn open_child_dir(parent: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, D
 /// parents) when `create`. A whiteout in the way is replaced by an opaque directory: within one layer, a
 /// whiteout followed by entries below the same name means "delete the lower one, then create this".
 pub fn open_dir(root: BorrowedFd<'_>, comps: &[OsString], create: bool) -> Result<OwnedFd, DirError> {
+    // The common case, every directory already there: one openat2 of the whole path, just as safe.
+    if !comps.is_empty() {
+        let joined = comps.join(OsStr::new("/"));
+        match open_child_dir(root, &joined) {
+            Ok(fd) => return Ok(fd),
+            Err(DirError::Missing) | Err(DirError::NotDir) if create => {}
+            Err(e) => return Err(e),
+        }
+    }
     let mut fd = rfs::openat(root, ".", dir_flags(), Mode::empty()).map_err(DirError::Io)?;
     for c in comps {
         let next = match open_child_dir(fd.as_fd(), c) {
