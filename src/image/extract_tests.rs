@@ -337,3 +337,20 @@ fn truncated_and_corrupt_archives_fail() {
     bad[148] ^= 0x55; // the checksum field
     assert!(matches!(s.run(&bad), Err(ExtractError::Archive(_))));
 }
+
+#[test]
+fn user_xattrs_are_kept_and_the_overlays_own_are_not() {
+    // A layer must not forge the overlay's metadata (opaque, redirect, metacopy) on an ordinary entry.
+    let s = Scene::new();
+    let mut t = Tar::default();
+    t.pax(&[("SCHILY.xattr.user.mime", "text/plain"), ("SCHILY.xattr.user.overlay.redirect", "/etc")]);
+    t.file("doc", b"d");
+    t.pax(&[("SCHILY.xattr.trusted.overlay.opaque", "y")]);
+    t.dir("dir/", 0o755);
+    let r = s.run(&t.finish()).unwrap();
+    assert_eq!(xattr(&s.root().join("doc"), "user.mime").as_deref(), Some(&b"text/plain"[..]));
+    assert_eq!(xattr(&s.root().join("doc"), "user.overlay.redirect"), None);
+    assert_eq!(xattr(&s.root().join("dir"), "user.overlay.opaque"), None);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].starts_with("2 extended attributes not kept"), "{:?}", r.warnings);
+}
