@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod doctor;
 pub mod idmap;
+pub mod image;
 pub mod launch;
 pub mod lifecycle;
 pub mod net;

@@ -29,6 +29,8 @@ pub enum RunError {
     Terminal(#[from] crate::terminal::TerminalError),
     #[error(transparent)]
     Record(#[from] crate::lifecycle::record::RecordError),
+    #[error(transparent)]
+    Image(#[from] crate::image::run::ImageRunError),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -83,6 +85,9 @@ pub struct Prepared {
     pub id: String,
     /// Where the container's user namespace comes from (the keeper's, or its own).
     pub source: userns::Source,
+    /// The image's layers and the pin that keeps them in the store while the container runs (inherited by P1
+    /// and init, so a burrow killed whole still holds it until the container is gone).
+    pub image: Option<crate::image::run::ImageRoot>,
 }
 
 /// Resolves and checks everything (input errors come here, before anything runs).
@@ -101,7 +106,12 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
     }
     let net = net::preflight(&args.net_request())?;
     net.notices().iter().for_each(|n| say(n.clone()));
-    let mut spec = spec::build(args, caller, ids, net)?;
+    // The image's pin keeps its layers in the store until this run ends (`rmi` refuses, `prune` skips them).
+    let image = match &args.image {
+        Some(name) => Some(image_root(args, name)?),
+        None => None,
+    };
+    let mut spec = spec::build(args, caller, ids, net, image.as_ref().map(|i| &i.defaults))?;
     spec.notices.iter().for_each(|n| say(n.clone()));
     spec.hardening.settle().into_iter().for_each(say);
     // The host-root default is layered by init on a tmpfs of its own; a network helper needs a socket.
@@ -128,12 +138,12 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
             say(format!("burrow: {line}"))
         }
     });
-    Ok(Prepared { spec, state, cgroup, id, source })
+    Ok(Prepared { spec, state, cgroup, id, source, image })
 }
 
 /// Launches a prepared container and waits for it; `on_start` is called once its payload has exec'd.
 pub fn launch(p: Prepared, args: &RunArgs, on_start: Option<&dyn Fn(nix::unistd::Pid)>) -> Result<i32, RunError> {
-    let Prepared { spec, state, cgroup, id, source } = p;
+    let Prepared { spec, state, cgroup, id, source, image } = p;
     let stages = HostStages { cgroup: &cgroup, name: id, userns: &source, on_start };
     let outcome = parent::run(&spec, &stages, &mut say)?;
     if let Some(stats) = &outcome.stats {
@@ -146,7 +156,15 @@ pub fn launch(p: Prepared, args: &RunArgs, on_start: Option<&dyn Fn(nix::unistd:
         }
     }
     drop(state);
+    drop(image);
     Ok(outcome.code)
+}
+
+fn image_root(args: &RunArgs, name: &str) -> Result<crate::image::run::ImageRoot, RunError> {
+    use crate::image::run::{root_for, ImageRunError};
+    let reference = crate::image::Reference::parse(name).map_err(ImageRunError::from)?;
+    let mut store = crate::image::Store::open(args.store.store.clone()).map_err(ImageRunError::from)?;
+    Ok(root_for(&mut store, &reference, args.pull.unwrap_or_default())?)
 }
 
 /// The overlay's directories: the mount point in the state directory; the layer there too (ephemeral) or in

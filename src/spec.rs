@@ -3,6 +3,7 @@
 
 use crate::cli::{HomeMode, OverlayDriver, RunArgs};
 use crate::idmap::{Caller, IdPlan, MapLine};
+use crate::image::config::Defaults as ImageDefaults;
 use crate::rootfs::plan::{clean_container_path, Home, Root, Volume};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,8 @@ pub enum SpecError {
     HostLayout(std::io::Error),
     #[error("--home applies to the host-root sandbox (without --rootfs); bind a directory into a rootfs with -v")]
     HomeNeedsHostRoot,
+    #[error(transparent)]
+    Image(crate::image::config::ConfigError),
     #[error("--upper {path}: {source}")]
     Upper { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -97,6 +100,9 @@ pub struct RunSpec {
 #[derive(Clone, Debug)]
 pub struct OverlaySpec {
     pub driver: OverlayDriver,
+    /// The merged root is mounted read-only (`--read-only` with an image: its layers still need the overlay to
+    /// become one tree).
+    pub readonly: bool,
     /// `--upper DIR`: kept across runs. None: an ephemeral layer in the state directory.
     pub keep: Option<PathBuf>,
     /// Set by `run` once the state directory exists.
@@ -123,10 +129,17 @@ impl RunSpec {
     }
 }
 
-/// Builds the spec; `ids` was planned from the caller and `--userns` already.
-pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan) -> Result<RunSpec, SpecError> {
-    let root = match &args.rootfs {
-        Some(p) => {
+/// Builds the spec; `ids` was planned from the caller and `--userns` already; `image` is the image's run
+/// configuration when IMAGE was given (its layers become the root, the command line overrides the rest).
+pub fn build(
+    args: &RunArgs,
+    caller: Caller,
+    ids: IdPlan,
+    net: crate::net::Plan,
+    image: Option<&ImageDefaults>,
+) -> Result<RunSpec, SpecError> {
+    let root = match (&args.rootfs, image) {
+        (Some(p), _) => {
             let path = p.canonicalize().map_err(|source| SpecError::Rootfs { path: p.clone(), source })?;
             if !path.is_dir() {
                 return Err(SpecError::RootfsNotDir(path));
@@ -137,12 +150,14 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
             }
             Root::Dir { path, writable: args.rootfs_rw }
         }
-        None => Root::Host,
+        (None, Some(d)) => Root::Image { lowers: d.lowers.clone() },
+        (None, None) => Root::Host,
     };
     // The container's /etc/passwd and /etc/group are read inside its tree (see rootfs::resolve::read_in_root).
-    let tree = match &root {
-        Root::Dir { path, .. } => path.clone(),
-        Root::Host | Root::HostLayered(_) => PathBuf::from("/"),
+    let etc = match &root {
+        Root::Dir { path, .. } => Etc::Tree(path.clone()),
+        Root::Image { lowers } => Etc::Layers(lowers.clone()),
+        Root::Host | Root::HostLayered(_) => Etc::Tree(PathBuf::from("/")),
     };
     let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>()?;
     let tmpfs = args
@@ -154,8 +169,8 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
     if args.home.is_some() && root != Root::Host {
         return Err(SpecError::HomeNeedsHostRoot);
     }
-    let (uid, gid) = match &args.user {
-        Some(u) => resolve_user(u, &tree)?,
+    let (uid, gid) = match args.user.as_ref().or(image.and_then(|d| d.user.as_ref())) {
+        Some(u) => resolve_user(u, &etc)?,
         None => ids.caller_inside(),
     };
     check_mapped("uid", uid, &ids.uid_map, &ids)?;
@@ -164,14 +179,17 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         Root::Host => host_home(args.home.unwrap_or_default(), (uid, gid)),
         _ => None,
     };
-    let (host_binds, notices) = host_binds(&cwd, host_home.as_ref());
+    let (host_binds, notices) = match root {
+        Root::Host | Root::HostLayered(_) => host_binds(&cwd, host_home.as_ref()),
+        Root::Dir { .. } | Root::Image { .. } => (vec![], vec![]),
+    };
     let mut host_home = host_home;
     let home = match root {
         Root::Host if args.user.is_none() => std::env::var("HOME").unwrap_or_else(|_| "/".into()),
-        _ => passwd_home(&tree, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() }),
+        _ => passwd_home(&etc, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() }),
     };
-    let env = build_env(args, &home)?;
-    let workdir = match &args.workdir {
+    let env = build_env(args, &home, image.map(|d| d.env.as_slice()).unwrap_or_default())?;
+    let workdir = match args.workdir.as_ref().or(image.and_then(|d| d.workdir.as_ref())) {
         Some(w) => clean_container_path(w).ok_or_else(|| SpecError::Workdir(w.clone()))?,
         None if root == Root::Host => cwd,
         None => PathBuf::from("/"),
@@ -181,15 +199,21 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
     if hostname.is_empty() || hostname.len() > 64 || !hostname.chars().all(valid) {
         return Err(SpecError::Hostname(hostname));
     }
-    let command = if args.command.is_empty() { vec!["/bin/sh".to_string()] } else { args.command.clone() };
-    let overlay = if args.read_only || args.rootfs_rw {
+    let command = match image {
+        Some(d) => d.command(args.entrypoint.as_deref(), &args.command).map_err(SpecError::Image)?,
+        None if args.command.is_empty() => vec!["/bin/sh".to_string()],
+        None => args.command.clone(),
+    };
+    // An image's layers always need the overlay to become one tree; --read-only then mounts it read-only.
+    let overlay = if (args.read_only && image.is_none()) || args.rootfs_rw {
         None
     } else {
         let keep = match &args.upper {
             Some(dir) => Some(prepare_upper(dir)?),
             None => None,
         };
-        Some(OverlaySpec { driver: args.overlay_driver.unwrap_or_default(), keep, paths: None })
+        let readonly = args.read_only;
+        Some(OverlaySpec { driver: args.overlay_driver.unwrap_or_default(), readonly, keep, paths: None })
     };
     if let (Some(home), Some(ov)) = (host_home.as_mut(), &overlay) {
         home.keep = ov.keep.clone();
@@ -292,7 +316,7 @@ pub fn parse_volume(text: &str) -> Result<Volume, SpecError> {
     Ok(Volume { src, dst, readonly })
 }
 
-fn build_env(args: &RunArgs, home: &str) -> Result<Vec<(String, String)>, SpecError> {
+fn build_env(args: &RunArgs, home: &str, image_env: &[(String, String)]) -> Result<Vec<(String, String)>, SpecError> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| {
         env.retain(|(key, _)| key != k);
@@ -306,6 +330,9 @@ fn build_env(args: &RunArgs, home: &str) -> Result<Vec<(String, String)>, SpecEr
         set("PATH", DEFAULT_PATH);
         set("HOME", home);
         set("TERM", &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()));
+    }
+    for (k, v) in image_env {
+        set(k, v);
     }
     set("container", "burrow");
     for path in &args.env_file {
@@ -340,15 +367,47 @@ fn valid_key(k: &str) -> bool {
     !k.is_empty() && !k.contains('\0')
 }
 
-/// Reads `/etc/NAME` of the container's tree, resolved inside it; unreadable reads as empty.
-fn etc_file(tree: &Path, name: &str) -> String {
-    crate::rootfs::resolve::read_in_root(tree, &Path::new("/etc").join(name)).unwrap_or_default()
+/// Where the container's /etc/passwd and /etc/group are, seen from the host; read inside the tree, so that a
+/// symlink to an absolute path names the tree's own file, never the host's.
+pub enum Etc {
+    /// A directory tree (a rootfs, or the host's `/`).
+    Tree(PathBuf),
+    /// An image's layers, top-most first: the top-most layer that has the file (a whiteout above it means
+    /// there is none).
+    Layers(Vec<PathBuf>),
 }
 
-/// Resolves `--user` against the container's /etc/passwd and /etc/group (read from the host side of the tree,
-/// resolved inside it: a symlink to an absolute path names the tree's file, never the host's).
-pub fn resolve_user(text: &str, tree: &Path) -> Result<(u32, u32), SpecError> {
-    let etc = tree.join("etc");
+impl Etc {
+    /// The file named in messages.
+    fn path(&self, name: &str) -> PathBuf {
+        match self {
+            Etc::Tree(tree) => tree.join("etc").join(name),
+            Etc::Layers(_) => Path::new("/etc").join(name),
+        }
+    }
+
+    fn read(&self, name: &str) -> String {
+        let path = Path::new("/etc").join(name);
+        match self {
+            Etc::Tree(tree) => crate::rootfs::resolve::read_in_root(tree, &path).unwrap_or_default(),
+            Etc::Layers(lowers) => {
+                for l in lowers {
+                    match std::fs::symlink_metadata(l.join("etc").join(name)) {
+                        Ok(m) if m.is_file() || m.file_type().is_symlink() => {
+                            return crate::rootfs::resolve::read_in_root(l, &path).unwrap_or_default()
+                        }
+                        Ok(_) => break,
+                        Err(_) => continue,
+                    }
+                }
+                String::new()
+            }
+        }
+    }
+}
+
+/// Resolves `--user` against the container's /etc/passwd and /etc/group.
+pub fn resolve_user(text: &str, etc: &Etc) -> Result<(u32, u32), SpecError> {
     let (user, group) = match text.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (text, None),
@@ -356,7 +415,7 @@ pub fn resolve_user(text: &str, tree: &Path) -> Result<(u32, u32), SpecError> {
     if user.is_empty() || group == Some("") {
         return Err(SpecError::User(text.into()));
     }
-    let passwd = etc_file(tree, "passwd");
+    let passwd = etc.read("passwd");
     let entry = |f: &dyn Fn(&[&str]) -> bool| {
         passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|fields| fields.len() >= 7 && f(fields))
     };
@@ -364,7 +423,7 @@ pub fn resolve_user(text: &str, tree: &Path) -> Result<(u32, u32), SpecError> {
         Ok(uid) => (uid, entry(&|f| f[2] == user).and_then(|f| f[3].parse().ok()).unwrap_or(0)),
         Err(_) => {
             let f = entry(&|f| f[0] == user)
-                .ok_or_else(|| SpecError::UnknownUser { name: user.into(), file: etc.join("passwd") })?;
+                .ok_or_else(|| SpecError::UnknownUser { name: user.into(), file: etc.path("passwd") })?;
             let parse = |s: &str| s.parse::<u32>().map_err(|_| SpecError::User(text.into()));
             (parse(f[2])?, parse(f[3])?)
         }
@@ -373,19 +432,20 @@ pub fn resolve_user(text: &str, tree: &Path) -> Result<(u32, u32), SpecError> {
         None => default_gid,
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => etc_file(tree, "group")
+            Err(_) => etc
+                .read("group")
                 .lines()
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() >= 3 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| SpecError::UnknownUser { name: g.into(), file: etc.join("group") })?,
+                .ok_or_else(|| SpecError::UnknownUser { name: g.into(), file: etc.path("group") })?,
         },
     };
     Ok((uid, gid))
 }
 
-fn passwd_home(tree: &Path, uid: u32) -> Option<String> {
-    let passwd = crate::rootfs::resolve::read_in_root(tree, Path::new("/etc/passwd")).ok()?;
+fn passwd_home(etc: &Etc, uid: u32) -> Option<String> {
+    let passwd = etc.read("passwd");
     let uid = uid.to_string();
     passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 7 && f[2] == uid).map(|f| f[5].into())
 }
@@ -401,6 +461,10 @@ fn check_mapped(kind: &'static str, id: u32, map: &[MapLine], ids: &IdPlan) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tree(p: &Path) -> Etc {
+        Etc::Tree(p.to_path_buf())
+    }
 
     #[test]
     fn volumes_parse_with_modes_and_reject_malformed() {
@@ -420,13 +484,13 @@ mod tests {
         let etc = t.path().join("etc");
         std::fs::write(etc.join("passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/home/a:/bin/sh\n").unwrap();
         std::fs::write(etc.join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(resolve_user("alice", t.path()).unwrap(), (1000, 1001));
-        assert_eq!(resolve_user("1000", t.path()).unwrap(), (1000, 1001));
-        assert_eq!(resolve_user("1000:staff", t.path()).unwrap(), (1000, 50));
-        assert_eq!(resolve_user("4242", t.path()).unwrap(), (4242, 0));
-        assert!(matches!(resolve_user("bob", t.path()), Err(SpecError::UnknownUser { .. })));
-        assert!(matches!(resolve_user("alice:", t.path()), Err(SpecError::User(_))));
-        assert_eq!(passwd_home(t.path(), 1000).as_deref(), Some("/home/a"));
+        assert_eq!(resolve_user("alice", &tree(t.path())).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user("1000", &tree(t.path())).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user("1000:staff", &tree(t.path())).unwrap(), (1000, 50));
+        assert_eq!(resolve_user("4242", &tree(t.path())).unwrap(), (4242, 0));
+        assert!(matches!(resolve_user("bob", &tree(t.path())), Err(SpecError::UnknownUser { .. })));
+        assert!(matches!(resolve_user("alice:", &tree(t.path())), Err(SpecError::User(_))));
+        assert_eq!(passwd_home(&tree(t.path()), 1000).as_deref(), Some("/home/a"));
     }
 
     #[test]
@@ -436,13 +500,13 @@ mod tests {
         std::fs::write(host.path().join("passwd"), "evil:x:4242:4242::/:/bin/sh\n").unwrap();
         std::fs::create_dir(t.path().join("etc")).unwrap();
         std::os::unix::fs::symlink(host.path().join("passwd"), t.path().join("etc/passwd")).unwrap();
-        assert!(matches!(resolve_user("evil", t.path()), Err(SpecError::UnknownUser { .. })));
-        assert_eq!(passwd_home(t.path(), 4242), None);
+        assert!(matches!(resolve_user("evil", &tree(t.path())), Err(SpecError::UnknownUser { .. })));
+        assert_eq!(passwd_home(&tree(t.path()), 4242), None);
         // The same absolute path inside the tree is the one that counts.
         let inside = t.path().join(host.path().strip_prefix("/").unwrap());
         std::fs::create_dir_all(&inside).unwrap();
         std::fs::write(inside.join("passwd"), "evil:x:1234:1235::/e:/bin/sh\n").unwrap();
-        assert_eq!(resolve_user("evil", t.path()).unwrap(), (1234, 1235));
+        assert_eq!(resolve_user("evil", &tree(t.path())).unwrap(), (1234, 1235));
     }
 
     #[test]

@@ -169,7 +169,7 @@ fn become_command(
     let fail = |what: String, e: nix::Error| child_exit(report(conn, "exec", what, e as i32));
     let mut payload = template.clone();
     if let Some(user) = &req.user {
-        match crate::spec::resolve_user(user, Path::new("/")) {
+        match crate::spec::resolve_user(user, &crate::spec::Etc::Tree("/".into())) {
             Ok(ids) => payload.user = ids,
             Err(e) => child_exit(report(conn, "exec", e.to_string(), libc::EINVAL)),
         }

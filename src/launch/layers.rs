@@ -32,11 +32,12 @@ pub struct Layer {
 }
 
 fn config(spec: &RunSpec, paths: &OverlayPaths) -> OverlayConfig {
-    let lower = match &spec.root {
-        Root::Dir { path, .. } => path.clone(),
-        Root::Host | Root::HostLayered(_) => "/".into(),
+    let lowers = match &spec.root {
+        Root::Dir { path, .. } => vec![path.clone()],
+        Root::Image { lowers } => lowers.clone(),
+        Root::Host | Root::HostLayered(_) => vec!["/".into()],
     };
-    OverlayConfig { lowers: vec![lower], upper: paths.upper.clone(), work: paths.work.clone() }
+    OverlayConfig { lowers, upper: paths.upper.clone(), work: paths.work.clone() }
 }
 
 /// The overlay's error with the system call's error behind it (its own text does not include it).

@@ -22,7 +22,7 @@ pub fn main(cmd: crate::cli::Command) -> i32 {
         Command::Wait(a) => Ok(commands::wait(&a)),
         Command::Rm(a) => Ok(commands::rm(&a)),
         Command::Exec(a) => return exec::main(&a),
-        Command::Run(_) | Command::Doctor(_) | Command::Keeper(_) => unreachable!("dispatched by main"),
+        _ => unreachable!("dispatched by main"),
     };
     result.unwrap_or_else(|e| {
         eprintln!("burrow: {e}");

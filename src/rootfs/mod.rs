@@ -16,7 +16,7 @@ pub fn overlay_error_parts(e: crate::overlay::OverlayError) -> (String, Option<s
     let text = e.to_string();
     let source = match e {
         E::Layer { source, .. } | E::FuseMount { source, .. } | E::Session { source, .. } => Some(source),
-        E::KernelMount { source, .. } | E::DevFuse(source) => Some(source),
+        E::KernelMount { source, .. } | E::DevFuse(source) | E::Proc(source) => Some(source),
         E::NoLower | E::WorkOtherFs { .. } | E::Option { .. } => None,
     };
     (text, source)

@@ -2,6 +2,7 @@
 //! become failures in strict mode, and commands with a deadline (a hung test must fail, not hang CI).
 #![allow(dead_code)]
 
+pub mod oci;
 pub mod probe;
 
 use std::io::Read;
