@@ -17,6 +17,94 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Check what works on this machine and print the fix for what does not.
     Doctor(DoctorArgs),
+    /// Pull an image from a registry into the store.
+    Pull(PullArgs),
+    /// Log in to a registry (stores the credentials where podman reads them).
+    Login(LoginArgs),
+    /// Remove the stored credentials of a registry.
+    Logout(LogoutArgs),
+}
+
+/// How to reach a registry (shared by `pull` and `run IMAGE`); podman's flag names.
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Require HTTPS with a verified certificate; --tls-verify=false also accepts self-signed certificates and
+    /// plain HTTP (tried after HTTPS).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+    /// Credentials file (default: $REGISTRY_AUTH_FILE, else podman's: $XDG_RUNTIME_DIR/containers/auth.json,
+    /// then ~/.config/containers/auth.json, then ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Credentials for this pull, USER:PASSWORD (overrides the auth files).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// Attempts after the first when the registry is unreachable, times out or answers 429/5xx.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retry: u32,
+    /// Delay between attempts (e.g. 500ms, 2s; default: 1s doubling up to 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub retry_delay: Option<String>,
+}
+
+impl Default for RegistryArgs {
+    fn default() -> Self {
+        RegistryArgs { tls_verify: true, authfile: None, creds: None, retry: 3, retry_delay: None }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// The image store directory (default: $BURROW_STORE, else $XDG_DATA_HOME/burrow, else ~/.local/share/burrow).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The platform to pull from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// No progress bars; print only the image ID.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// NAME[:TAG] or NAME@sha256:DIGEST (short names are docker.io/library/NAME).
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// User name (default: asked on the terminal).
+    #[arg(long, short)]
+    pub username: Option<String>,
+    /// Password on the command line (visible to other users in ps: prefer --password-stdin).
+    #[arg(long, short)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Credentials file to write (default: $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Require HTTPS with a verified certificate (false: also self-signed certificates and plain HTTP).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+    /// HOST[:PORT], or HOST[:PORT]/NAMESPACE for credentials that apply to one namespace only.
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// Remove the credentials of every registry.
+    #[arg(long, short)]
+    pub all: bool,
+    /// Credentials file to change (default: as for login).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    #[arg(value_name = "REGISTRY")]
+    pub registry: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]

@@ -24,6 +24,9 @@ fn main() {
             }
         },
         Command::Doctor(args) => burrow::doctor::run(&args),
+        Command::Pull(args) => burrow::image::registry::commands::pull(&args),
+        Command::Login(args) => burrow::image::registry::commands::login(&args),
+        Command::Logout(args) => burrow::image::registry::commands::logout(&args),
     };
     std::process::exit(code);
 }
