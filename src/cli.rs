@@ -23,6 +23,17 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove the stored credentials of a registry.
     Logout(LogoutArgs),
+    /// Import images from a docker-archive, an OCI archive or an OCI layout directory.
+    Import(ImportArgs),
+    /// List the images in the store.
+    Images(ImagesArgs),
+    /// Remove images (by name or ID) and the layers no other image uses.
+    Rmi(RmiArgs),
+    /// Remove layers and blobs no image references, and interrupted extractions.
+    Prune(StoreArgs),
+    /// Internal: layer extraction and removal inside the store's user namespace.
+    #[command(name = "__layer-helper", hide = true)]
+    LayerHelper(LayerHelperArgs),
 }
 
 /// How to reach a registry (shared by `pull` and `run IMAGE`); podman's flag names.
@@ -56,9 +67,8 @@ impl Default for RegistryArgs {
 
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// The image store directory (default: $BURROW_STORE, else $XDG_DATA_HOME/burrow, else ~/.local/share/burrow).
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The platform to pull from a multi-platform image (default: this machine's).
@@ -107,6 +117,56 @@ pub struct LogoutArgs {
     pub registry: Option<String>,
 }
 
+/// Where the image store is.
+#[derive(Args, Debug, Default, Clone)]
+pub struct StoreArgs {
+    /// The image store directory (default: $BURROW_STORE, else $XDG_DATA_HOME/burrow, else ~/.local/share/burrow).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Name the image NAME[:TAG] instead of using the archive's own tag.
+    #[arg(long, value_name = "NAME[:TAG]")]
+    pub name: Option<String>,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// docker-archive or OCI archive (a tar, optionally gzip or zstd compressed), or OCI layout directory.
+    #[arg(value_name = "ARCHIVE")]
+    pub path: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print only image IDs.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Show full image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Image names (NAME[:TAG], NAME@DIGEST) or IDs (a prefix of at least 4 hex digits).
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LayerHelperArgs {
+    #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+    pub args: Vec<String>,
+}
+
 #[derive(Args, Debug, Default)]
 pub struct DoctorArgs {
     /// Print only failed checks.
@@ -134,6 +194,22 @@ pub struct RunArgs {
     /// Directory to use as the container's root filesystem (default: the host's own `/`, read-only).
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// The image to run (from the store; see `burrow images`). Without it: --rootfs, or the host's own `/`.
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Replace the image's Entrypoint (a program, or a JSON array; "" clears it). Drops the image's Cmd.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// When to pull IMAGE: missing (default), always, never, newer.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "missing")]
+    pub pull: Option<crate::image::run::PullPolicy>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The platform to pull from a multi-platform IMAGE (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", requires = "image")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Make the --rootfs directory writable in place instead of copy-on-write.
     #[arg(long, conflicts_with_all = ["read_only", "upper"])]
     pub rootfs_rw: bool,
@@ -225,8 +301,9 @@ pub struct RunArgs {
     /// Say what burrow decides (mappings, mounts).
     #[arg(long)]
     pub verbose: bool,
-    /// The command and its arguments (default: /bin/sh).
-    #[arg(last = true, value_name = "CMD")]
+    /// The command and its arguments: after IMAGE, or after `--` (default: the image's, else /bin/sh). Options
+    /// after IMAGE belong to the command, as with docker and podman.
+    #[arg(value_name = "CMD", trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
 
@@ -259,5 +336,75 @@ impl RunArgs {
             dns: self.dns.clone(),
             port_handler: self.port_handler,
         }
+    }
+}
+
+impl Cli {
+    /// Parses the command line. `burrow run -- CMD` and `burrow run IMAGE CMD` put their first word in the same
+    /// positional slot; a word after `--` is never an image, so it goes back to the command.
+    pub fn parse_args(argv: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::try_parse_from(&argv)?;
+        if let Command::Run(args) = &mut cli.command {
+            if let (Some(image), Some(dashes)) = (&args.image, argv.iter().position(|a| a == "--")) {
+                let image_before = match Cli::try_parse_from(&argv[..dashes]) {
+                    Ok(Cli { command: Command::Run(before), .. }) => before.image.is_some(),
+                    _ => true,
+                };
+                if !image_before {
+                    args.command.insert(0, image.clone());
+                    args.image = None;
+                }
+            }
+            let conflict = |what: &str| Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, what));
+            match (&args.image, &args.rootfs) {
+                (Some(_), Some(_)) => {
+                    return conflict("--rootfs and IMAGE are two roots: give one (a command goes after --)\n")
+                }
+                (Some(_), None) if args.rootfs_rw => return conflict("--rootfs-rw needs --rootfs, not IMAGE\n"),
+                (None, _) if args.entrypoint.is_some() => return conflict("--entrypoint needs IMAGE\n"),
+                _ => {}
+            }
+        }
+        Ok(cli)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(argv: &[&str]) -> (Option<String>, Vec<String>) {
+        let argv = std::iter::once("burrow").chain(argv.iter().copied()).map(Into::into).collect();
+        match Cli::parse_args(argv).unwrap().command {
+            Command::Run(a) => (a.image.clone(), a.command.clone()),
+            _ => unreachable!(),
+        }
+    }
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn image_and_command_positionals_follow_docker() {
+        assert_eq!(run(&["run", "--", "ls", "-l"]), (None, v(&["ls", "-l"])));
+        assert_eq!(run(&["run", "--rootfs", "/r", "--", "sh"]), (None, v(&["sh"])));
+        assert_eq!(run(&["run"]), (None, vec![]));
+        assert_eq!(run(&["run", "img"]), (Some("img".into()), vec![]));
+        assert_eq!(run(&["run", "img", "--", "ls", "-e"]), (Some("img".into()), v(&["ls", "-e"])));
+        // Options after IMAGE belong to the command, even burrow's own (-e, -w).
+        assert_eq!(
+            run(&["run", "-e", "A=1", "img", "grep", "-e", "x", "-w"]),
+            (Some("img".into()), v(&["grep", "-e", "x", "-w"]))
+        );
+        assert_eq!(run(&["run", "img", "sh", "-c", "echo -- x"]), (Some("img".into()), v(&["sh", "-c", "echo -- x"])));
+        assert_eq!(run(&["run", "img", "ls", "--", "-x"]), (Some("img".into()), v(&["ls", "--", "-x"])));
+        let err = |argv: &[&str]| {
+            let argv = std::iter::once("burrow").chain(argv.iter().copied()).map(Into::into).collect();
+            Cli::parse_args(argv).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert!(err(&["run", "--rootfs", "/r", "img"]).contains("two roots"));
+        assert!(err(&["run", "--entrypoint", "x", "--", "ls"]).contains("needs IMAGE"));
+        assert!(err(&["run", "--rootfs-rw", "img"]).contains("needs --rootfs"));
     }
 }

@@ -1,8 +1,7 @@
 use burrow::cli::{Cli, Command};
-use clap::Parser;
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args(std::env::args_os().collect()) {
         Ok(cli) => cli,
         // Help and version go to stdout whole; a usage error is one line (clap's first), exit 125.
         Err(e) if !e.use_stderr() => {
@@ -27,6 +26,11 @@ fn main() {
         Command::Pull(args) => burrow::image::registry::commands::pull(&args),
         Command::Login(args) => burrow::image::registry::commands::login(&args),
         Command::Logout(args) => burrow::image::registry::commands::logout(&args),
+        Command::Import(args) => burrow::image::commands::import(&args),
+        Command::Images(args) => burrow::image::commands::images(&args),
+        Command::Rmi(args) => burrow::image::commands::rmi(&args),
+        Command::Prune(args) => burrow::image::commands::prune(&args),
+        Command::LayerHelper(args) => burrow::image::helper::main(&args.args),
     };
     std::process::exit(code);
 }

@@ -22,6 +22,10 @@ pub enum RunError {
     State(#[from] state::StateError),
     #[error(transparent)]
     Net(#[from] net::NetError),
+    #[error(transparent)]
+    Image(#[from] crate::image::run::ImageRunError),
+    #[error("{0}")]
+    PullOptions(String),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -61,7 +65,12 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
     }
     let net = net::preflight(&args.net_request())?;
     net.notices().iter().for_each(|n| say(n.clone()));
-    let mut spec = spec::build(args, caller, ids, net)?;
+    // The image's pin keeps its layers in the store until this run ends (`rmi` refuses, `prune` skips them).
+    let image = match &args.image {
+        Some(name) => Some(image_root(args, name)?),
+        None => None,
+    };
+    let mut spec = spec::build(args, caller, ids, net, image.as_ref().map(|i| &i.defaults))?;
     let id = state::new_id();
     // The host-root default is layered by init on a tmpfs of its own; a network helper needs a socket.
     let needs_state = (spec.overlay.is_some() && spec.host_layout.is_none()) || spec.net.needs_state_dir();
@@ -92,7 +101,17 @@ pub fn run(args: &RunArgs) -> Result<i32, RunError> {
         }
     }
     drop(state);
+    drop(image);
     Ok(outcome.code)
+}
+
+fn image_root(args: &RunArgs, name: &str) -> Result<crate::image::run::ImageRoot, RunError> {
+    use crate::image::run::{root_for, ImageRunError};
+    let reference = crate::image::Reference::parse(name).map_err(ImageRunError::from)?;
+    let mut store = crate::image::Store::open(args.store.store.clone()).map_err(ImageRunError::from)?;
+    let opts = crate::image::registry::commands::pull_options(&args.registry, args.platform.as_deref(), false)
+        .map_err(RunError::PullOptions)?;
+    Ok(root_for(&mut store, &reference, args.pull.unwrap_or_default(), &opts)?)
 }
 
 /// The overlay's directories: the mount point in the state directory; the layer there too (ephemeral) or in

@@ -3,6 +3,7 @@
 
 use crate::cli::{OverlayDriver, RunArgs};
 use crate::idmap::{Caller, IdPlan, MapLine};
+use crate::image::config::Defaults as ImageDefaults;
 use crate::rootfs::plan::{clean_container_path, Root, Volume};
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,8 @@ pub enum SpecError {
     FuseHostRoot,
     #[error("cannot read the host's / for its copy-on-write layout: {0}")]
     HostLayout(std::io::Error),
+    #[error(transparent)]
+    Image(crate::image::config::ConfigError),
     #[error("--upper {path}: {source}")]
     Upper { path: PathBuf, source: std::io::Error },
 }
@@ -79,6 +82,9 @@ pub struct RunSpec {
 #[derive(Clone, Debug)]
 pub struct OverlaySpec {
     pub driver: OverlayDriver,
+    /// The merged root is mounted read-only (`--read-only` with an image: its layers still need the overlay to
+    /// become one tree).
+    pub readonly: bool,
     /// `--upper DIR`: kept across runs. None: an ephemeral layer in the state directory.
     pub keep: Option<PathBuf>,
     /// Set by `run` once the state directory exists.
@@ -105,21 +111,30 @@ impl RunSpec {
     }
 }
 
-/// Builds the spec; `ids` was planned from the caller and `--userns` already.
-pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan) -> Result<RunSpec, SpecError> {
-    let root = match &args.rootfs {
-        Some(p) => {
+/// Builds the spec; `ids` was planned from the caller and `--userns` already; `image` is the image's run
+/// configuration when IMAGE was given (its layers become the root, the command line overrides the rest).
+pub fn build(
+    args: &RunArgs,
+    caller: Caller,
+    ids: IdPlan,
+    net: crate::net::Plan,
+    image: Option<&ImageDefaults>,
+) -> Result<RunSpec, SpecError> {
+    let root = match (&args.rootfs, image) {
+        (Some(p), _) => {
             let path = p.canonicalize().map_err(|source| SpecError::Rootfs { path: p.clone(), source })?;
             if !path.is_dir() {
                 return Err(SpecError::RootfsNotDir(path));
             }
             Root::Dir { path, writable: args.rootfs_rw }
         }
-        None => Root::Host,
+        (None, Some(d)) => Root::Image { lowers: d.lowers.clone() },
+        (None, None) => Root::Host,
     };
     let etc = match &root {
-        Root::Dir { path, .. } => path.join("etc"),
-        Root::Host | Root::HostLayered(_) => PathBuf::from("/etc"),
+        Root::Dir { path, .. } => Etc::dir(&path.join("etc")),
+        Root::Image { lowers } => Etc::layers(lowers),
+        Root::Host | Root::HostLayered(_) => Etc::dir(Path::new("/etc")),
     };
     let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>()?;
     let tmpfs = args
@@ -130,9 +145,9 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
     let cwd = std::env::current_dir().map_err(SpecError::Cwd)?;
     let host_binds = match root {
         Root::Host | Root::HostLayered(_) => host_binds(&cwd),
-        Root::Dir { .. } => vec![],
+        Root::Dir { .. } | Root::Image { .. } => vec![],
     };
-    let (uid, gid) = match &args.user {
+    let (uid, gid) = match args.user.as_ref().or(image.and_then(|d| d.user.as_ref())) {
         Some(u) => resolve_user(u, &etc)?,
         None => ids.caller_inside(),
     };
@@ -142,8 +157,8 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
         Root::Host if args.user.is_none() => std::env::var("HOME").unwrap_or_else(|_| "/".into()),
         _ => passwd_home(&etc, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() }),
     };
-    let env = build_env(args, &home)?;
-    let workdir = match &args.workdir {
+    let env = build_env(args, &home, image.map(|d| d.env.as_slice()).unwrap_or_default())?;
+    let workdir = match args.workdir.as_ref().or(image.and_then(|d| d.workdir.as_ref())) {
         Some(w) => clean_container_path(w).ok_or_else(|| SpecError::Workdir(w.clone()))?,
         None if root == Root::Host => cwd,
         None => PathBuf::from("/"),
@@ -153,15 +168,21 @@ pub fn build(args: &RunArgs, caller: Caller, ids: IdPlan, net: crate::net::Plan)
     if hostname.is_empty() || hostname.len() > 64 || !hostname.chars().all(valid) {
         return Err(SpecError::Hostname(hostname));
     }
-    let command = if args.command.is_empty() { vec!["/bin/sh".to_string()] } else { args.command.clone() };
-    let overlay = if args.read_only || args.rootfs_rw {
+    let command = match image {
+        Some(d) => d.command(args.entrypoint.as_deref(), &args.command).map_err(SpecError::Image)?,
+        None if args.command.is_empty() => vec!["/bin/sh".to_string()],
+        None => args.command.clone(),
+    };
+    // An image's layers always need the overlay to become one tree; --read-only then mounts it read-only.
+    let overlay = if (args.read_only && image.is_none()) || args.rootfs_rw {
         None
     } else {
         let keep = match &args.upper {
             Some(dir) => Some(prepare_upper(dir)?),
             None => None,
         };
-        Some(OverlaySpec { driver: args.overlay_driver.unwrap_or_default(), keep, paths: None })
+        let readonly = args.read_only;
+        Some(OverlaySpec { driver: args.overlay_driver.unwrap_or_default(), readonly, keep, paths: None })
     };
     if let (Root::Host, Some(OverlaySpec { driver: OverlayDriver::Fuse, .. })) = (&root, &overlay) {
         return Err(SpecError::FuseHostRoot);
@@ -238,7 +259,7 @@ pub fn parse_volume(text: &str) -> Result<Volume, SpecError> {
     Ok(Volume { src, dst, readonly })
 }
 
-fn build_env(args: &RunArgs, home: &str) -> Result<Vec<(String, String)>, SpecError> {
+fn build_env(args: &RunArgs, home: &str, image_env: &[(String, String)]) -> Result<Vec<(String, String)>, SpecError> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| {
         env.retain(|(key, _)| key != k);
@@ -252,6 +273,9 @@ fn build_env(args: &RunArgs, home: &str) -> Result<Vec<(String, String)>, SpecEr
         set("PATH", DEFAULT_PATH);
         set("HOME", home);
         set("TERM", &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()));
+    }
+    for (k, v) in image_env {
+        set(k, v);
     }
     set("container", "burrow");
     for path in &args.env_file {
@@ -286,8 +310,36 @@ fn valid_key(k: &str) -> bool {
     !k.is_empty() && !k.contains('\0')
 }
 
+/// Where the container's /etc/passwd and /etc/group are, seen from the host.
+pub struct Etc {
+    passwd: PathBuf,
+    group: PathBuf,
+}
+
+impl Etc {
+    pub fn dir(etc: &Path) -> Etc {
+        Etc { passwd: etc.join("passwd"), group: etc.join("group") }
+    }
+
+    /// In an image: the top-most layer that has the file (a whiteout above it means there is none).
+    pub fn layers(lowers: &[PathBuf]) -> Etc {
+        let find = |name: &str| {
+            for l in lowers {
+                let p = l.join("etc").join(name);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_file() => return p,
+                    Ok(_) => break,
+                    Err(_) => continue,
+                }
+            }
+            PathBuf::from("/nonexistent")
+        };
+        Etc { passwd: find("passwd"), group: find("group") }
+    }
+}
+
 /// Resolves `--user` against the container's /etc/passwd and /etc/group (read from the host side of the rootfs).
-fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
+fn resolve_user(text: &str, etc: &Etc) -> Result<(u32, u32), SpecError> {
     let (user, group) = match text.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (text, None),
@@ -295,7 +347,7 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
     if user.is_empty() || group == Some("") {
         return Err(SpecError::User(text.into()));
     }
-    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
+    let passwd = std::fs::read_to_string(&etc.passwd).unwrap_or_default();
     let entry = |f: &dyn Fn(&[&str]) -> bool| {
         passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|fields| fields.len() >= 7 && f(fields))
     };
@@ -303,7 +355,7 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
         Ok(uid) => (uid, entry(&|f| f[2] == user).and_then(|f| f[3].parse().ok()).unwrap_or(0)),
         Err(_) => {
             let f = entry(&|f| f[0] == user)
-                .ok_or_else(|| SpecError::UnknownUser { name: user.into(), file: etc.join("passwd") })?;
+                .ok_or_else(|| SpecError::UnknownUser { name: user.into(), file: etc.passwd.clone() })?;
             let parse = |s: &str| s.parse::<u32>().map_err(|_| SpecError::User(text.into()));
             (parse(f[2])?, parse(f[3])?)
         }
@@ -312,20 +364,20 @@ fn resolve_user(text: &str, etc: &Path) -> Result<(u32, u32), SpecError> {
         None => default_gid,
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => std::fs::read_to_string(etc.join("group"))
+            Err(_) => std::fs::read_to_string(&etc.group)
                 .unwrap_or_default()
                 .lines()
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() >= 3 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| SpecError::UnknownUser { name: g.into(), file: etc.join("group") })?,
+                .ok_or_else(|| SpecError::UnknownUser { name: g.into(), file: etc.group.clone() })?,
         },
     };
     Ok((uid, gid))
 }
 
-fn passwd_home(etc: &Path, uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string(etc.join("passwd")).ok()?;
+fn passwd_home(etc: &Etc, uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string(&etc.passwd).ok()?;
     let uid = uid.to_string();
     passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 7 && f[2] == uid).map(|f| f[5].into())
 }
@@ -353,19 +405,23 @@ mod tests {
         assert!(matches!(parse_volume("/does/not/exist:/d"), Err(SpecError::VolumeSource { .. })));
     }
 
+    fn resolve_user_in(text: &str, dir: &Path) -> Result<(u32, u32), SpecError> {
+        resolve_user(text, &Etc::dir(dir))
+    }
+
     #[test]
     fn users_resolve_by_name_and_number() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/home/a:/bin/sh\n")
             .unwrap();
         std::fs::write(t.path().join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(resolve_user("alice", t.path()).unwrap(), (1000, 1001));
-        assert_eq!(resolve_user("1000", t.path()).unwrap(), (1000, 1001));
-        assert_eq!(resolve_user("1000:staff", t.path()).unwrap(), (1000, 50));
-        assert_eq!(resolve_user("4242", t.path()).unwrap(), (4242, 0));
-        assert!(matches!(resolve_user("bob", t.path()), Err(SpecError::UnknownUser { .. })));
-        assert!(matches!(resolve_user("alice:", t.path()), Err(SpecError::User(_))));
-        assert_eq!(passwd_home(t.path(), 1000).as_deref(), Some("/home/a"));
+        assert_eq!(resolve_user_in("alice", t.path()).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user_in("1000", t.path()).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user_in("1000:staff", t.path()).unwrap(), (1000, 50));
+        assert_eq!(resolve_user_in("4242", t.path()).unwrap(), (4242, 0));
+        assert!(matches!(resolve_user_in("bob", t.path()), Err(SpecError::UnknownUser { .. })));
+        assert!(matches!(resolve_user_in("alice:", t.path()), Err(SpecError::User(_))));
+        assert_eq!(passwd_home(&Etc::dir(t.path()), 1000).as_deref(), Some("/home/a"));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! images built here from generated root filesystems and pushed with skopeo. Run as the unprivileged test
 //! user (scripts/test.sh). A proxy in front of the registry injects slowness, stalls and cut connections.
 
-mod support;
 #[path = "support/registry.rs"]
 mod reg;
+mod support;
 
 use burrow::image::{Reference, Store};
 use reg::*;
@@ -43,7 +43,12 @@ fn stored(store: &Path, image: &str) -> Option<burrow::image::Image> {
 /// Interrupted or failed extractions left in the store (there must be none after a failed pull).
 fn temp_dirs(store: &Path) -> Vec<String> {
     std::fs::read_dir(store.join("layers"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".tmp")).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".tmp"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -128,7 +133,12 @@ fn multi_layer_zstd_and_whiteouts_reuse_stored_layers() {
         Compression::Zstd,
     );
     let del = l.layer(
-        &[Entry::Whiteout("etc/added"), Entry::Dir("opt/dir"), Entry::Opaque("opt/dir"), Entry::File("opt/dir/c", b"c".to_vec())],
+        &[
+            Entry::Whiteout("etc/added"),
+            Entry::Dir("opt/dir"),
+            Entry::Opaque("opt/dir"),
+            Entry::File("opt/dir/c", b"c".to_vec()),
+        ],
         Compression::None,
     );
     let m = l.image(&[base, add, del], host_arch(), &["/bin/sh"]);
@@ -159,7 +169,8 @@ fn multi_layer_zstd_and_whiteouts_reuse_stored_layers() {
     let before = reg.burrow_requests().len();
     let o = pull(&store, &[], &format!("{}/multi/layers:second", reg.host()));
     expect(&o, 0);
-    let blobs: Vec<String> = reg.burrow_requests()[before..].iter().filter(|r| r.contains("/blobs/")).cloned().collect();
+    let blobs: Vec<String> =
+        reg.burrow_requests()[before..].iter().filter(|r| r.contains("/blobs/")).cloned().collect();
     assert!(blobs.iter().any(|r| r.contains(&top_digest)), "{blobs:?}");
     assert!(!blobs.iter().any(|r| r.contains(&base_digest)), "the stored base layer was fetched again: {blobs:?}");
 }
@@ -181,7 +192,8 @@ fn multi_arch_index_picks_this_platform_or_the_asked_one() {
     l.tag(index.clone(), "multi");
     reg.push(&l.dir, "multi", "multi/arch");
     let image = format!("{}/multi/arch:multi", reg.host());
-    let arch_of_ref = |store: &Path, r: &str| std::fs::read_to_string(stored(store, r).unwrap().layers[0].join("arch")).unwrap();
+    let arch_of_ref =
+        |store: &Path, r: &str| std::fs::read_to_string(stored(store, r).unwrap().layers[0].join("arch")).unwrap();
     let arch_of = |store: &Path| arch_of_ref(store, &image);
     let s1 = t.path().join("s1");
     expect(&pull(&s1, &[], &image), 0);
@@ -332,7 +344,8 @@ fn big_image(reg: &Registry, t: &Path, repo: &str, mib: usize) -> String {
 fn big_digest_of(l: &Layout) -> String {
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(l.dir.join("index.json")).unwrap()).unwrap();
     let md = index["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(l.dir.join("blobs/sha256").join(&md[7..])).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.dir.join("blobs/sha256").join(&md[7..])).unwrap()).unwrap();
     m["layers"][1]["digest"].as_str().unwrap().to_string()
 }
 
@@ -377,7 +390,8 @@ fn a_pull_killed_midway_leaves_nothing_half_done_and_is_repeated() {
     let image = format!("{}/kill/img:big", proxy.host());
     let child = Reaped(spawn_piped(pull_cmd(&store, &[], &image)));
     // Midway: the big layer is streaming (its bytes are flowing and its extraction directory exists).
-    assert!(eventually(Duration::from_secs(60), || proxy.ctl.forwarded.load(SeqCst) > 2 << 20 && !temp_dirs(&store).is_empty()));
+    assert!(eventually(Duration::from_secs(60), || proxy.ctl.forwarded.load(SeqCst) > 2 << 20
+        && !temp_dirs(&store).is_empty()));
     let pid = child.0.id() as i32;
     for p in descendants(pid).into_iter().rev() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);

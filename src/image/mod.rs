@@ -3,9 +3,12 @@
 //!
 //! docs/design/store.md describes the store's layout, locking and garbage collection.
 
+pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod extract;
+#[cfg(test)]
+mod extract_tests;
 pub mod gc;
 pub mod helper;
 pub mod import;

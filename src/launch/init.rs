@@ -63,7 +63,10 @@ fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::path::Path>) -
     // With a copy-on-write layer the root is its (writable) mount; the host-root default is layered by init
     // itself, directory by directory.
     let root = match (layer, &spec.host_layout) {
-        (Some(m), _) => plan::Root::Dir { path: m.to_path_buf(), writable: true },
+        (Some(m), _) => {
+            let readonly = spec.overlay.as_ref().is_some_and(|o| o.readonly);
+            plan::Root::Dir { path: m.to_path_buf(), writable: !readonly }
+        }
         (None, Some(layout)) => plan::Root::HostLayered(layout.clone()),
         (None, None) => spec.root.clone(),
     };

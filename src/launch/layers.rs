@@ -30,11 +30,12 @@ pub struct Layer {
 }
 
 fn config(spec: &RunSpec, paths: &OverlayPaths) -> OverlayConfig {
-    let lower = match &spec.root {
-        Root::Dir { path, .. } => path.clone(),
-        Root::Host | Root::HostLayered(_) => "/".into(),
+    let lowers = match &spec.root {
+        Root::Dir { path, .. } => vec![path.clone()],
+        Root::Image { lowers } => lowers.clone(),
+        Root::Host | Root::HostLayered(_) => vec!["/".into()],
     };
-    OverlayConfig { lowers: vec![lower], upper: paths.upper.clone(), work: paths.work.clone() }
+    OverlayConfig { lowers, upper: paths.upper.clone(), work: paths.work.clone() }
 }
 
 fn overlay_err(e: overlay::OverlayError) -> StepError {

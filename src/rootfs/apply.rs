@@ -100,6 +100,14 @@ fn mount_root(root: &Root) -> Result<OwnedFd, MountError> {
         Root::Dir { path, writable } => bind(&host(path), NEW, !writable, &format!("bind rootfs {}", path.display()))?,
         Root::Host => bind(Path::new(OLD), NEW, true, "bind the host's / read-only")?,
         Root::HostLayered(layout) => super::layered::mount_layout(layout, Path::new(OLD), Path::new(NEW))?,
+        // An image is always the lower layers of a copy-on-write mount, which init binds as a Dir.
+        Root::Image { .. } => {
+            return Err(MountError {
+                what: "an image root without its overlay".into(),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+                hint: String::new(),
+            })
+        }
     }
     let fd = rustix::fs::open(NEW, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
         .map_err(|e| err("open the new root")(e.into()))?;

@@ -12,6 +12,9 @@ pub enum Root {
     Dir { path: PathBuf, writable: bool },
     /// The host's own `/`, recursively read-only (the built-in default sandbox).
     Host,
+    /// An image's unpacked layers, top-most first: the lower layers of the copy-on-write root (never mounted
+    /// without it).
+    Image { lowers: Vec<PathBuf> },
     /// The host's own `/`, copy-on-write directory by directory (see [`super::host`]).
     HostLayered(super::host::HostLayout),
 }

@@ -27,7 +27,10 @@ pub fn registry_unusable() -> Option<String> {
 pub enum Auth {
     None,
     /// HTTP basic with an htpasswd file (bcrypt, made with `htpasswd -B`).
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
 }
 
 pub struct Registry {
@@ -45,7 +48,8 @@ impl Registry {
             Auth::None => String::new(),
             Auth::Basic { user, password } => {
                 let htpasswd = dir.path().join("htpasswd");
-                let o = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
+                let o =
+                    Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
                 assert!(o.status.success(), "htpasswd: {}", String::from_utf8_lossy(&o.stderr));
                 std::fs::write(&htpasswd, &o.stdout).unwrap();
                 format!("auth:\n  htpasswd:\n    realm: burrow-test\n    path: {}\n", htpasswd.display())
@@ -120,10 +124,7 @@ impl Registry {
     /// The access log's request lines (`"GET /v2/... HTTP/1.1"`) made by burrow.
     pub fn burrow_requests(&self) -> Vec<String> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.contains("burrow/"))
-            .filter_map(|l| l.split('"').nth(1).map(str::to_string))
-            .collect()
+        text.lines().filter(|l| l.contains("burrow/")).filter_map(|l| l.split('"').nth(1).map(str::to_string)).collect()
     }
 
     /// The file in which the registry keeps a blob.
@@ -214,7 +215,9 @@ impl Layout {
                 e.write_all(&tar).unwrap();
                 (e.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
             }
-            Compression::Zstd => (zstd::encode_all(&tar[..], 3).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd"),
+            Compression::Zstd => {
+                (zstd::encode_all(&tar[..], 3).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd")
+            }
         };
         let (digest, size) = self.blob(&bytes);
         BuiltLayer { digest, size, diff_id, media_type }
@@ -249,7 +252,8 @@ impl Layout {
 
     /// An index blob over these manifest descriptors; returns its descriptor.
     pub fn index(&self, manifests: &[Value]) -> Value {
-        let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        let index =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
         let (d, s) = self.blob(&serde_json::to_vec(&index).unwrap());
         json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": s})
     }
@@ -280,10 +284,9 @@ fn tar_of(entries: &[Entry]) -> Vec<u8> {
                 let wh = path.parent().map(|d| d.join(&name)).unwrap_or_else(|| PathBuf::from(&name));
                 b.append_data(&mut header(tar::EntryType::Regular, 0o644, 0), wh, &[][..]).unwrap()
             }
-            Entry::Opaque(d) => {
-                b.append_data(&mut header(tar::EntryType::Regular, 0o644, 0), Path::new(d).join(".wh..wh..opq"), &[][..])
-                    .unwrap()
-            }
+            Entry::Opaque(d) => b
+                .append_data(&mut header(tar::EntryType::Regular, 0o644, 0), Path::new(d).join(".wh..wh..opq"), &[][..])
+                .unwrap(),
             Entry::Tree(root) => append_tree(&mut b, root, Path::new("")),
         }
     }

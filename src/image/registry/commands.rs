@@ -71,7 +71,7 @@ pub fn pull(args: &PullArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let store = match Store::open(args.store.clone()) {
+    let store = match Store::open(args.store.store.clone()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
