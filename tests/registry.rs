@@ -111,6 +111,49 @@ fn pulls_a_small_image_and_a_warm_pull_is_one_head() {
     assert!(stderr(&o).contains("manifest unknown"), "{}", stderr(&o));
 }
 
+/// `burrow run --store STORE --tls-verify=false ARGS... IMAGE CMD...`
+fn run_image(store: &Path, args: &[&str], image: &str, cmd: &[&str]) -> Command {
+    let mut c = burrow();
+    c.args(["run", "--network", "none", "--tls-verify=false", "--store"]).arg(store).args(args).arg(image).args(cmd);
+    c
+}
+
+#[test]
+fn run_pulls_what_it_lacks_with_podmans_pull_policies() {
+    if let Some(r) = usable() {
+        skip!("{r}");
+    }
+    let reg = Registry::start(Auth::None);
+    let t = tempdir();
+    let (layout, _) = busybox_image(&t.path().join("oci"), "1");
+    reg.push(&layout.dir, "1", "run/bb");
+    let store = t.path().join("store");
+    let image = format!("{}/run/bb:1", reg.host());
+    // never: not in the store, so a clear error and no request.
+    let o = finish(run_image(&store, &["--pull=never"], &image, &[]));
+    expect(&o, 125);
+    assert!(stderr(&o).contains("--pull=never"), "{}", stderr(&o));
+    assert!(reg.burrow_requests().is_empty());
+    // missing (the default): pulled, then run with the image's Cmd.
+    let o = finish(run_image(&store, &[], &image, &[]));
+    assert_eq!(expect(&o, 0), "default-cmd\n");
+    let n = reg.burrow_requests().len();
+    // present: missing asks nothing, always asks once (HEAD), never asks nothing.
+    expect(&finish(run_image(&store, &[], &image, &["true"])), 0);
+    assert_eq!(reg.burrow_requests().len(), n);
+    expect(&finish(run_image(&store, &["--pull=always"], &image, &["true"])), 0);
+    assert_eq!(reg.burrow_requests()[n..], [format!("HEAD /v2/run/bb/manifests/1 HTTP/1.1")]);
+    // newer with the registry gone: a warning, and the stored image runs; always fails.
+    let mut reg = reg;
+    reg.stop();
+    let o = finish(run_image(&store, &["--pull=newer", "--retry=0"], &image, &["echo", "ran"]));
+    assert_eq!(expect(&o, 0), "ran\n");
+    assert!(stderr(&o).contains("warning") && stderr(&o).contains("cannot reach"), "{}", stderr(&o));
+    let o = finish(run_image(&store, &["--pull=always", "--retry=0"], &image, &["true"]));
+    expect(&o, 125);
+    assert!(stderr(&o).contains("cannot reach registry"), "{}", stderr(&o));
+}
+
 #[test]
 fn multi_layer_zstd_and_whiteouts_reuse_stored_layers() {
     if let Some(r) = usable() {
@@ -158,6 +201,11 @@ fn multi_layer_zstd_and_whiteouts_reuse_stored_layers() {
     let manifest = String::from_utf8(s.blob(&img.record.manifest).unwrap()).unwrap();
     assert!(manifest.contains("tar+zstd"), "{manifest}");
     drop(s);
+    // Run it: the layers are the overlay's lowers, whiteouts and the opaque directory take effect.
+    let mut c = burrow();
+    c.args(["run", "--network", "none", "--pull=never", "--store"]).arg(&store).arg(&image);
+    c.args(["sh", "-c", "ls /opt/dir; test -e /etc/added && echo present || echo gone; echo $FROM_IMAGE"]);
+    assert_eq!(expect(&finish(c), 0), "c\ngone\nyes\n");
     // A second image on the same base downloads only its own layer.
     let top = l.layer(&[Entry::File("etc/second", b"2".to_vec())], Compression::Gzip);
     let top_digest = top.digest.clone();
