@@ -507,3 +507,43 @@ fn a_stalled_registry_times_out_instead_of_hanging() {
     assert!(stored(&store, &image).is_none());
     assert_eq!(temp_dirs(&store), Vec::<String>::new());
 }
+
+#[test]
+fn token_auth_through_a_gateway_and_credentials_never_follow_a_redirect() {
+    if let Some(r) = usable() {
+        skip!("{r}");
+    }
+    let reg = Registry::start(Auth::None);
+    let t = tempdir();
+    let (layout, _) = busybox_image(&t.path().join("oci"), "1");
+    reg.push(&layout.dir, "1", "tok/bb");
+    let (user, password) = ("bob", "token-pw");
+    let gw = Gateway::start(reg.port, user, password);
+    let image = format!("{}/tok/bb:1", gw.host());
+    // Anonymous: the token server refuses, and the error says how to log in.
+    let o = pull(&t.path().join("s0"), &["--retry=0"], &image);
+    expect(&o, 125);
+    assert!(stderr(&o).contains("denied") && stderr(&o).contains("burrow login"), "{}", stderr(&o));
+    // login goes through the token server too.
+    let rt = t.path().join("rt");
+    std::fs::create_dir(&rt).unwrap();
+    let mut c = burrow();
+    c.env("XDG_RUNTIME_DIR", &rt).args(["login", "--tls-verify=false", "-u", user, "-p", password, &gw.host()]);
+    expect(&finish(c), 0);
+    let store = t.path().join("store");
+    let mut c = pull_cmd(&store, &[], &image);
+    c.env("XDG_RUNTIME_DIR", &rt);
+    expect(&finish(c), 0);
+    assert!(stored(&store, &image).unwrap().layers[0].join("bin/busybox").is_file());
+    let seen = gw.seen();
+    assert!(
+        seen.iter().any(|l| l.starts_with("token ")
+            && l.contains("scope=repository%3Atok%2Fbb%3Apull")
+            && l.ends_with("auth=ok")),
+        "{seen:?}"
+    );
+    // Blobs came from the other origin, and never with the registry's token.
+    let blobs: Vec<&String> = seen.iter().filter(|l| l.starts_with("blob ")).collect();
+    assert!(blobs.len() >= 2, "config and layer through the redirect: {seen:?}");
+    assert!(blobs.iter().all(|l| *l == "blob auth=no"), "Authorization leaked to the redirect target: {seen:?}");
+}
