@@ -547,3 +547,34 @@ fn token_auth_through_a_gateway_and_credentials_never_follow_a_redirect() {
     assert!(blobs.len() >= 2, "config and layer through the redirect: {seen:?}");
     assert!(blobs.iter().all(|l| *l == "blob auth=no"), "Authorization leaked to the redirect target: {seen:?}");
 }
+
+#[test]
+fn tls_registry_needs_its_ca_or_tls_verify_false() {
+    if let Some(r) = usable() {
+        skip!("{r}");
+    }
+    let t = tempdir();
+    let certs = t.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_certs(&certs);
+    let reg = Registry::start_with(Auth::None, Some((&certs.join("server.crt"), &certs.join("server.key"))));
+    let (layout, _) = busybox_image(&t.path().join("oci"), "1");
+    reg.push(&layout.dir, "1", "tls/bb");
+    let image = format!("{}/tls/bb:1", reg.host());
+    // Verified by default: an unknown CA is refused, and the message names the way out.
+    let mut c = burrow();
+    c.arg("pull").arg("--store").arg(t.path().join("s1")).args(["--retry=0", &image]);
+    let o = finish(c);
+    expect(&o, 125);
+    assert!(stderr(&o).contains("--tls-verify=false") && stderr(&o).contains("https://"), "{}", stderr(&o));
+    // --tls-verify=false: HTTPS without verification (the registry speaks nothing else).
+    expect(&pull(&t.path().join("s2"), &[], &image), 0);
+    // The CA in podman's per-registry directory: verified HTTPS.
+    let home = t.path().join("home");
+    let dir = home.join(".config/containers/certs.d").join(reg.host());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(certs.join("ca.crt"), dir.join("ca.crt")).unwrap();
+    let mut c = burrow();
+    c.env("HOME", &home).arg("pull").arg("--store").arg(t.path().join("s3")).arg(&image);
+    expect(&finish(c), 0);
+}

@@ -13,6 +13,7 @@ use std::io::Read;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use ureq::http::Response;
+use ureq::tls::RootCerts;
 use ureq::Body;
 
 pub const MAX_REDIRECTS: u32 = 5;
@@ -76,7 +77,10 @@ impl Client {
     /// `registry` as in the reference (`docker.io` is served by `registry-1.docker.io`); `repository` empty
     /// for `login`, which only checks the credentials.
     pub fn new(registry: &str, repository: &str, creds: Option<Credentials>, opts: ClientOptions) -> Client {
-        let tls = ureq::tls::TlsConfig::builder().disable_verification(!opts.tls_verify).build();
+        // Verification off needs no roots (and a warm pull of a plain-HTTP registry does not read the bundle).
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let roots = if opts.tls_verify { super::trust::roots(registry, home.as_deref()) } else { RootCerts::WebPki };
+        let tls = ureq::tls::TlsConfig::builder().disable_verification(!opts.tls_verify).root_certs(roots).build();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)

@@ -14,6 +14,7 @@ pub mod login;
 pub mod manifest;
 pub mod platform;
 pub mod progress;
+pub mod trust;
 
 pub use authfile::Credentials;
 pub use client::{Client, ClientOptions};
