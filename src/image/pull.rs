@@ -65,7 +65,7 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
     // A digest names immutable content: if the store has it, there is nothing to ask.
     if reference.digest.is_some() {
-        if let Some(image) = find_local(store, &reference, &platform) {
+        if let Some(image) = find_local(store, reference, &platform) {
             return Ok(Pulled { image, downloaded: false, layers_fetched: 0, bytes_fetched: 0 });
         }
     }
@@ -79,7 +79,7 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
     let client = Client::new(&reference.registry, &reference.repository, creds, opts.client.clone());
     let target = reference.tag_or_digest();
     if reference.digest.is_none() {
-        if let Some(image) = find_local(store, &reference, &platform) {
+        if let Some(image) = find_local(store, reference, &platform) {
             // The warm path: one HEAD. A registry that does not send the digest falls through to a GET.
             if let Some(remote) = client.head_manifest(&target)? {
                 if stored_matches(store, &image.record, &remote, &platform) {
@@ -113,8 +113,8 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
         None => client.blob_bytes(&config_digest, &format!("{what}: config"))?,
     };
     let (layers_fetched, bytes_fetched) = fetch_layers(store, &client, &what, &image_manifest, opts.quiet)?;
-    store.put_image(&record_name(&reference), &manifest_digest, &manifest_bytes, &config)?;
-    let image = find_local(store, &reference, &platform).ok_or_else(|| PullError::Image {
+    store.put_image(&record_name(reference), &manifest_digest, &manifest_bytes, &config)?;
+    let image = find_local(store, reference, &platform).ok_or_else(|| PullError::Image {
         reference: what.clone(),
         reason: "the image record just written cannot be read back".into(),
     })?;

@@ -57,7 +57,7 @@ pub enum ManifestError {
 /// A fetched manifest document, either kind.
 pub enum Document {
     Image(Box<ImageManifest>),
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// Parses a manifest by its media type (the Content-Type, else the document's own `mediaType`, else its
@@ -82,7 +82,7 @@ pub fn parse(what: &str, content_type: Option<&str>, bytes: &[u8]) -> Result<Doc
         }
         OCI_INDEX | DOCKER_LIST => {
             let i: ImageIndex = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
-            Ok(Document::Index(i))
+            Ok(Document::Index(Box::new(i)))
         }
         other => Err(ManifestError::MediaType { what: what.into(), media_type: other.into() }),
     }
@@ -170,7 +170,7 @@ mod tests {
     fn index(entries: &[String]) -> ImageIndex {
         let json = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#, entries.join(","));
         match parse("test", None, json.as_bytes()).unwrap() {
-            Document::Index(i) => i,
+            Document::Index(i) => *i,
             Document::Image(_) => panic!("parsed as an image"),
         }
     }
