@@ -60,6 +60,7 @@ pub fn all() -> Vec<Check> {
     v.push(network_helpers());
     v.push(cgroup());
     v.push(runtime_dir());
+    v.push(image_store(&caller));
     v
 }
 
@@ -171,6 +172,43 @@ fn subids(caller: &idmap::Caller) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// Where images are stored, whether that filesystem suits them, and what a single-ID map costs images.
+fn image_store(caller: &idmap::Caller) -> Check {
+    let name = "image store";
+    let path = match crate::image::Store::default_path(None) {
+        Ok(p) => p,
+        Err(e) => return check(Level::Warn, name, e.to_string(), Some("set BURROW_STORE or HOME".into())),
+    };
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
+    #[allow(clippy::unnecessary_cast)]
+    let network = rustix::fs::statfs(existing).ok().and_then(|st| crate::image::store::network_fs(st.f_type as i64));
+    if let Some(kind) = network {
+        return check(
+            Level::Warn,
+            name,
+            format!("{} is on {kind}: slower, and locking needs a lock daemon", path.display()),
+            Some("BURROW_STORE=/local/disk/burrow (or --store) on a local filesystem".into()),
+        );
+    }
+    let (uid_file, gid_file) = idmap::subid_files();
+    let has = |f: &std::path::Path| {
+        idmap::read_subids(f, &caller.name, caller.uid).map(|s| !s.ranges.is_empty()).unwrap_or(false)
+    };
+    if !(has(&uid_file) && has(&gid_file)) {
+        return check(
+            Level::Warn,
+            name,
+            format!(
+                "{}: without subordinate IDs every file of an image becomes yours, so images that run as another \
+                 user (their USER) cannot start and chown to other IDs fails inside",
+                path.display()
+            ),
+            Some("add subordinate IDs (above), then `burrow rmi` and import or pull the images again".into()),
+        );
+    }
+    check(Level::Ok, name, format!("{} (layers keep their owners through the subordinate IDs)", path.display()), None)
 }
 
 fn device(path: &str, name: &'static str, what: &str, fix: &str) -> Check {

@@ -42,6 +42,73 @@ fn single_id_fallback_with_one_notice_line() {
 }
 
 #[test]
+fn a_user_without_subordinate_ids_imports_and_runs_images() {
+    if let Some(reason) = unusable() {
+        skip!("{reason}");
+    }
+    if subuid_start().is_some() {
+        skip!("the caller has subordinate IDs; run as a user without any (burrow-t2)");
+    }
+    use support::oci::{self, Comp, Layer, TarBuilder};
+    let t = tempdir();
+    let store = t.path().join("store");
+    let r = Rootfs::new();
+    let top = TarBuilder::default()
+        .dir("data", 0o755, 1000, 1000)
+        .file("data/mine", b"m", 0o640, 1000, 1000)
+        .file("data/su", b"s", 0o4755, 0, 0)
+        .hardlink("data/su-link", "data/su")
+        .file(".wh.home", b"", 0o644, 0, 0)
+        .finish();
+    let layers = [Layer { tar: oci::tar_of_dir(r.path()), comp: Comp::Gzip }, Layer { tar: top, comp: Comp::Zstd }];
+    let layout = t.path().join("app");
+    oci::write_layout(
+        &layout,
+        "1",
+        &layers,
+        serde_json::json!({"Cmd": ["/bin/sh", "-c", "id -u; ls /home 2>&1 | wc -l"]}),
+    );
+    let cmd = |args: &[&str]| {
+        let mut c = burrow();
+        c.args(args).env("BURROW_STORE", &store);
+        c
+    };
+    let o = output({
+        let mut c = cmd(&["import"]);
+        c.arg(&layout);
+        c
+    });
+    expect(&o, 0);
+    // The owners cannot be kept, and burrow says so once for the layer.
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("2 entries owned by other users or groups became root's"), "{err}");
+    let o = output(cmd(&["run", "localhost/app:1"]));
+    assert_eq!(expect(&o, 0), "0\n1\n");
+    let out = expect(
+        &output(cmd(&[
+            "run",
+            "--userns=single",
+            "localhost/app:1",
+            "stat",
+            "-c",
+            "%u %a %h",
+            "/data/mine",
+            "/data/su",
+        ])),
+        0,
+    );
+    assert_eq!(out, "0 640 1\n0 4755 2\n");
+    // An image user other than root does not exist here: refused before anything starts.
+    let o = output(cmd(&["run", "-u", "1000", "localhost/app:1"]));
+    expect(&o, 125);
+    assert!(stderr(&o).contains("uid 1000 is not mapped"), "{}", stderr(&o));
+    let o = output(cmd(&["rmi", "localhost/app:1"]));
+    expect(&o, 0);
+    assert_eq!(std::fs::read_dir(store.join("layers")).unwrap().count(), 0);
+}
+
+#[test]
 fn no_subids_user_pulls_and_runs_an_image() {
     if let Some(reason) = unusable().or_else(reg::registry_unusable) {
         skip!("{reason}");

@@ -88,6 +88,8 @@ struct Extractor<'a> {
     report: Report,
     deferred: Vec<Deferred>,
     unmapped_owners: u64,
+    /// Entries owned by someone other than root, extracted without `chown` (single-ID map).
+    foreign_owners: u64,
     dropped_xattrs: Vec<String>,
 }
 
@@ -100,6 +102,7 @@ pub fn extract(tar: impl Read, root: BorrowedFd<'_>, opts: &Options) -> Result<R
         report: Report::default(),
         deferred: vec![],
         unmapped_owners: 0,
+        foreign_owners: 0,
         dropped_xattrs: vec![],
     };
     for entry in archive.entries().map_err(ExtractError::Archive)? {
@@ -318,6 +321,8 @@ impl Extractor<'_> {
             if !done {
                 self.unmapped_owners += 1;
             }
+        } else if meta.uid != 0 || meta.gid != 0 {
+            self.foreign_owners += 1;
         }
         let _ = rfs::fchmod(fd, Mode::from_raw_mode(meta.mode));
         for (key, value) in &meta.xattrs {
@@ -361,6 +366,13 @@ impl Extractor<'_> {
             self.report.warnings.push(format!(
                 "{} entries keep root as their owner: their owner is outside this user's subordinate ID range",
                 self.unmapped_owners
+            ));
+        }
+        if self.foreign_owners > 0 {
+            self.report.warnings.push(format!(
+                "{} entries owned by other users or groups became root's (yours): without subordinate IDs only \
+                 your own ID exists in a container (see `burrow doctor`)",
+                self.foreign_owners
             ));
         }
         if let Some(first) = self.dropped_xattrs.first() {

@@ -12,7 +12,7 @@ const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 fn blob(d: &Descriptor) -> Result<(Digest, String), String> {
-    let digest = Digest::parse(&d.digest().to_string()).map_err(|e| e.to_string())?;
+    let digest = Digest::parse(d.digest().as_ref()).map_err(|e| e.to_string())?;
     let path = format!("blobs/sha256/{}", digest.hex());
     Ok((digest, path))
 }
@@ -89,7 +89,7 @@ pub fn import(
         for l in manifest.layers() {
             let (digest, lpath) = blob(l).map_err(&malformed)?;
             let body = m.reader(&lpath).map_err(|e| malformed(format!("{lpath}: {e}")))?;
-            store.ingest_layer(&digest, &l.media_type().to_string(), body)?;
+            store.ingest_layer(&digest, l.media_type().as_ref(), body)?;
         }
         let reference = match (name, label) {
             (Some(n), _) => n.clone(),

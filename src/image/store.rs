@@ -115,7 +115,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Network filesystems burrow recognises by their statfs magic.
-fn network_fs(magic: i64) -> Option<&'static str> {
+pub fn network_fs(magic: i64) -> Option<&'static str> {
     match magic {
         0x6969 => Some("NFS"),
         0x0bd0_0bd0 => Some("Lustre"),
@@ -377,7 +377,7 @@ impl Store {
         let parsed: oci_spec::image::ImageManifest =
             serde_json::from_slice(manifest).map_err(|e| bad(format!("malformed manifest: {e}")))?;
         let config_digest =
-            Digest::parse(&parsed.config().digest().to_string()).map_err(|e| bad(format!("config: {e}")))?;
+            Digest::parse(parsed.config().digest().as_ref()).map_err(|e| bad(format!("config: {e}")))?;
         let actual = Digest::of(config);
         if actual != config_digest {
             return Err(StoreError::DigestMismatch { what: "config", expected: config_digest, actual });
@@ -386,7 +386,7 @@ impl Store {
             serde_json::from_slice(config).map_err(|e| bad(format!("malformed config: {e}")))?;
         let mut layers = Vec::new();
         for l in parsed.layers() {
-            let d = Digest::parse(&l.digest().to_string()).map_err(|e| bad(format!("layer: {e}")))?;
+            let d = Digest::parse(l.digest().as_ref()).map_err(|e| bad(format!("layer: {e}")))?;
             if self.layer(&d).is_none() {
                 return Err(StoreError::MissingLayer { reference: reference.to_string(), digest: d });
             }
@@ -540,4 +540,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
         let _ = std::fs::remove_file(&tmp);
         StoreError::Io { path: path.to_path_buf(), source: e }
     })
+}
+
+/// A pull ingests layers from several threads through one `&Store`.
+#[allow(dead_code)]
+fn store_is_shared_across_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<Store>();
 }

@@ -2,6 +2,8 @@
 //! become failures in strict mode, and commands with a deadline (a hung test must fail, not hang CI).
 #![allow(dead_code)]
 
+pub mod oci;
+
 use std::io::Read;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
