@@ -94,7 +94,7 @@ fn pulls_a_small_image_and_a_warm_pull_is_one_head() {
     assert_eq!(expect(&o, 0).trim(), id);
     assert!(stderr(&o).contains("up to date"), "{}", stderr(&o));
     let after = reg.burrow_requests();
-    assert_eq!(after[before..], [format!("HEAD /v2/small/bb/manifests/1 HTTP/1.1")], "{after:?}");
+    assert_eq!(after[before..], ["HEAD /v2/small/bb/manifests/1 HTTP/1.1".to_string()], "{after:?}");
     // By digest, the store answers alone.
     let by_digest = format!("{}/small/bb@{}", reg.host(), desc["digest"].as_str().unwrap());
     expect(&pull(&store, &[], &by_digest), 0);
@@ -142,7 +142,7 @@ fn run_pulls_what_it_lacks_with_podmans_pull_policies() {
     expect(&finish(run_image(&store, &[], &image, &["true"])), 0);
     assert_eq!(reg.burrow_requests().len(), n);
     expect(&finish(run_image(&store, &["--pull=always"], &image, &["true"])), 0);
-    assert_eq!(reg.burrow_requests()[n..], [format!("HEAD /v2/run/bb/manifests/1 HTTP/1.1")]);
+    assert_eq!(reg.burrow_requests()[n..], ["HEAD /v2/run/bb/manifests/1 HTTP/1.1".to_string()]);
     // newer with the registry gone: a warning, and the stored image runs; always fails.
     let mut reg = reg;
     reg.stop();
