@@ -113,7 +113,7 @@ case "\$1:\$2" in
   prep:burrow-warm|prep:run-image|prep:run-rootfs) ;;
   run:burrow-warm) \$B pull -q --tls-verify=false --store \$W/store-warm \$I >/dev/null ;;
   run:run-image) \$B run --network none --store \$W/store-warm \$I true ;;
-  run:run-rootfs) \$B run --network none --rootfs \$W/tree true ;;
+  run:run-rootfs) \$B run --network none --rootfs \$W/tree -- true ;;
   *) echo "no case \$2" >&2; exit 2 ;;
 esac
 SH
