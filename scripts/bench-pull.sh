@@ -74,6 +74,11 @@ as_user() {
     HOME="$UHOME" USER="$USER_NAME" LOGNAME="$USER_NAME" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
     XDG_RUNTIME_DIR="$WORK/xdg" "$@"
 }
+# exec: `as_user_exec CMD &` makes CMD itself the background job, so that $! is its pid (for the cleanup).
+as_user_exec() {
+  exec setpriv --reuid="$USER_NAME" --regid="$(id -g "$USER_NAME")" --init-groups --reset-env env \
+    HOME="$UHOME" USER="$USER_NAME" LOGNAME="$USER_NAME" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"
+}
 as_user mkdir -m 0700 "$WORK/xdg"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$WORK/registry.yml" <<YML
@@ -89,7 +94,7 @@ http:
   addr: 127.0.0.1:$PORT
 YML
 chown "$USER_NAME:" "$WORK/registry.yml"
-as_user docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+as_user_exec docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
 REG_PID=$!
 i=0
 until python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT),0.2)" 2>/dev/null; do
