@@ -30,7 +30,7 @@ fi
 # 1. packages (only when something is missing: apt is the slow part)
 PKGS="uidmap fuse3 fuse-overlayfs slirp4netns passt iproute2 util-linux procps psmisc python3 systemd dbus
   dbus-user-session busybox-static bubblewrap crun runc podman hyperfine iperf3 debootstrap qemu-system-x86 cpio kmod
-  charliecloud-runtime skopeo umoci docker-registry squashfs-tools squashfuse gcc libc6-dev make xz-utils e2fsprogs"
+  charliecloud-runtime skopeo umoci docker-registry apache2-utils openssl squashfs-tools squashfuse gcc libc6-dev make xz-utils e2fsprogs"
 missing=""
 for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -34,6 +34,12 @@ pub enum Command {
     /// The per-user user-namespace keeper (started by `burrow run`, not by hand).
     #[command(name = "__keeper", hide = true)]
     Keeper(KeeperArgs),
+    /// Pull an image from a registry into the store.
+    Pull(PullArgs),
+    /// Log in to a registry (stores the credentials where podman reads them).
+    Login(LoginArgs),
+    /// Remove the stored credentials of a registry.
+    Logout(LogoutArgs),
     /// Import images from a docker-archive, an OCI archive or an OCI layout directory.
     Import(ImportArgs),
     /// List the images in the store.
@@ -45,6 +51,87 @@ pub enum Command {
     /// Internal: layer extraction and removal inside the store's user namespace.
     #[command(name = "__layer-helper", hide = true)]
     LayerHelper(LayerHelperArgs),
+}
+
+/// How to reach a registry (shared by `pull` and `run IMAGE`); podman's flag names.
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Require HTTPS with a verified certificate; --tls-verify=false also accepts self-signed certificates and
+    /// plain HTTP (tried after HTTPS).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+    /// Credentials file (default: $REGISTRY_AUTH_FILE, else podman's: $XDG_RUNTIME_DIR/containers/auth.json,
+    /// then ~/.config/containers/auth.json, then ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Credentials for this pull, USER:PASSWORD (overrides the auth files).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// Attempts after the first when the registry is unreachable, times out or answers 429/5xx.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retry: u32,
+    /// Delay between attempts (e.g. 500ms, 2s; default: 1s doubling up to 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub retry_delay: Option<String>,
+}
+
+impl Default for RegistryArgs {
+    fn default() -> Self {
+        RegistryArgs { tls_verify: true, authfile: None, creds: None, retry: 3, retry_delay: None }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The platform to pull from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// No progress bars; print only the image ID.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// NAME[:TAG] or NAME@sha256:DIGEST (short names are docker.io/library/NAME).
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// User name (default: asked on the terminal).
+    #[arg(long, short)]
+    pub username: Option<String>,
+    /// Password on the command line (visible to other users in ps: prefer --password-stdin).
+    #[arg(long, short)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Credentials file to write (default: $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Require HTTPS with a verified certificate (false: also self-signed certificates and plain HTTP).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+    /// HOST[:PORT], or HOST[:PORT]/NAMESPACE for credentials that apply to one namespace only.
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// Remove the credentials of every registry.
+    #[arg(long, short)]
+    pub all: bool,
+    /// Credentials file to change (default: as for login).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    #[arg(value_name = "REGISTRY")]
+    pub registry: Option<String>,
 }
 
 /// Where the image store is.
@@ -164,6 +251,11 @@ pub struct RunArgs {
     /// When to pull IMAGE: missing (default), always, never, newer.
     #[arg(long, value_enum, value_name = "POLICY", default_value = "missing")]
     pub pull: Option<crate::image::run::PullPolicy>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The platform to pull from a multi-platform IMAGE (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", requires = "image")]
+    pub platform: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Make the --rootfs directory writable in place instead of copy-on-write.

@@ -31,6 +31,8 @@ pub enum RunError {
     Record(#[from] crate::lifecycle::record::RecordError),
     #[error(transparent)]
     Image(#[from] crate::image::run::ImageRunError),
+    #[error("{0}")]
+    PullOptions(String),
     #[error("--stats-json {path}: {source}")]
     StatsJson { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -164,7 +166,9 @@ fn image_root(args: &RunArgs, name: &str) -> Result<crate::image::run::ImageRoot
     use crate::image::run::{root_for, ImageRunError};
     let reference = crate::image::Reference::parse(name).map_err(ImageRunError::from)?;
     let mut store = crate::image::Store::open(args.store.store.clone()).map_err(ImageRunError::from)?;
-    Ok(root_for(&mut store, &reference, args.pull.unwrap_or_default())?)
+    let opts = crate::image::registry::commands::pull_options(&args.registry, args.platform.as_deref(), false)
+        .map_err(RunError::PullOptions)?;
+    Ok(root_for(&mut store, &reference, args.pull.unwrap_or_default(), &opts)?)
 }
 
 /// The overlay's directories: the mount point in the state directory; the layer there too (ephemeral) or in

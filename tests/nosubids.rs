@@ -1,5 +1,7 @@
 //! Integration tests for a user WITHOUT subordinate IDs (scripts/test.sh runs this binary as burrow-t2).
 
+#[path = "support/registry.rs"]
+mod reg;
 mod support;
 use support::*;
 
@@ -145,4 +147,45 @@ fn a_user_without_subordinate_ids_imports_and_runs_images() {
     let o = output(cmd(&["rmi", "localhost/app:1"]));
     expect(&o, 0);
     assert_eq!(std::fs::read_dir(store.join("layers")).unwrap().count(), 0);
+}
+
+#[test]
+fn no_subids_user_pulls_and_runs_an_image() {
+    if let Some(reason) = unusable().or_else(reg::registry_unusable) {
+        skip!("{reason}");
+    }
+    if subuid_start().is_some() {
+        skip!("the caller has subordinate IDs; run as a user without any (burrow-t2)");
+    }
+    let registry = reg::Registry::start(reg::Auth::None);
+    let t = tempdir();
+    let mut l = reg::Layout::new(&t.path().join("oci"));
+    let tree = Rootfs::new();
+    let base = l.layer(&[reg::Entry::Tree(tree.path().to_path_buf())], reg::Compression::Gzip);
+    let extra = l.layer(&[reg::Entry::File("etc/motd", b"from the registry\n".to_vec())], reg::Compression::Zstd);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let m = l.image(&[base, extra], arch, &["cat", "/etc/motd"]);
+    l.tag(m, "1");
+    registry.push(&l.dir, "1", "nosub/bb");
+    let store = t.path().join("store");
+    let image = format!("{}/nosub/bb:1", registry.host());
+    let mut c = burrow();
+    c.args(["pull", "--tls-verify=false", "--store"]).arg(&store).arg(&image);
+    expect(&wait_output(spawn(c), std::time::Duration::from_secs(240)), 0);
+    let mut c = burrow();
+    c.args(["run", "--network", "none", "--pull=never", "--store"]).arg(&store).arg(&image);
+    let o = wait_output(spawn(c), std::time::Duration::from_secs(240));
+    assert_eq!(expect(&o, 0), "from the registry\n");
+    let mut c = burrow();
+    c.args(["run", "--network", "none", "--pull=never", "--store"]).arg(&store).arg(&image).args(["id", "-u"]);
+    assert_eq!(expect(&wait_output(spawn(c), std::time::Duration::from_secs(240)), 0), "0\n");
+}
+
+fn spawn(mut c: std::process::Command) -> std::process::Child {
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    c.spawn().expect("spawn burrow")
 }

@@ -15,7 +15,9 @@ pub mod import;
 mod import_docker;
 mod import_oci;
 pub mod layer_fs;
+pub mod pull;
 pub mod reference;
+pub mod registry;
 pub mod run;
 pub mod store;
 

@@ -3,7 +3,9 @@
 
 use super::config::{ConfigError, Defaults};
 use super::gc::Pin;
+use super::pull::{self, PullError, PullOptions};
 use super::reference::{RefError, Reference};
+use super::registry::Platform;
 use super::store::{Store, StoreError};
 
 /// podman's `--pull` values.
@@ -32,8 +34,8 @@ pub enum ImageRunError {
         "image {0} is not in the store and --pull=never forbids pulling it (burrow import or burrow pull it first)"
     )]
     NotPresentNeverPull(String),
-    #[error("image {reference} is not in the store and pulling is not available in this build: burrow import it, or use --pull=never with a stored image")]
-    PullUnavailable { reference: String },
+    #[error(transparent)]
+    Pull(#[from] PullError),
 }
 
 /// An image ready to be the root of a run: its defaults (layers, config) and the pin that keeps its layers.
@@ -44,20 +46,29 @@ pub struct ImageRoot {
     pub pin: Pin,
 }
 
-/// Resolves `reference` in the store under `pull` and pins it. The store's own lock is released afterwards:
-/// the pin alone keeps the layers while the container runs.
-pub fn root_for(store: &mut Store, reference: &Reference, pull: PullPolicy) -> Result<ImageRoot, ImageRunError> {
-    let found = store.resolve(reference);
+/// Resolves `reference` in the store under `pull` (podman's semantics: `missing` pulls what the store lacks,
+/// `always` asks the registry every time — one HEAD when nothing changed —, `newer` too but keeps the stored
+/// image when the registry cannot be asked, `never` only looks in the store) and pins it. The store's own lock
+/// is released afterwards: the pin alone keeps the layers while the container runs.
+pub fn root_for(
+    store: &mut Store,
+    reference: &Reference,
+    pull: PullPolicy,
+    opts: &PullOptions,
+) -> Result<ImageRoot, ImageRunError> {
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let found = pull::find_local(store, reference, &platform);
     let image = match (found, pull) {
         (Some(image), PullPolicy::Missing | PullPolicy::Never) => image,
         (None, PullPolicy::Never) => return Err(ImageRunError::NotPresentNeverPull(reference.to_string())),
-        (Some(image), PullPolicy::Always | PullPolicy::Newer) => {
-            // The registry client replaces this with a pull (issue 10, img-registry); until then the stored
-            // image is what there is, which `always` cannot promise.
-            let _ = image;
-            return Err(ImageRunError::PullUnavailable { reference: reference.to_string() });
-        }
-        (None, _) => return Err(ImageRunError::PullUnavailable { reference: reference.to_string() }),
+        (Some(image), PullPolicy::Newer) => match pull::pull(store, reference, opts) {
+            Ok(p) => p.image,
+            Err(e) => {
+                eprintln!("burrow: warning: {e}; running the stored image");
+                image
+            }
+        },
+        (_, _) => pull::pull(store, reference, opts)?.image,
     };
     let pin = store.pin(&image)?;
     store.release();
