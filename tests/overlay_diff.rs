@@ -57,7 +57,18 @@ const DEFAULT_SEED: u64 = 0x6275_7272_6f77;
 /// - 108256570798764 (generator v1, `harness::V1_SEEDS`): a descriptor opened read-only before a
 ///   copy-up read only up to the lower file's size (getattr through its handle fstat'ed the lower
 ///   file). Found at sequence 822 of a 2,000-sequence run.
-const REGRESSION_SEEDS: &[u64] = harness::V1_SEEDS;
+/// - 424341, 424396, 424837, 424628, 424309, 424379: a descriptor on a lower directory, or on a
+///   file below one, whose tree was then removed (`rm -rf`); `fchown`/`fchmod`/`fsetxattr` through
+///   it failed with ENOENT (the copy-up looked for the removed parent) instead of working on an
+///   unnamed upper copy.
+/// - 424349, 424850: `open(O_RDWR)` of a lower file with two hard links in its layer, then
+///   `fstat`: `st_nlink` 2 from the kernel's cached attributes, though the copy-up broke the link.
+/// - 424800: `rm -rf c` of a lower directory, then `renameat2(b, c, RENAME_NOREPLACE)`: EEXIST
+///   (the real rename met the whiteout).
+///
+/// All from one 1,000-sequence run of seed 424242.
+const REGRESSION_SEEDS: &[u64] =
+    &[harness::V1_SEEDS[0], 424_341, 424_396, 424_837, 424_628, 424_309, 424_379, 424_349, 424_850, 424_800];
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, SeekFrom, Stat};
 use rustix::io::Errno;
 
 use super::filesystem::Overlay;
-use super::inode::Found;
+use super::inode::{Found, ROOT};
 use super::layers::{is_dir, set_times, times_of, UPPER};
 use super::xattr::copy_xattrs;
 
@@ -41,8 +41,9 @@ impl Overlay {
         Ok(real.fd)
     }
 
-    /// Copies up node `id` (with its parent directories); `trunc` skips the content. A file
-    /// removed meanwhile (the kernel still holds it open) is copied to an unnamed upper file.
+    /// Copies up node `id` (with its parent directories); `trunc` skips the content. An entry
+    /// removed meanwhile, or below a removed directory (the kernel still holds it open), is
+    /// copied to an unnamed upper object.
     /// The caller holds the tree lock exclusively.
     pub(crate) fn copy_up_node(&self, id: u64, trunc: bool) -> Result<(), Errno> {
         let node = self.node(id)?;
@@ -50,10 +51,23 @@ impl Overlay {
             return Ok(());
         }
         let found = self.found_of(id)?;
-        if node.dead {
+        if node.dead || !self.named(node.parent) {
             return self.copy_up_orphan(id, &found, trunc);
         }
         self.copy_up_entry(node.parent, &node.name, &found, trunc).map(|_| ())
+    }
+
+    /// Whether directory node `dir` and all its ancestors up to the root still have their
+    /// names (a child of a removed directory has nowhere to be copied to).
+    fn named(&self, mut dir: u64) -> bool {
+        let table = self.table();
+        while dir != ROOT {
+            match table.get(dir) {
+                Some(n) if !n.dead => dir = n.parent,
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Copies the entry `found` named `name` in directory node `parent` into the upper layer
@@ -90,6 +104,11 @@ impl Overlay {
             table.moved_up(id, &upper, fd.clone());
         }
         drop(table);
+        if live && !is_dir(&found.stat) && upper.st_nlink != found.stat.st_nlink {
+            // A lower hard link: the copy breaks the link (nlink 1 now), which the kernel's
+            // cached attributes would not show.
+            self.invalidate_attr(id);
+        }
         let mut now = Found { layers: vec![UPPER], fds: vec![fd], stat: upper };
         if is_dir(&found.stat) {
             now.layers.extend(&found.layers);
@@ -102,22 +121,28 @@ impl Overlay {
         Ok(now)
     }
 
-    /// A lower file removed from the overlay while still open, then written: its copy goes to
-    /// the work directory and loses its name there at once; the node keeps the handle.
+    /// A lower entry removed from the overlay (or below a removed directory) while still open,
+    /// then changed: its copy (a file, or an empty directory) goes to the work directory and
+    /// loses its name there at once, as an unnamed upper object (`st_nlink` 0); the node keeps
+    /// the handle for good.
     fn copy_up_orphan(&self, id: u64, found: &Found, trunc: bool) -> Result<(), Errno> {
-        if is_dir(&found.stat) {
-            return Err(Errno::NOENT);
-        }
         let work = self.layers.work();
         let tmp = self.tmp_name();
+        let flags = if is_dir(&found.stat) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
         let built = self
             .build_copy(&found.fds[0], &found.stat, &tmp, trunc)
             .and_then(|()| self.layers.open_path(work, OsStr::new(&tmp)));
-        let _ = rustix::fs::unlinkat(work, tmp.as_str(), AtFlags::empty());
+        let _ = rustix::fs::unlinkat(work, tmp.as_str(), flags);
         let fd = Arc::new(built?);
         self.copyups.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let upper = rustix::fs::fstat(&*fd)?;
-        self.table().moved_up(id, &upper, fd);
+        let mut table = self.table();
+        // No name leads to it any more: dead, so its handle is never closed (it could not be
+        // opened again by name).
+        table.mark_dead(id);
+        table.moved_up(id, &upper, fd);
+        drop(table);
+        self.invalidate_attr(id);
         Ok(())
     }
 

@@ -160,7 +160,12 @@ impl Overlay {
         if !exchange {
             self.clear_target(&new_upper, newname, dst.as_ref(), is_dir(&src.stat))?;
         }
-        let rflags = flags & (RenameFlags::EXCHANGE | RenameFlags::NOREPLACE);
+        let mut rflags = flags & (RenameFlags::EXCHANGE | RenameFlags::NOREPLACE);
+        if rflags.contains(RenameFlags::NOREPLACE) && stat_at(&*new_upper, newname).is_ok_and(|st| is_whiteout(&st)) {
+            // A whiteout is a free name (the lookup above found nothing there): a plain rename
+            // replaces it atomically, where RENAME_NOREPLACE would fail with EEXIST.
+            rflags.remove(RenameFlags::NOREPLACE);
+        }
         rustix::fs::renameat_with(&*old_upper, name, &*new_upper, newname, rflags)?;
         if is_dir(&src.stat) && new_reals.len() > 1 {
             set_opaque(&*moved.fds[0])?;
