@@ -456,11 +456,13 @@ fn rmi_refuses_an_image_in_use_and_prune_keeps_its_layers() {
     let _ = run.0.kill();
     let _ = run.0.wait();
     // The container's own processes (P1, init) hold the pin too, until they have gone down with burrow.
-    let mut o = output(env.cmd(&["rmi", "busy:1"]));
-    assert!(eventually(Duration::from_secs(10), || {
+    // (Not an rmi: one that succeeds here would leave the loop below only "not in the store".)
+    let mut o = output(env.cmd(&["images"]));
+    let removed = eventually(Duration::from_secs(10), || {
         o = output(env.cmd(&["rmi", "busy:1"]));
         code(&o) == 0
-    }));
+    });
+    assert!(removed, "rmi once the run is gone: exit {}: {}", code(&o), stderr(&o));
     let o = stdout(&o);
     assert!(o.contains("Untagged: localhost/busy:1") || o.contains("busy:1"), "{o}");
     assert_eq!(env.layers(), Vec::<String>::new());
