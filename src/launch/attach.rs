@@ -70,11 +70,17 @@ impl<'a> Attach<'a> {
             None => 0,
         };
         if self.watch.is_some() && events.get(n).is_some_and(|e| !e.is_empty()) {
-            let mut b = [0u8; 1];
-            if matches!(nix::unistd::read(self.watch.as_ref().expect("watch"), &mut b), Ok(0) | Err(_)) {
-                self.watch = None;
-                self.start_pending = true;
-            }
+            self.read_watch();
+        }
+    }
+
+    /// The watch is readable: its end of file (or an error) means the payload has exec'd (or init is gone).
+    fn read_watch(&mut self) {
+        let Some(w) = &self.watch else { return };
+        let mut b = [0u8; 1];
+        if matches!(nix::unistd::read(w, &mut b), Ok(0) | Err(_)) {
+            self.watch = None;
+            self.start_pending = true;
         }
     }
 
@@ -82,15 +88,12 @@ impl<'a> Attach<'a> {
     /// user-namespace keeper, while a short payload ran and exited). Looks once more, then reports the start
     /// unless a failure was queued.
     pub fn settle(&mut self, failed: bool, p1: Pid) {
-        if let Some(w) = &self.watch {
+        let readable = self.watch.as_ref().is_some_and(|w| {
             let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
-            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
-                let mut b = [0u8; 1];
-                if matches!(nix::unistd::read(w, &mut b), Ok(0) | Err(_)) {
-                    self.watch = None;
-                    self.start_pending = true;
-                }
-            }
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        });
+        if readable {
+            self.read_watch();
         }
         self.check_started(false, failed, p1);
     }

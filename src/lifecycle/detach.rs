@@ -33,19 +33,7 @@ fn start(args: &RunArgs) -> Result<String, (String, i32)> {
     let fail = |e: &dyn std::fmt::Display| (e.to_string(), 125);
     let id = crate::state::new_id();
     let mut prepared = crate::run::prepare(args, id.clone()).map_err(|e| (e.to_string(), e.exit_code()))?;
-    let config = Config {
-        id: id.clone(),
-        name: args.name.clone(),
-        root: args.rootfs.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "host".into()),
-        command: prepared.spec.command.clone(),
-        created: record::now(),
-        ports: args.publish.iter().map(|p| p.to_string()).collect(),
-        boot_id: record::boot_id(),
-        remove: args.rm,
-        terminal: args.tty,
-        has_init: !args.no_init,
-        foreground: false,
-    };
+    let config = Config::of_run(id.clone(), args, prepared.spec.command.clone(), false);
     let new = record::create(config).map_err(|e| fail(&e))?;
     let new_record = new.record.clone();
     prepared.spec.control = (!args.no_init).then(|| new.record.file("ctl"));

@@ -8,19 +8,7 @@ use crate::cli::RunArgs;
 use crate::run::{Prepared, RunError};
 
 pub fn run(mut prepared: Prepared, args: &RunArgs) -> Result<i32, RunError> {
-    let config = Config {
-        id: prepared.id.clone(),
-        name: args.name.clone(),
-        root: args.rootfs.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "host".into()),
-        command: prepared.spec.command.clone(),
-        created: record::now(),
-        ports: args.publish.iter().map(|p| p.to_string()).collect(),
-        boot_id: record::boot_id(),
-        remove: true,
-        terminal: args.tty,
-        has_init: !args.no_init,
-        foreground: true,
-    };
+    let config = Config::of_run(prepared.id.clone(), args, prepared.spec.command.clone(), true);
     let new = record::create(config)?;
     prepared.spec.control = (!args.no_init).then(|| new.record.file("ctl"));
     prepared.spec.watch_start = true;

@@ -62,6 +62,26 @@ pub struct Config {
     pub foreground: bool,
 }
 
+impl Config {
+    /// The record of a run of `args` with this `id` and `command`: detached (`remove` as `--rm` asks) or a named
+    /// foreground run (`foreground`, always removed when it ends).
+    pub fn of_run(id: String, args: &crate::cli::RunArgs, command: Vec<String>, foreground: bool) -> Config {
+        Config {
+            id,
+            name: args.name.clone(),
+            root: args.rootfs.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "host".into()),
+            command,
+            created: now(),
+            ports: args.publish.iter().map(|p| p.to_string()).collect(),
+            boot_id: boot_id(),
+            remove: foreground || args.rm,
+            terminal: args.tty,
+            has_init: !args.no_init,
+            foreground,
+        }
+    }
+}
+
 /// Host pids, with their start times (field 22 of /proc/PID/stat) so that a reused pid is never signalled.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Started {
