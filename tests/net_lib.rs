@@ -435,9 +435,26 @@ fn burrow_port_handler_binds_the_host_ports_in_preflight() {
     let again = net::preflight(&Request { publish: publish.clone(), ..req(Mode::Slirp4netns) }).unwrap_err();
     assert!(again.to_string().contains("already in use"), "{again}");
     plan.close_host_sockets();
-    TcpListener::bind(("127.0.0.1", tp)).unwrap();
-    UdpSocket::bind(("127.0.0.1", up)).unwrap();
+    // A process another test thread is spawning holds copies of every open descriptor between its
+    // fork and its exec (close-on-exec closes them only then): the ports must be free again within a
+    // moment, not at the very instant.
+    rebinds_within(Duration::from_secs(3), || TcpListener::bind(("127.0.0.1", tp)).map(drop), "TCP", tp);
+    rebinds_within(Duration::from_secs(3), || UdpSocket::bind(("127.0.0.1", up)).map(drop), "UDP", up);
     let hostfwd =
         net::preflight(&Request { port_handler: Some(net::PortHandler::Slirp4netns), ..req(Mode::Slirp4netns) });
     assert!(!hostfwd.unwrap().forwards_ports());
+}
+
+/// Retries `bind` until it succeeds or `limit` has passed (then fails with the last error).
+fn rebinds_within(limit: Duration, bind: impl Fn() -> std::io::Result<()>, proto: &str, port: u16) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match bind() {
+            Ok(()) => return,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("{proto} port {port} still taken {limit:?} after close: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
