@@ -1,14 +1,18 @@
 //! Compiles burrow's default seccomp profile (src/security/seccomp/default_rules.rs) to BPF for the target
-//! architecture, so that a run only copies the ready program into the kernel.
+//! architecture, so that a run only copies the ready program into the kernel: one filter that finds the
+//! syscall number by binary search (src/security/seccomp/tree.rs).
 //!
 //! Output in OUT_DIR: `seccomp-default.bpf` and `seccomp-nested.bpf` (new user namespaces allowed), each a
-//! sequence of filters: a little-endian u32 instruction count, then 8 bytes per instruction (code u16, jt u8,
+//! sequence of filters (one today): a little-endian u32 instruction count, then 8 bytes per instruction (code u16, jt u8,
 //! jf u8, k u32, little-endian). An architecture seccompiler cannot target gets empty files: burrow then says
 //! at run time that it has no default filter there.
 
 #[allow(dead_code)]
 #[path = "src/security/seccomp/default_rules.rs"]
 mod default_rules;
+#[allow(dead_code)]
+#[path = "src/security/seccomp/tree.rs"]
+mod tree;
 
 use std::path::Path;
 
@@ -46,6 +50,7 @@ impl default_rules::Table for Arch {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/security/seccomp/default_rules.rs");
+    println!("cargo:rerun-if-changed=src/security/seccomp/tree.rs");
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets the target arch");
     let target = match arch.as_str() {
@@ -57,8 +62,8 @@ fn main() {
     for (file, nested) in [("seccomp-default.bpf", false), ("seccomp-nested.bpf", true)] {
         let mut bytes = Vec::new();
         if let Some((target_arch, name)) = &target {
-            for filter in default_rules::filters(&Arch(name), *target_arch, nested) {
-                let prog: seccompiler::BpfProgram = filter.try_into().expect("the default profile compiles");
+            let table = default_rules::table(&Arch(name), nested);
+            for prog in [tree::compile(*target_arch, &table, default_rules::unknown())] {
                 bytes.extend_from_slice(&(prog.len() as u32).to_le_bytes());
                 for i in &prog {
                     bytes.extend_from_slice(&i.code.to_le_bytes());

@@ -5,8 +5,8 @@
 #
 #   sudo scripts/bench-seccomp.sh [-n ROUNDS] [--count N] [--burrow PATH] [--user USER]
 #
-# Syscalls measured: close (3, first in the filter's chain), getppid (110), pidfd_open (434, near the end of
-# the linear chain seccompiler emits: the worst case). x86_64 numbers.
+# Syscalls measured: close (3), getppid (110), pidfd_open (434). With the searched filter (docs/security.md) every
+# number costs about the same; they were the first, middle and last of the former linear chain. x86_64 numbers.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(dirname "$HERE")

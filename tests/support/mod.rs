@@ -117,8 +117,23 @@ pub fn run_in(rootfs: &Path, args: &[&str], cmd: &[&str]) -> Command {
 /// Runs a command to completion with a deadline.
 pub fn output(mut cmd: Command) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().expect("spawn burrow");
+    let child = spawn_retrying(&mut cmd).expect("spawn burrow");
     wait_output(child, Duration::from_secs(60))
+}
+
+/// `cmd.spawn()`, tried again for up to 2 s on ETXTBSY: a program this test process has just written (a
+/// probe) stays "busy" while a child another test thread is forking holds a copy of the write descriptor,
+/// until that child's exec closes it.
+pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            other => return other,
+        }
+    }
 }
 
 pub fn wait_output(mut child: Child, limit: Duration) -> Output {

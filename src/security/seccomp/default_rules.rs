@@ -2,14 +2,18 @@
 //! the target architecture at build time, so that no run pays for it) and the unit tests (which check that the
 //! embedded filter is this one). It depends on `seccompiler` and plain data only, so both can include it.
 //!
-//! Two filters, installed in this order (the kernel runs every installed filter and, on a tie between two
-//! `ERRNO` results, keeps the one of the filter installed last):
+//! Two parts, laid out as one filter by [`table`] and `tree::compile`:
 //! 1. **cutoff**: every syscall the profile knows is allowed, anything else gets `ENOSYS`: syscalls newer than
 //!    the profile (a future clone variant must not slip through a deny list), `clone3` (its flags live in
 //!    memory, which seccomp cannot read: libc then falls back to `clone`, whose flags it can), and x32-ABI
 //!    numbers on x86_64.
 //! 2. **deny**: `EPERM` for what the mainstream default profiles (Docker's, containers/common's) deny.
+//!
+//! [`filters`] writes the same profile as two linear seccompiler filters (the kernel runs both and, on a tie
+//! between two `ERRNO` results, keeps the one of the filter installed last, the deny filter): the reference
+//! the single filter is tested against.
 
+use super::tree::Outcome;
 use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
 use std::collections::BTreeMap;
 
@@ -85,14 +89,53 @@ fn rule(conds: Vec<SeccompCondition>) -> SeccompRule {
     SeccompRule::new(conds).expect("a non-empty rule")
 }
 
-/// The two filters (cutoff, deny) of the default profile; `nested` allows new user namespaces.
+/// The profile as one table for [`super::tree::compile`]: what each known syscall number gets; numbers
+/// missing from it get ENOSYS. The same decisions as [`filters`] (which the unit tests check, number by
+/// number): a denied call gets EPERM, a call with argument rules EPERM when one matches, every other known
+/// number is allowed, `clone3` unless `nested` is not known.
+pub fn table(t: &dyn Table, nested: bool) -> BTreeMap<u32, Outcome> {
+    let mut table: BTreeMap<u32, Outcome> =
+        known(t, nested).into_iter().map(|n| (as_nr(n), Outcome::Always(SeccompAction::Allow))).collect();
+    for (n, rules) in deny(t, nested) {
+        let outcome = if rules.is_empty() {
+            Outcome::Always(SeccompAction::Errno(libc_eperm()))
+        } else {
+            Outcome::Rules { rules, on_match: SeccompAction::Errno(libc_eperm()), otherwise: SeccompAction::Allow }
+        };
+        table.insert(as_nr(n), outcome);
+    }
+    table
+}
+
+/// What every number absent from [`table`] gets.
+pub fn unknown() -> SeccompAction {
+    SeccompAction::Errno(libc_enosys())
+}
+
+fn as_nr(n: i64) -> u32 {
+    u32::try_from(n).expect("syscall numbers are small and positive")
+}
+
+/// The reference layout, two linear seccompiler filters (cutoff, deny): no longer installed (each costs the
+/// kernel a scan of the whole chain per syscall number at install time), kept as the specification that
+/// [`table`]'s single filter is checked against.
 pub fn filters(t: &dyn Table, arch: seccompiler::TargetArch, nested: bool) -> Vec<SeccompFilter> {
-    let clone3 = t.number("clone3");
-    let known: BTreeMap<i64, Vec<SeccompRule>> =
-        t.all().into_iter().filter(|n| nested || Some(*n) != clone3).map(|n| (n, vec![])).collect();
+    let known = known(t, nested).into_iter().map(|n| (n, vec![])).collect();
     let cutoff = SeccompFilter::new(known, SeccompAction::Errno(libc_enosys()), SeccompAction::Allow, arch)
         .expect("distinct actions");
+    let deny = SeccompFilter::new(deny(t, nested), SeccompAction::Allow, SeccompAction::Errno(libc_eperm()), arch)
+        .expect("distinct actions");
+    vec![cutoff, deny]
+}
 
+/// The numbers the profile knows: the table's, without `clone3` unless `nested`.
+fn known(t: &dyn Table, nested: bool) -> Vec<i64> {
+    let clone3 = t.number("clone3");
+    t.all().into_iter().filter(|n| nested || Some(*n) != clone3).collect()
+}
+
+/// The denied numbers, each with its argument rules (none: denied whatever the arguments).
+fn deny(t: &dyn Table, nested: bool) -> BTreeMap<i64, Vec<SeccompRule>> {
     let mut deny: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let mut add = |name: &str, rules: Vec<SeccompRule>| {
         if let Some(n) = t.number(name) {
@@ -113,9 +156,7 @@ pub fn filters(t: &dyn Table, arch: seccompiler::TargetArch, nested: bool) -> Ve
         add("clone", newuser());
         add("unshare", newuser());
     }
-    let deny = SeccompFilter::new(deny, SeccompAction::Allow, SeccompAction::Errno(libc_eperm()), arch)
-        .expect("distinct actions");
-    vec![cutoff, deny]
+    deny
 }
 
 // Spelled out so that this file needs no libc (build.rs includes it); the same on every Linux architecture.
