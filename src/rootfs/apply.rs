@@ -68,11 +68,12 @@ pub fn enter(ops: &[Op]) -> Result<Vec<String>, MountError> {
 
     let mut root: Option<OwnedFd> = None;
     let mut notices = Vec::new();
+    let mut scratch = Scratch::default();
     for (index, op) in ops.iter().enumerate() {
         match (op, &root) {
             (Op::Root(r), _) => root = Some(mount_root(r, ops)?),
             (Op::Home(home), Some(rfd)) => notices.extend(super::home::mount(rfd, home, host)?),
-            (op, Some(rfd)) => apply(op, rfd, index)?,
+            (op, Some(rfd)) => apply(op, rfd, index, &mut scratch)?,
             (_, None) => unreachable!("plan() always starts with Op::Root"),
         }
     }
@@ -195,37 +196,88 @@ fn existing(root: &OwnedFd, dst: &Path) -> Result<Option<(OwnedFd, String)>, Mou
 /// Hides `dst`: an empty read-only tmpfs over a directory, /dev/null (read-only) over anything else. Both
 /// sources are made once in the scratch root and then only bound (a bind costs a fraction of a new tmpfs);
 /// a bind keeps its source's read-only, nosuid, nodev and noexec flags.
-fn mask(root: &OwnedFd, dst: &Path) -> Result<(), MountError> {
+fn mask(root: &OwnedFd, dst: &Path, scratch: &mut Scratch) -> Result<(), MountError> {
     let Some((fd, t)) = existing(root, dst)? else { return Ok(()) };
     let is_dir = rustix::fs::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
     let what = format!("mask {}", dst.display());
-    let src = if is_dir { mask_source_dir()? } else { mask_source_file()? };
+    let src = if is_dir { mask_source_dir(&mut scratch.mask_dir)? } else { mask_source_file(&mut scratch.mask_file)? };
     mount(Some(src), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what))
 }
 
 const MASK_DIR: &str = "/mask-dir";
 const MASK_FILE: &str = "/mask-file";
+const PROC_VIEW: &str = "/proc-ro";
 
-fn mask_source_dir() -> Result<&'static str, MountError> {
-    if !Path::new(MASK_DIR).exists() {
+/// The sources in the scratch root that masks and read-only paths are bound from, each made the first time
+/// it is needed (a flag, not a stat of the path, says it was made).
+#[derive(Default)]
+struct Scratch {
+    mask_dir: bool,
+    mask_file: bool,
+    proc_view: bool,
+}
+
+fn once(
+    made: &mut bool,
+    path: &'static str,
+    make: impl FnOnce() -> Result<(), MountError>,
+) -> Result<&'static str, MountError> {
+    if !*made {
+        make()?;
+        *made = true;
+    }
+    Ok(path)
+}
+
+fn mask_source_dir(made: &mut bool) -> Result<&'static str, MountError> {
+    once(made, MASK_DIR, || {
         std::fs::create_dir(MASK_DIR).map_err(err(format!("mkdir {MASK_DIR}")))?;
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
         mount(Some("tmpfs"), MASK_DIR, Some("tmpfs"), flags, Some("mode=0555"))
-            .map_err(nix_err("mount the empty tmpfs for masked directories"))?;
-    }
-    Ok(MASK_DIR)
+            .map_err(nix_err("mount the empty tmpfs for masked directories"))
+    })
 }
 
-fn mask_source_file() -> Result<&'static str, MountError> {
-    if !Path::new(MASK_FILE).exists() {
+fn mask_source_file(made: &mut bool) -> Result<&'static str, MountError> {
+    once(made, MASK_FILE, || {
         std::fs::write(MASK_FILE, b"").map_err(err(format!("create {MASK_FILE}")))?;
         let null = host(Path::new("/dev/null"));
         mount(Some(&null), MASK_FILE, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(nix_err("bind /dev/null for masked files"))?;
         // Not nodev: it is /dev/null, which must still open (empty reads, discarded writes).
-        set_attrs(MASK_FILE, libc::MOUNT_ATTR_RDONLY, "bind /dev/null for masked files", "read-only")?;
-    }
-    Ok(MASK_FILE)
+        set_attrs(MASK_FILE, libc::MOUNT_ATTR_RDONLY, "bind /dev/null for masked files", "read-only")
+    })
+}
+
+/// A read-only view of the container's /proc in the scratch root (its mount alone, not the masks below it):
+/// a path bound from it is read-only from the start, so each read-only /proc path costs one bind instead of
+/// a bind, a second resolution and a mount_setattr.
+fn proc_view(root: &OwnedFd, made: &mut bool) -> Result<&'static str, MountError> {
+    once(made, PROC_VIEW, || {
+        let Some((_fd, t)) = existing(root, Path::new("/proc"))? else {
+            return Err(err("find the container's /proc")(io::Error::from_raw_os_error(libc::ENOENT)));
+        };
+        std::fs::create_dir(PROC_VIEW).map_err(err(format!("mkdir {PROC_VIEW}")))?;
+        mount(Some(t.as_str()), PROC_VIEW, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(nix_err("bind a view of /proc"))?;
+        set_attrs(
+            PROC_VIEW,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
+            "bind a view of /proc",
+            "read-only",
+        )
+    })
+}
+
+/// Makes the kernel path `dst` (under /proc) read-only: binds it from the read-only view of /proc over itself.
+fn read_only(root: &OwnedFd, dst: &Path, scratch: &mut Scratch) -> Result<(), MountError> {
+    let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
+    let Ok(rel) = dst.strip_prefix("/proc") else {
+        return Err(err(format!("bind {} read-only", dst.display()))(io::Error::from_raw_os_error(libc::EINVAL)));
+    };
+    let src = Path::new(proc_view(root, &mut scratch.proc_view)?).join(rel);
+    mount(Some(&src), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(nix_err(format!("bind {} read-only", dst.display())))
 }
 
 fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), MountError> {
@@ -234,20 +286,13 @@ fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str
         .map_err(nix_err(format!("mount {fstype} on {}", dst.display())))
 }
 
-fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
+fn apply(op: &Op, root: &OwnedFd, index: usize, scratch: &mut Scratch) -> Result<(), MountError> {
     let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     match op {
         Op::Root(_) | Op::Home(_) => unreachable!("handled by enter()"),
         Op::Suid { allow } => set_suid(*allow),
-        Op::Mask { dst } => mask(root, dst),
-        Op::ReadOnly { dst } => {
-            let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
-            let what = format!("bind {} read-only", dst.display());
-            mount(Some(t.as_str()), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(nix_err(what.clone()))?;
-            let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
-            set_readonly(&t, &what)
-        }
+        Op::Mask { dst } => mask(root, dst, scratch),
+        Op::ReadOnly { dst } => read_only(root, dst, scratch),
         Op::Tmpfs { dst, mode } => fs_mount(root, dst, "tmpfs", safe, &format!("mode={mode:o}")),
         Op::Proc { dst } => fs_mount(root, dst, "proc", safe | MsFlags::MS_NOEXEC, ""),
         Op::Sysfs { dst, own_netns } => {
