@@ -340,9 +340,19 @@ fn a_named_foreground_run_is_reachable_while_it_runs_and_leaves_nothing() {
     assert_eq!(expect(&cx.out(&["exec", "fg", "echo", "joined"]), 0), "joined\n");
     let o = cx.out(&["run", "-d", "--name", "fg", "--rootfs", &r, "--", "true"]);
     assert!(code(&o) == 125 && stderr(&o).contains("already in use"), "{}", stderr(&o));
+    // `wait` from another shell gets the exit code although the record is gone when the run ends.
+    let waiter = {
+        let mut w = cx.cmd(&["wait", "fg"]);
+        w.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        Reaped(w.spawn().unwrap())
+    };
+    // (time for it to start and block on the record's lock: the lock is its only sign of waiting)
+    std::thread::sleep(Duration::from_secs(1));
     expect(&cx.out(&["stop", "-t", "5", "fg"]), 0);
     let o = wait_output(fg.take(), Duration::from_secs(30));
     assert_eq!(code(&o), 143, "{}", stderr(&o));
+    let w = wait_output(waiter.take(), Duration::from_secs(30));
+    assert_eq!((code(&w), stdout(&w)), (0, "143\n".to_string()), "{}", stderr(&w));
     assert!(stdout(&o).contains("fg-started"), "the output stays on the user's side: {}", stdout(&o));
     assert!(cx.ps_json().is_empty(), "the record stayed");
 }

@@ -280,13 +280,10 @@ pub fn wait(args: &WaitArgs) -> i32 {
     let mut code = 0;
     for name in &args.containers {
         match record::find(name) {
-            Ok(r) => {
-                r.wait_ended();
-                match r.exit() {
-                    Some(e) => println!("{}", e.code),
-                    None => println!("-1"),
-                }
-            }
+            Ok(r) => match r.wait_ended() {
+                Some(e) => println!("{}", e.code),
+                None => println!("-1"),
+            },
             Err(e) => {
                 eprintln!("burrow: {e}");
                 code = 125;

@@ -171,13 +171,17 @@ impl Record {
     }
 
     /// Blocks until no process of the container holds its lock.
-    pub fn wait_ended(&self) {
+    /// Waits until no process of the container holds its lock, then returns its exit: from `exit.json` (the
+    /// monitor of a detached container writes it), else from the lock file itself, which a named foreground
+    /// run fills with its exit before it lets the lock go and removes its record (this descriptor keeps the
+    /// removed file readable).
+    pub fn wait_ended(&self) -> Option<Exit> {
         if self.config.boot_id != boot_id() {
-            return;
+            return self.exit();
         }
-        if let Ok(file) = std::fs::File::open(self.file("lock")) {
-            let _ = Flock::lock(file, FlockArg::LockShared);
-        }
+        let Ok(file) = std::fs::File::open(self.file("lock")) else { return self.exit() };
+        let Ok(held) = Flock::lock(file, FlockArg::LockShared) else { return self.exit() };
+        self.exit().or_else(|| serde_json::from_reader::<_, Exit>(&*held).ok())
     }
 
     /// Takes the container's operations lock (stop, kill, rm act one at a time).
@@ -313,6 +317,14 @@ pub fn create(config: Config) -> Result<NewRecord, RecordError> {
         crate::state::remove_tree(&tmp);
     }
     made
+}
+
+/// Writes the exit of a run into its lock file (see [`Record::wait_ended`]).
+pub fn write_exit_to_lock(lock: &std::fs::File, exit: &Exit) {
+    use std::os::unix::fs::FileExt;
+    if let Ok(bytes) = serde_json::to_vec(exit) {
+        let _ = lock.write_all_at(&bytes, 0);
+    }
 }
 
 /// Removes a record: renamed out of sight first, so `ps` never lists half of one.
