@@ -109,9 +109,10 @@ fn detach_ps_logs_exec_stop_rm() {
     assert!(ps.lines().next().unwrap().starts_with("ID"), "{ps}");
     let line = ps.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("{id} not listed:\n{ps}"));
     assert!(line.contains("web") && line.contains("Up ") && line.contains(&path_str(cx.root.path())), "{line}");
+    // Each stream comes back on its own descriptor.
     assert!(eventually(Duration::from_secs(10), || {
-        let logs = stdout(&cx.out(&["logs", "web"]));
-        logs.contains("hello") && logs.contains("oops")
+        let o = cx.out(&["logs", "web"]);
+        stdout(&o) == "hello\n" && stderr(&o) == "oops\n"
     }));
     // By name, by ID and by a prefix of the ID.
     assert_eq!(expect(&cx.out(&["exec", "web", "echo", "in"]), 0), "in\n");
@@ -368,12 +369,19 @@ fn run_d_rm_removes_the_record_at_the_end() {
 #[test]
 fn logs_tail_and_follow() {
     let Some(cx) = ready() else { skip!("unusable") };
-    let id = cx.detach(&[], &["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo late"]);
-    assert!(eventually(Duration::from_secs(10), || stdout(&cx.out(&["logs", &id])).contains("line5")));
-    assert_eq!(expect(&cx.out(&["logs", "--tail", "2", &id]), 0), "line4\nline5\n");
-    // -f returns once the container ended, with everything it wrote.
+    let script = "for i in 1 2 3 4 5; do echo line$i; done; echo err1 >&2; printf part; sleep 1; echo ial; echo late";
+    let id = cx.detach(&[], &["sh", "-c", script]);
+    assert!(eventually(Duration::from_secs(10), || stdout(&cx.out(&["logs", &id])).contains("part")));
+    // --tail counts lines of both streams; a line still open counts as one.
+    let o = cx.out(&["logs", "--tail", "3", &id]);
+    assert_eq!((stdout(&o), stderr(&o)), ("line5\npart".to_string(), "err1\n".to_string()));
+    // -f returns once the container ended, with everything it wrote; a line written in two pieces is whole.
     let all = expect(&cx.out(&["logs", "-f", &id]), 0);
-    assert!(all.ends_with("line5\nlate\n"), "{all}");
+    assert!(all.ends_with("line5\npartial\nlate\n"), "{all}");
+    // --timestamps puts each record's time (RFC 3339, UTC) first.
+    let stamped = expect(&cx.out(&["logs", "-t", "--tail", "1", &id]), 0);
+    let (time, rest) = stamped.split_once(' ').unwrap_or_default();
+    assert!(time.len() == 30 && time.ends_with('Z') && rest == "late\n", "{stamped:?}");
 }
 
 #[test]

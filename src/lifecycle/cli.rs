@@ -24,6 +24,9 @@ pub struct LogsArgs {
     /// Print only the last N lines.
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
+    /// Put the time each line was written (RFC 3339, UTC) before it.
+    #[arg(long, short = 't')]
+    pub timestamps: bool,
     /// The container (name, ID or unique ID prefix).
     pub container: String,
 }

@@ -2,6 +2,7 @@
 //! change a container take its operations lock first.
 
 use super::cli::{KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs, WaitArgs};
+use super::logfile;
 use super::proc;
 use super::record::{self, Record, RecordError, Status};
 use std::io::{Read, Seek, Write};
@@ -134,24 +135,24 @@ fn truncate(s: &str, n: usize) -> String {
 
 pub fn logs(args: &LogsArgs) -> Result<i32, CommandError> {
     let r = record::find(&args.container)?;
-    let mut out = std::io::stdout().lock();
     let mut all = std::fs::read(r.file("log.1")).unwrap_or_default();
+    let older = all.len();
     let current = std::fs::File::open(r.file("log")).ok();
-    let mut pos = 0u64;
     if let Some(mut f) = current.as_ref() {
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes)?;
-        pos = bytes.len() as u64;
-        all.extend_from_slice(&bytes);
+        f.read_to_end(&mut all)?;
     }
-    out.write_all(tail(&all, args.tail))?;
-    out.flush()?;
+    // Only whole records: the monitor may be writing one (-f reads it on its next pass).
+    let whole = all.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let records: Vec<logfile::Record> = logfile::lines(&all[..whole]).map(logfile::parse).collect();
+    logfile::emit(logfile::tail(&records, args.tail), args.timestamps)?;
     if !args.follow {
         return Ok(0);
     }
-    // Follow: copy what is appended (a rotation starts a new file: reopen it) until the container ended and
-    // nothing more came.
+    // Follow: print the records appended (a rotation starts a new file: reopen it) until the container ended
+    // and nothing more came.
+    let mut pos = whole.saturating_sub(older) as u64;
     let mut file = current;
+    let mut pending = Vec::new();
     let mut buf = vec![0u8; 65536];
     loop {
         let running = r.running();
@@ -163,11 +164,14 @@ pub fn logs(args: &LogsArgs) -> Result<i32, CommandError> {
                 if n == 0 {
                     break;
                 }
-                out.write_all(&buf[..n])?;
+                pending.extend_from_slice(&buf[..n]);
                 got += n;
                 pos += n as u64;
             }
-            out.flush()?;
+            let whole = pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let records: Vec<logfile::Record> = logfile::lines(&pending[..whole]).map(logfile::parse).collect();
+            logfile::emit(&records, args.timestamps)?;
+            pending.drain(..whole);
         }
         let rotated = match (std::fs::metadata(r.file("log")), file.as_ref().map(|f| f.metadata())) {
             (Ok(now), Some(Ok(ours))) => {
@@ -179,6 +183,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, CommandError> {
         if rotated {
             file = std::fs::File::open(r.file("log")).ok();
             pos = 0;
+            pending.clear();
             continue;
         }
         if !running && got == 0 {
@@ -186,23 +191,6 @@ pub fn logs(args: &LogsArgs) -> Result<i32, CommandError> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The last `n` lines of `bytes` (all of them without `n`).
-fn tail(bytes: &[u8], n: Option<usize>) -> &[u8] {
-    let Some(n) = n else { return bytes };
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    let mut start = body.len();
-    for _ in 0..n {
-        match body[..start].iter().rposition(|b| *b == b'\n') {
-            Some(i) => start = i,
-            None => return if n == 0 { &bytes[bytes.len()..] } else { bytes },
-        }
-    }
-    if n == 0 {
-        return &bytes[bytes.len()..];
-    }
-    &bytes[start + 1..]
 }
 
 /// Signals the container's init (which forwards the signal to the payload; SIGKILL ends the container).
@@ -307,18 +295,4 @@ pub fn rm(args: &RmArgs) -> i32 {
         }
         Ok(record::remove(r)?)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        assert_eq!(tail(b"a\nb\nc\n", Some(2)), b"b\nc\n");
-        assert_eq!(tail(b"a\nb\nc", Some(1)), b"c");
-        assert_eq!(tail(b"a\nb\n", Some(5)), b"a\nb\n");
-        assert_eq!(tail(b"a\nb\n", Some(0)), b"");
-        assert_eq!(tail(b"a\nb\n", None), b"a\nb\n");
-    }
 }

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod detach;
 pub mod exec;
 pub mod foreground;
+pub mod logfile;
 pub mod monitor;
 pub mod proc;
 pub mod record;

@@ -1,8 +1,9 @@
 //! The monitor of a detached container (what conmon is to podman): burrow itself, forked by `run -d`, in a
 //! session of its own with no descriptor of the user's. It forks the runner, which launches the container as
 //! a foreground `burrow run` would (P0 of docs/design/launch-sequence.md, so cgroup, network backend and
-//! overlay are cleaned up the same way) with its stdout and stderr on a pipe; the monitor copies that pipe
-//! into the size-capped log, and when the runner ends records the exit code.
+//! overlay are cleaned up the same way) with its stdout and its stderr on a pipe each; the monitor copies
+//! both into the size-capped log (records tagged with their stream, see [`super::logfile`]), and when the
+//! runner ends records the exit code.
 //!
 //! Killing the monitor (even with SIGKILL) kills the runner (PR_SET_PDEATHSIG), which kills P1, which kills
 //! the container: nothing stays mounted or running, and `ps` then finds the record's lock free.
@@ -16,25 +17,25 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::cell::RefCell;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 
-/// The log's cap: past it `log` becomes `log.1` (replacing the older one) and a new `log` starts.
-pub const LOG_CAP: u64 = 1 << 20;
+pub use super::logfile::LOG_CAP;
+use super::logfile::{Log, Stream};
 
 pub fn main(prepared: Prepared, args: &RunArgs, new: NewRecord, status: OwnedFd) -> ! {
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_name(c"burrow-monitor");
     let _ = crate::launch::stdio::null_onto(&[0, 1, 2]);
     let record = new.record.clone();
-    let Ok((out_r, out_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+    let pipes = (nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC), nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC));
+    let (Ok((out_r, out_w)), Ok((err_r, err_w))) = pipes else {
         report(Some(status), false, "pipe for the container's log".into(), 125);
         crate::sys::exit_now(125)
     };
     let monitor = nix::unistd::getpid();
     let runner = match fork() {
         Ok(Forked::Child) => {
-            drop(out_r);
-            runner(prepared, args, &record, status, out_w, monitor)
+            drop((out_r, err_r));
+            runner(prepared, args, &record, status, (out_w, err_w), monitor)
         }
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => {
@@ -43,22 +44,22 @@ pub fn main(prepared: Prepared, args: &RunArgs, new: NewRecord, status: OwnedFd)
             crate::sys::exit_now(125)
         }
     };
-    drop(out_w);
+    drop((out_w, err_w));
     drop(status);
     std::mem::forget(prepared);
-    let code = copy_log(&record, out_r, runner);
+    let code = copy_log(&record, [(out_r, Stream::Stdout), (err_r, Stream::Stderr)], runner);
     finish(&record, Some(code));
     drop(new.lock);
     crate::sys::exit_now(0)
 }
 
-/// The runner: P0 of the container, its output on the log pipe.
+/// The runner: P0 of the container, its stdout and stderr on the log pipes.
 fn runner(
     prepared: Prepared,
     args: &RunArgs,
     record: &Record,
     status: OwnedFd,
-    out: OwnedFd,
+    (out, err): (OwnedFd, OwnedFd),
     monitor: nix::unistd::Pid,
 ) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -66,8 +67,9 @@ fn runner(
     if nix::unistd::getppid() != monitor {
         crate::sys::exit_now(125);
     }
-    let _ = crate::launch::stdio::onto_stdio(out.as_fd(), &[1, 2]);
-    drop(out);
+    let _ = crate::launch::stdio::onto_stdio(out.as_fd(), &[1]);
+    let _ = crate::launch::stdio::onto_stdio(err.as_fd(), &[2]);
+    drop((out, err));
     let status = RefCell::new(Some(status));
     let on_start = |p1: nix::unistd::Pid| {
         write_started(record, monitor, p1);
@@ -108,33 +110,42 @@ fn report(status: Option<OwnedFd>, ok: bool, message: String, code: i32) {
     }
 }
 
-/// Copies the runner's output into the log until the runner has ended and the pipe is drained; returns the
-/// runner's exit status as an exit code.
-fn copy_log(record: &Record, pipe: OwnedFd, runner: nix::unistd::Pid) -> i32 {
+/// Copies the runner's stdout and stderr into the log until the runner has ended and both pipes are
+/// drained; returns the runner's exit status as an exit code.
+fn copy_log(record: &Record, pipes: [(OwnedFd, Stream); 2], runner: nix::unistd::Pid) -> i32 {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut log = Log::open(record.file("log"));
     let mut code = None;
     let mut buf = vec![0u8; 65536];
-    let mut open = true;
-    while open || code.is_none() {
-        if open {
-            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-            // Bounded, so that the runner's end is noticed even if a stray process keeps the pipe open.
+    let mut open = [true, true];
+    while open.iter().any(|o| *o) || code.is_none() {
+        if open.iter().any(|o| *o) {
+            let live: Vec<usize> = (0..2).filter(|i| open[*i]).collect();
+            let mut fds: Vec<PollFd> =
+                live.iter().map(|i| PollFd::new(pipes[*i].0.as_fd(), PollFlags::POLLIN)).collect();
+            // Bounded, so that the runner's end is noticed even if a stray process keeps a pipe open.
             let _ = poll(&mut fds, PollTimeout::from(if code.is_some() { 200u16 } else { 1000u16 }));
-            let ready = fds[0].revents().is_some_and(|r| !r.is_empty());
-            if ready {
-                match nix::unistd::read(&pipe, &mut buf) {
-                    Ok(0) => open = false,
-                    Ok(n) => log.write(&buf[..n]),
+            let ready: Vec<usize> = live
+                .iter()
+                .zip(&fds)
+                .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(i, _)| *i)
+                .collect();
+            drop(fds);
+            if ready.is_empty() && code.is_some() {
+                open = [false, false];
+            }
+            for i in ready {
+                match nix::unistd::read(&pipes[i].0, &mut buf) {
+                    Ok(0) => open[i] = false,
+                    Ok(n) => log.write(pipes[i].1, &buf[..n]),
                     Err(nix::Error::EINTR) => {}
-                    Err(_) => open = false,
+                    Err(_) => open[i] = false,
                 }
-            } else if code.is_some() {
-                open = false;
             }
         }
         if code.is_none() {
-            let flags = if open { Some(WaitPidFlag::WNOHANG) } else { None };
+            let flags = if open.iter().any(|o| *o) { Some(WaitPidFlag::WNOHANG) } else { None };
             code = match waitpid(runner, flags) {
                 Ok(WaitStatus::Exited(_, c)) => Some(c),
                 Ok(WaitStatus::Signaled(_, s, _)) => Some(128 + s as i32),
@@ -157,32 +168,5 @@ fn finish(record: &Record, code: Option<i32>) {
     }
     if !started || record.config.remove {
         let _ = record::remove(record);
-    }
-}
-
-/// The log file, capped at [`LOG_CAP`] with one older generation.
-struct Log {
-    path: PathBuf,
-    file: Option<std::fs::File>,
-    size: u64,
-}
-
-impl Log {
-    fn open(path: PathBuf) -> Log {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok();
-        let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
-        Log { path, file, size }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        if self.size > 0 && self.size + bytes.len() as u64 > LOG_CAP {
-            let _ = std::fs::rename(&self.path, self.path.with_extension("1"));
-            *self = Log::open(self.path.clone());
-        }
-        if let Some(f) = &mut self.file {
-            if f.write_all(bytes).is_ok() {
-                self.size += bytes.len() as u64;
-            }
-        }
     }
 }
