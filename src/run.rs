@@ -106,13 +106,25 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
     if let Some(n) = ids.notice() {
         say(n);
     }
-    let net = net::preflight(&args.net_request())?;
-    net.notices().iter().for_each(|n| say(n.clone()));
     // The image's pin keeps its layers in the store until this run ends (`rmi` refuses, `prune` skips them).
+    // The image comes before the network: `-P` publishes the ports its config exposes.
     let image = match &args.image {
         Some(name) => Some(image_root(args, name)?),
         None => None,
     };
+    let exposed = match (&image, args.publish_all) {
+        (Some(image), true) => image_ports(&image.defaults),
+        _ => vec![],
+    };
+    let net = net::preflight(&args.net_request(&exposed))?;
+    net.notices().iter().for_each(|n| say(n.clone()));
+    if args.publish_all && !args.detach {
+        // A foreground run is not in `burrow ps` unless named: say where the chosen ports are.
+        let chosen = net.published().iter().skip(args.publish.len());
+        chosen.for_each(|p| {
+            say(format!("burrow: publishing {} -> {}/{}", p.host_addr(), p.container_port, p.proto.as_str()))
+        });
+    }
     let mut spec = spec::build(args, caller, ids, net, image.as_ref().map(|i| &i.defaults))?;
     spec.notices.iter().for_each(|n| say(n.clone()));
     spec.hardening.settle().into_iter().for_each(say);
@@ -160,6 +172,19 @@ pub fn launch(p: Prepared, args: &RunArgs, on_start: Option<&dyn Fn(nix::unistd:
     drop(state);
     drop(image);
     Ok(outcome.code)
+}
+
+/// The ports an image exposes, as `-P` publishes them; an entry it cannot publish (sctp, a range) is skipped
+/// with a warning.
+fn image_ports(d: &crate::image::config::Defaults) -> Vec<net::Exposed> {
+    let parse = |p: &String| match p.parse::<net::Exposed>() {
+        Ok(e) => Some(e),
+        Err(_) => {
+            say(format!("burrow: warning: image {} exposes {p:?}, which --publish-all cannot publish (a tcp or udp port): skipped", d.name));
+            None
+        }
+    };
+    d.exposed_ports.iter().filter_map(parse).collect()
 }
 
 fn image_root(args: &RunArgs, name: &str) -> Result<crate::image::run::ImageRoot, RunError> {
