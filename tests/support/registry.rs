@@ -31,6 +31,8 @@ pub enum Auth {
         user: String,
         password: String,
     },
+    /// An `auth:` section of the registry's config as is (e.g. `token::TokenServer::registry_auth`).
+    Config(String),
 }
 
 pub struct Registry {
@@ -59,6 +61,7 @@ impl Registry {
                 std::fs::write(&htpasswd, &o.stdout).unwrap();
                 format!("auth:\n  htpasswd:\n    realm: burrow-test\n    path: {}\n", htpasswd.display())
             }
+            Auth::Config(section) => section.clone(),
         };
         let tls_conf = match tls {
             Some((cert, key)) => format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()),
