@@ -189,11 +189,12 @@ fn image_ports(d: &crate::image::config::Defaults) -> Vec<net::Exposed> {
 
 fn image_root(args: &RunArgs, name: &str) -> Result<crate::image::run::ImageRoot, RunError> {
     use crate::image::run::{root_for, ImageRunError};
-    let reference = crate::image::Reference::parse(name).map_err(ImageRunError::from)?;
+    let search = crate::image::search::Search::load().map_err(ImageRunError::from)?;
+    let candidates = search.candidates(name).map_err(ImageRunError::from)?;
     let mut store = crate::image::Store::open(args.store.store.clone()).map_err(ImageRunError::from)?;
     let opts = crate::image::registry::commands::pull_options(&args.registry, args.platform.as_deref(), false)
         .map_err(RunError::PullOptions)?;
-    Ok(root_for(&mut store, &reference, args.pull.unwrap_or_default(), &opts)?)
+    Ok(root_for(&mut store, name, &search, &candidates, args.pull.unwrap_or_default(), &opts)?)
 }
 
 /// The overlay's directories: the mount point in the state directory; the layer there too (ephemeral) or in
