@@ -106,17 +106,24 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
     if let Some(n) = ids.notice() {
         say(n);
     }
+    // The network is checked before the image is pulled (a busy -p port fails at once), except with -P, which
+    // publishes the ports the image's config exposes.
+    let early = match args.publish_all {
+        false => Some(net::preflight(&args.net_request(&[]))?),
+        true => None,
+    };
     // The image's pin keeps its layers in the store until this run ends (`rmi` refuses, `prune` skips them).
-    // The image comes before the network: `-P` publishes the ports its config exposes.
     let image = match &args.image {
         Some(name) => Some(image_root(args, name)?),
         None => None,
     };
-    let exposed = match (&image, args.publish_all) {
-        (Some(image), true) => image_ports(&image.defaults),
-        _ => vec![],
+    let net = match early {
+        Some(net) => net,
+        None => {
+            let exposed = image.as_ref().map(|i| image_ports(&i.defaults)).unwrap_or_default();
+            net::preflight(&args.net_request(&exposed))?
+        }
     };
-    let net = net::preflight(&args.net_request(&exposed))?;
     net.notices().iter().for_each(|n| say(n.clone()));
     if args.publish_all && !args.detach {
         // A foreground run is not in `burrow ps` unless named: say where the chosen ports are.

@@ -200,6 +200,11 @@ fn publish_all_without_exposed_ports_is_a_no_op_and_bad_expose_values_fail() {
     let o = p.out(&["run", "-P", "--network", "none", "localhost/web:1"]);
     expect(&o, 125);
     assert!(stderr(&o).contains("--publish-all need a network namespace"), "{}", stderr(&o));
+    // slirp4netns' own forwarding drops published UDP replies unless host loopback is open: -P of an image
+    // exposing 53/udp says so, before anything runs.
+    let o = p.out(&["run", "-P", "--network", "slirp4netns", "--port-handler", "slirp4netns", "localhost/web:1"]);
+    expect(&o, 125);
+    assert!(stderr(&o).contains("53/udp") && stderr(&o).contains("--allow-host-loopback"), "{}", stderr(&o));
     for bad in ["80/sctp", "0", "http", "8000-8010", "80:80"] {
         let o = p.out(&["run", "-P", "--expose", bad, "localhost/web:1"]);
         expect(&o, 125);
