@@ -290,6 +290,13 @@ pub struct RunArgs {
     /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable).
     #[arg(long = "publish", short = 'p', value_name = "SPEC")]
     pub publish: Vec<crate::net::PortSpec>,
+    /// Publish every port the image exposes (ExposedPorts) and every --expose port on a free host port of all
+    /// addresses (see them in `burrow ps`; a foreground run prints them).
+    #[arg(long, short = 'P')]
+    pub publish_all: bool,
+    /// A container port for --publish-all besides the image's: PORT[/tcp|/udp] (repeatable).
+    #[arg(long, value_name = "PORT[/PROTO]")]
+    pub expose: Vec<crate::net::Exposed>,
     /// Who carries published ports: burrow (its splice forwarder, default), or the backend's own forwarding:
     /// slirp4netns (add_hostfwd through libslirp) or pasta (its -t/-u).
     #[arg(long, value_name = "HANDLER")]
@@ -429,11 +436,17 @@ impl RunArgs {
 }
 
 impl RunArgs {
-    /// The network part of the request.
-    pub fn net_request(&self) -> crate::net::Request {
+    /// The network part of the request; `image_ports` are those the image exposes, published (with the
+    /// `--expose` ones) on free host ports when `-P` asks for it.
+    pub fn net_request(&self, image_ports: &[crate::net::Exposed]) -> crate::net::Request {
+        let mut publish = self.publish.clone();
+        if self.publish_all {
+            let exposed: Vec<crate::net::Exposed> = image_ports.iter().chain(&self.expose).copied().collect();
+            publish.extend(crate::net::publish::publish_all(&self.publish, &exposed));
+        }
         crate::net::Request {
             mode: self.network.unwrap_or_default(),
-            publish: self.publish.clone(),
+            publish,
             allow_host_loopback: self.allow_host_loopback,
             dns: self.dns.clone(),
             port_handler: self.port_handler,

@@ -106,13 +106,32 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
     if let Some(n) = ids.notice() {
         say(n);
     }
-    let net = net::preflight(&args.net_request())?;
-    net.notices().iter().for_each(|n| say(n.clone()));
+    // The network is checked before the image is pulled (a busy -p port fails at once), except with -P, which
+    // publishes the ports the image's config exposes.
+    let early = match args.publish_all {
+        false => Some(net::preflight(&args.net_request(&[]))?),
+        true => None,
+    };
     // The image's pin keeps its layers in the store until this run ends (`rmi` refuses, `prune` skips them).
     let image = match &args.image {
         Some(name) => Some(image_root(args, name)?),
         None => None,
     };
+    let net = match early {
+        Some(net) => net,
+        None => {
+            let exposed = image.as_ref().map(|i| image_ports(&i.defaults)).unwrap_or_default();
+            net::preflight(&args.net_request(&exposed))?
+        }
+    };
+    net.notices().iter().for_each(|n| say(n.clone()));
+    if args.publish_all && !args.detach {
+        // A foreground run is not in `burrow ps` unless named: say where the chosen ports are.
+        let chosen = net.published().iter().skip(args.publish.len());
+        chosen.for_each(|p| {
+            say(format!("burrow: publishing {} -> {}/{}", p.host_addr(), p.container_port, p.proto.as_str()))
+        });
+    }
     let mut spec = spec::build(args, caller, ids, net, image.as_ref().map(|i| &i.defaults))?;
     spec.notices.iter().for_each(|n| say(n.clone()));
     spec.hardening.settle().into_iter().for_each(say);
@@ -162,13 +181,27 @@ pub fn launch(p: Prepared, args: &RunArgs, on_start: Option<&dyn Fn(nix::unistd:
     Ok(outcome.code)
 }
 
+/// The ports an image exposes, as `-P` publishes them; an entry it cannot publish (sctp, a range) is skipped
+/// with a warning.
+fn image_ports(d: &crate::image::config::Defaults) -> Vec<net::Exposed> {
+    let parse = |p: &String| match p.parse::<net::Exposed>() {
+        Ok(e) => Some(e),
+        Err(_) => {
+            say(format!("burrow: warning: image {} exposes {p:?}, which --publish-all cannot publish (a tcp or udp port): skipped", d.name));
+            None
+        }
+    };
+    d.exposed_ports.iter().filter_map(parse).collect()
+}
+
 fn image_root(args: &RunArgs, name: &str) -> Result<crate::image::run::ImageRoot, RunError> {
     use crate::image::run::{root_for, ImageRunError};
-    let reference = crate::image::Reference::parse(name).map_err(ImageRunError::from)?;
+    let search = crate::image::search::Search::load().map_err(ImageRunError::from)?;
+    let candidates = search.candidates(name).map_err(ImageRunError::from)?;
     let mut store = crate::image::Store::open(args.store.store.clone()).map_err(ImageRunError::from)?;
     let opts = crate::image::registry::commands::pull_options(&args.registry, args.platform.as_deref(), false)
         .map_err(RunError::PullOptions)?;
-    Ok(root_for(&mut store, &reference, args.pull.unwrap_or_default(), &opts)?)
+    Ok(root_for(&mut store, name, &search, &candidates, args.pull.unwrap_or_default(), &opts)?)
 }
 
 /// The overlay's directories: the mount point in the state directory; the layer there too (ephemeral) or in

@@ -458,3 +458,33 @@ fn rebinds_within(limit: Duration, bind: impl Fn() -> std::io::Result<()>, proto
         }
     }
 }
+
+/// `-P`: host port 0 in a spec is bound to a port the kernel chooses, which `published()` reports (the
+/// container's record and `ps` show it); with burrow's forwarder the chosen ports stay held, with slirp4netns'
+/// add_hostfwd they are chosen by binding and released for the backend.
+#[test]
+fn publish_all_ports_are_chosen_by_the_kernel_in_preflight() {
+    if backend_missing(Mode::Slirp4netns) {
+        return;
+    }
+    let exposed: Vec<net::Exposed> = ["80/tcp", "53/udp", "8080"].iter().map(|e| e.parse().unwrap()).collect();
+    let explicit: Vec<PortSpec> = vec![format!("127.0.0.1:{}:8080", free_port()).parse().unwrap()];
+    let all_specs = net::publish::publish_all(&explicit, &exposed);
+    assert_eq!(all_specs.len(), 2, "8080/tcp is published by -p already: {all_specs:?}");
+    let publish: Vec<PortSpec> = explicit.iter().chain(&all_specs).copied().collect();
+    let plan = net::preflight(&Request { publish: publish.clone(), ..req(Mode::Slirp4netns) }).unwrap();
+    let chosen = plan.published().to_vec();
+    assert_eq!(chosen.len(), 3);
+    assert_eq!(chosen[0], explicit[0]);
+    assert!(chosen.iter().all(|p| p.host_port != 0), "{chosen:?}");
+    assert!(TcpListener::bind(("0.0.0.0", chosen[1].host_port)).is_err(), "the chosen TCP port is not held");
+    assert!(UdpSocket::bind(("0.0.0.0", chosen[2].host_port)).is_err(), "the chosen UDP port is not held");
+    plan.close_host_sockets();
+    let tcp_only: Vec<PortSpec> = publish.iter().filter(|p| p.proto == net::Proto::Tcp).copied().collect();
+    let r = Request { publish: tcp_only, port_handler: Some(net::PortHandler::Slirp4netns), ..req(Mode::Slirp4netns) };
+    let hostfwd = net::preflight(&r).unwrap();
+    assert!(!hostfwd.forwards_ports());
+    let port = hostfwd.published()[1].host_port;
+    assert_ne!(port, 0);
+    rebinds_within(Duration::from_secs(3), || TcpListener::bind(("0.0.0.0", port)).map(drop), "TCP", port);
+}

@@ -2,11 +2,14 @@
 //! images built here from generated root filesystems and pushed with skopeo. Run as the unprivileged test
 //! user (scripts/test.sh). A proxy in front of the registry injects slowness, stalls and cut connections.
 
+#[path = "support/gateway.rs"]
+mod gateway;
 #[path = "support/registry.rs"]
 mod reg;
 mod support;
 
 use burrow::image::{Reference, Store};
+use gateway::*;
 use reg::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -55,8 +55,12 @@ impl Store {
                 return Ok(by_id);
             }
         }
-        let reference = Reference::parse(arg).map_err(|e| StoreError::NotFound(format!("{arg} ({e})")))?;
-        self.find(&reference).map(|r| vec![r]).ok_or_else(|| StoreError::NotFound(reference.to_string()))
+        // A short name: the first search registry's image that the store has (as `run` picks it).
+        let candidates = super::search::Search::load()
+            .and_then(|s| s.candidates(arg))
+            .map_err(|e| StoreError::NotFound(format!("{arg} ({e})")))?;
+        let names = || candidates.iter().map(Reference::to_string).collect::<Vec<_>>().join(" or ");
+        candidates.iter().find_map(|r| self.find(r)).map(|r| vec![r]).ok_or_else(|| StoreError::NotFound(names()))
     }
 
     /// `burrow rmi`: removes the named images, then the layers and blobs nothing references any more.

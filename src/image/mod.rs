@@ -19,6 +19,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod run;
+pub mod search;
 pub mod store;
 
 pub use digest::Digest;

@@ -35,6 +35,10 @@ pub enum PullError {
     Transfer { reference: String, digest: Digest, url: String, source: io::Error },
     #[error("{reference}: {reason}")]
     Image { reference: String, reason: String },
+    #[error("{name}: not pulled from any search registry of {file}: {tried} (give a fully qualified name to pick a registry)")]
+    NoSearchRegistryHasIt { name: String, file: String, tried: String },
+    #[error(transparent)]
+    Search(#[from] super::search::SearchError),
 }
 
 /// What `pull` needs besides the reference.
@@ -119,6 +123,31 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
         reason: "the image record just written cannot be read back".into(),
     })?;
     Ok(Pulled { image, downloaded: true, layers_fetched, bytes_fetched })
+}
+
+/// Pulls the first of `candidates` (a short name in each search registry, in order; or one reference) that a
+/// registry has, as podman does without a terminal. A failure of the local store ends the search at once; the
+/// other failures are reported together when no registry had the image. `name` is what the user typed.
+pub fn pull_first(
+    store: &Store,
+    name: &str,
+    search: &super::search::Search,
+    candidates: &[Reference],
+    opts: &PullOptions,
+) -> Result<Pulled, PullError> {
+    if let [only] = candidates {
+        return pull(store, only, opts);
+    }
+    let mut tried = Vec::new();
+    for reference in candidates {
+        match pull(store, reference, opts) {
+            Ok(p) => return Ok(p),
+            Err(e @ PullError::Store(_)) => return Err(e),
+            Err(e) => tried.push(e.to_string()),
+        }
+    }
+    let file = search.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "registries.conf".into());
+    Err(PullError::NoSearchRegistryHasIt { name: name.into(), file, tried: tried.join("; ") })
 }
 
 /// The name an image is recorded under: with a tag, the tag (a digest given too only pins what is fetched,

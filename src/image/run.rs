@@ -6,6 +6,7 @@ use super::gc::Pin;
 use super::pull::{self, PullError, PullOptions};
 use super::reference::{RefError, Reference};
 use super::registry::Platform;
+use super::search::{Search, SearchError};
 use super::store::{Store, StoreError};
 
 /// podman's `--pull` values.
@@ -36,6 +37,8 @@ pub enum ImageRunError {
     NotPresentNeverPull(String),
     #[error(transparent)]
     Pull(#[from] PullError),
+    #[error(transparent)]
+    Search(#[from] SearchError),
 }
 
 /// An image ready to be the root of a run: its defaults (layers, config) and the pin that keeps its layers.
@@ -46,29 +49,37 @@ pub struct ImageRoot {
     pub pin: Pin,
 }
 
-/// Resolves `reference` in the store under `pull` (podman's semantics: `missing` pulls what the store lacks,
+/// Resolves `name` in the store under `pull` (podman's semantics: `missing` pulls what the store lacks,
 /// `always` asks the registry every time — one HEAD when nothing changed —, `newer` too but keeps the stored
-/// image when the registry cannot be asked, `never` only looks in the store) and pins it. The store's own lock
-/// is released afterwards: the pin alone keeps the layers while the container runs.
+/// image when the registry cannot be asked, `never` only looks in the store) and pins it. `candidates` are the
+/// references `name` may mean (a short name in each search registry, in order): the first one in the store is
+/// the image; when none is, the first registry that has one is pulled from. The store's own lock is released
+/// afterwards: the pin alone keeps the layers while the container runs.
 pub fn root_for(
     store: &mut Store,
-    reference: &Reference,
+    name: &str,
+    search: &Search,
+    candidates: &[Reference],
     pull: PullPolicy,
     opts: &PullOptions,
 ) -> Result<ImageRoot, ImageRunError> {
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
-    let found = pull::find_local(store, reference, &platform);
+    let found = candidates.iter().find_map(|r| pull::find_local(store, r, &platform).map(|i| (r, i)));
     let image = match (found, pull) {
-        (Some(image), PullPolicy::Missing | PullPolicy::Never) => image,
-        (None, PullPolicy::Never) => return Err(ImageRunError::NotPresentNeverPull(reference.to_string())),
-        (Some(image), PullPolicy::Newer) => match pull::pull(store, reference, opts) {
+        (Some((_, image)), PullPolicy::Missing | PullPolicy::Never) => image,
+        (None, PullPolicy::Never) => {
+            let names: Vec<String> = candidates.iter().map(Reference::to_string).collect();
+            return Err(ImageRunError::NotPresentNeverPull(names.join(" or ")));
+        }
+        (Some((reference, image)), PullPolicy::Newer) => match pull::pull(store, reference, opts) {
             Ok(p) => p.image,
             Err(e) => {
                 eprintln!("burrow: warning: {e}; running the stored image");
                 image
             }
         },
-        (_, _) => pull::pull(store, reference, opts)?.image,
+        (Some((reference, _)), PullPolicy::Always) => pull::pull(store, reference, opts)?.image,
+        (None, _) => pull::pull_first(store, name, search, candidates, opts)?.image,
     };
     let pin = store.pin(&image)?;
     store.release();

@@ -33,7 +33,7 @@ fn start(args: &RunArgs) -> Result<String, (String, i32)> {
     let fail = |e: &dyn std::fmt::Display| (e.to_string(), 125);
     let id = crate::state::new_id();
     let mut prepared = crate::run::prepare(args, id.clone()).map_err(|e| (e.to_string(), e.exit_code()))?;
-    let config = Config::of_run(id.clone(), args, prepared.spec.command.clone(), false);
+    let config = Config::of_run(&prepared, args, false);
     let new = record::create(config).map_err(|e| fail(&e))?;
     let new_record = new.record.clone();
     prepared.spec.control = (!args.no_init).then(|| new.record.file("ctl"));

@@ -10,7 +10,7 @@ use crate::cli::RunArgs;
 use crate::run::{Prepared, RunError};
 
 pub fn run(mut prepared: Prepared, args: &RunArgs) -> Result<i32, RunError> {
-    let config = Config::of_run(prepared.id.clone(), args, prepared.spec.command.clone(), true);
+    let config = Config::of_run(&prepared, args, true);
     let new = record::create(config)?;
     prepared.spec.control = (!args.no_init).then(|| new.record.file("ctl"));
     prepared.spec.watch_start = true;

@@ -63,16 +63,22 @@ pub struct Config {
 }
 
 impl Config {
-    /// The record of a run of `args` with this `id` and `command`: detached (`remove` as `--rm` asks) or a named
-    /// foreground run (`foreground`, always removed when it ends).
-    pub fn of_run(id: String, args: &crate::cli::RunArgs, command: Vec<String>, foreground: bool) -> Config {
+    /// The record of the `prepared` run of `args`: detached (`remove` as `--rm` asks) or a named foreground run
+    /// (`foreground`, always removed when it ends). Its root is the image's full reference, the --rootfs
+    /// directory or "host"; its ports are the host ports really bound (`-P`'s as the kernel chose them).
+    pub fn of_run(prepared: &crate::run::Prepared, args: &crate::cli::RunArgs, foreground: bool) -> Config {
+        let root = match (&prepared.image, &args.rootfs) {
+            (Some(image), _) => image.reference.to_string(),
+            (None, Some(dir)) => dir.display().to_string(),
+            (None, None) => "host".into(),
+        };
         Config {
-            id,
+            id: prepared.id.clone(),
             name: args.name.clone(),
-            root: args.rootfs.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "host".into()),
-            command,
+            root,
+            command: prepared.spec.command.clone(),
             created: now(),
-            ports: args.publish.iter().map(|p| p.to_string()).collect(),
+            ports: prepared.spec.net.published().iter().map(|p| p.to_string()).collect(),
             boot_id: boot_id(),
             remove: foreground || args.rm,
             terminal: args.tty,

@@ -26,7 +26,7 @@ use thiserror::Error;
 
 pub use dns::ResolverPaths;
 pub use forward::Forwarder;
-pub use publish::{HostSocket, PortSpec, Proto, PublishError};
+pub use publish::{Exposed, HostSocket, PortSpec, Proto, PublishError};
 
 /// Both backends run with the largest MTU the tap device allows: about 3x the throughput of 1500.
 pub const MTU: u32 = 65520;
@@ -110,6 +110,7 @@ impl fmt::Display for PortHandler {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
     pub mode: Mode,
+    /// `-p` specs, then those of `-P` (host port 0: chosen by the kernel in [`preflight`]).
     pub publish: Vec<PortSpec>,
     pub allow_host_loopback: bool,
     pub dns: Vec<IpAddr>,
@@ -128,7 +129,7 @@ pub enum NetError {
     #[error("--network {mode}: `{helper}` is not installed (in $PATH); install the package `{package}` or pick another --network")]
     NotInstalled { mode: Mode, helper: &'static str, package: &'static str },
     #[error(
-        "--publish needs a network namespace with a backend (--network slirp4netns or pasta), not --network {mode}"
+        "--publish and --publish-all need a network namespace with a backend (--network slirp4netns or pasta), not --network {mode}"
     )]
     PublishNeedsBackend { mode: &'static str },
     #[error(transparent)]
@@ -274,7 +275,7 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
     if req.allow_host_loopback && matches!(backend, Backend::None) {
         notices.push("burrow: --allow-host-loopback has no effect with --network none".to_string());
     }
-    let plan = Plan {
+    let mut plan = Plan {
         backend,
         publish: req.publish.clone(),
         allow_host_loopback: req.allow_host_loopback,
@@ -284,10 +285,13 @@ pub fn preflight(req: &Request) -> Result<Plan, NetError> {
         port_handler,
         host_sockets: Arc::default(),
     };
+    // From here on `publish` holds the host ports really used (those the kernel chose for `-P`).
     if plan.forwards_ports() {
-        *plan.sockets() = publish::bind_host_ports(&plan.publish)?;
+        let bound = publish::bind_host_ports(&plan.publish)?;
+        plan.publish = bound.iter().map(|(spec, _)| *spec).collect();
+        *plan.sockets() = bound;
     } else {
-        publish::check_host_ports(&plan.publish)?;
+        plan.publish = publish::check_host_ports(&plan.publish)?;
     }
     Ok(plan)
 }
@@ -300,6 +304,11 @@ impl Plan {
 
     pub fn notices(&self) -> &[String] {
         &self.notices
+    }
+
+    /// The published ports with their real host ports (a `-P` port as the kernel chose it).
+    pub fn published(&self) -> &[PortSpec] {
+        &self.publish
     }
 
     pub fn backend_name(&self) -> &str {

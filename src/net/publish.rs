@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -43,6 +43,8 @@ pub enum PublishError {
     Bind { spec: PortSpec, addr: SocketAddr, proto: &'static str, errno: String },
     #[error("--publish {spec} is given twice (same host address, port and protocol)")]
     Duplicate { spec: PortSpec },
+    #[error("invalid --expose `{spec}`: {why} (expected PORT[/tcp|/udp], e.g. 8080/tcp)")]
+    BadExpose { spec: String, why: String },
 }
 
 impl fmt::Display for PortSpec {
@@ -126,6 +128,63 @@ impl FromStr for PortSpec {
     }
 }
 
+/// A container port that `-P/--publish-all` publishes: one the image exposes (`ExposedPorts`) or one
+/// named by `--expose PORT[/tcp|/udp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Exposed {
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl fmt::Display for Exposed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto.as_str())
+    }
+}
+
+impl FromStr for Exposed {
+    type Err = PublishError;
+
+    /// `PORT[/tcp|/udp]`, as `--expose` and an image's `ExposedPorts` keys write it (tcp by default).
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let bad = |why: String| PublishError::BadExpose { spec: spec.to_string(), why };
+        let (port, proto) = match spec.rsplit_once('/') {
+            Some((p, "tcp")) => (p, Proto::Tcp),
+            Some((p, "udp")) => (p, Proto::Udp),
+            Some((_, p)) => return Err(bad(format!("unknown protocol `{p}` (tcp or udp)"))),
+            None => (spec, Proto::Tcp),
+        };
+        if port.contains('-') {
+            return Err(bad(format!("`{port}`: port ranges are not supported")));
+        }
+        match port.parse::<u16>() {
+            Ok(0) => Err(bad("the port must be 1-65535, not 0".into())),
+            Ok(port) => Ok(Exposed { port, proto }),
+            Err(_) => Err(bad(format!("`{port}` is not a port number 1-65535"))),
+        }
+    }
+}
+
+/// `-P/--publish-all`: a spec on a free host port (0: the kernel picks it when it is bound) of every address
+/// for each of `exposed` that no `explicit` `-p` already publishes (same container port and protocol, as
+/// podman), each once.
+pub fn publish_all(explicit: &[PortSpec], exposed: &[Exposed]) -> Vec<PortSpec> {
+    let mut out: Vec<PortSpec> = Vec::new();
+    for e in exposed {
+        let taken = |p: &PortSpec| p.container_port == e.port && p.proto == e.proto;
+        if explicit.iter().any(taken) || out.iter().any(taken) {
+            continue;
+        }
+        out.push(PortSpec {
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            host_port: 0,
+            container_port: e.port,
+            proto: e.proto,
+        });
+    }
+    out
+}
+
 /// A host socket bound for one published port: a listener for TCP, a bound socket for UDP.
 #[derive(Debug)]
 pub enum HostSocket {
@@ -133,27 +192,44 @@ pub enum HostSocket {
     Udp(UdpSocket),
 }
 
-/// Checks that no spec is repeated and that every host port can be bound right now.
-/// The sockets are closed again at once: for the backends that bind the ports themselves a few ms
-/// later (pasta, slirp4netns' `add_hostfwd`).
-pub fn check_host_ports(specs: &[PortSpec]) -> Result<(), PublishError> {
-    bind_host_ports(specs).map(drop)
+/// Checks that no spec is repeated and that every host port can be bound right now; returns the specs with
+/// the host port the kernel chose for each host port 0 (`-P`). The sockets are closed again at once: for the
+/// backends that bind the ports themselves a few ms later (pasta, slirp4netns' `add_hostfwd`). A chosen port
+/// could be taken by another program in between, as with podman's rootless port handlers; burrow's own
+/// forwarder ([`bind_host_ports`]) has no such window.
+pub fn check_host_ports(specs: &[PortSpec]) -> Result<Vec<PortSpec>, PublishError> {
+    Ok(bind_host_ports(specs)?.into_iter().map(|(spec, _)| spec).collect())
 }
 
 /// Checks that no spec is repeated and binds every host port, for burrow's own forwarder: the
-/// bind is the check, so there is no window in which another program can take the port.
+/// bind is the check, so there is no window in which another program can take the port. A host port 0 is
+/// bound to a port the kernel chooses, which the returned spec carries. All the sockets stay bound until
+/// every spec is bound, so a chosen port never clashes with another spec's.
 pub fn bind_host_ports(specs: &[PortSpec]) -> Result<Vec<(PortSpec, HostSocket)>, PublishError> {
     let mut bound = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
-        let clash = specs[..i].iter().any(|o| {
-            o.proto == spec.proto
-                && o.host_port == spec.host_port
-                && (o.host_ip == spec.host_ip || o.host_ip_is_any() || spec.host_ip_is_any())
-        });
+        let clash = spec.host_port != 0
+            && specs[..i].iter().any(|o| {
+                o.proto == spec.proto
+                    && o.host_port == spec.host_port
+                    && (o.host_ip == spec.host_ip || o.host_ip_is_any() || spec.host_ip_is_any())
+            });
         if clash {
             return Err(PublishError::Duplicate { spec: *spec });
         }
-        bound.push((*spec, bind_one(spec)?));
+        let socket = bind_one(spec)?;
+        let local = match &socket {
+            HostSocket::Tcp(l) => l.local_addr(),
+            HostSocket::Udp(u) => u.local_addr(),
+        };
+        let mut chosen = *spec;
+        chosen.host_port = local.map(|a| a.port()).map_err(|e| PublishError::Bind {
+            spec: *spec,
+            addr: spec.host_addr(),
+            proto: spec.proto.as_str(),
+            errno: e.to_string(),
+        })?;
+        bound.push((chosen, socket));
     }
     Ok(bound)
 }
@@ -232,6 +308,49 @@ mod tests {
         let e = check_host_ports(&[spec]).unwrap_err();
         assert!(matches!(e, PublishError::Busy { .. }), "{e}");
         drop(l);
-        check_host_ports(&[spec]).unwrap();
+        assert_eq!(check_host_ports(&[spec]).unwrap(), vec![spec]);
+    }
+
+    fn x(s: &str) -> Result<Exposed, PublishError> {
+        s.parse()
+    }
+
+    #[test]
+    fn exposed_ports_parse_as_images_and_expose_write_them() {
+        assert_eq!(x("80").unwrap(), Exposed { port: 80, proto: Proto::Tcp });
+        assert_eq!(x("80/tcp").unwrap(), Exposed { port: 80, proto: Proto::Tcp });
+        assert_eq!(x("53/udp").unwrap().to_string(), "53/udp");
+        for bad in ["", "0", "x", "80/sctp", "70000", "8000-8010/tcp", "80:80", "/tcp"] {
+            let e = x(bad).unwrap_err();
+            assert!(matches!(e, PublishError::BadExpose { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("expected PORT[/tcp|/udp]"), "{e}");
+        }
+    }
+
+    #[test]
+    fn publish_all_skips_ports_published_explicitly_and_repeats() {
+        let explicit = [p("8080:80").unwrap()];
+        let exposed = [x("80/tcp").unwrap(), x("80/udp").unwrap(), x("443").unwrap(), x("443/tcp").unwrap()];
+        let all = publish_all(&explicit, &exposed);
+        let got: Vec<(u16, u16, Proto)> = all.iter().map(|s| (s.host_port, s.container_port, s.proto)).collect();
+        assert_eq!(got, vec![(0, 80, Proto::Udp), (0, 443, Proto::Tcp)]);
+        assert!(all.iter().all(|s| s.host_ip_is_any()));
+        assert!(publish_all(&explicit, &[]).is_empty());
+    }
+
+    #[test]
+    fn host_port_zero_gets_a_distinct_free_port_from_the_kernel() {
+        let specs = publish_all(&[], &[x("80").unwrap(), x("81").unwrap(), x("80/udp").unwrap()]);
+        let specs: Vec<PortSpec> =
+            specs.into_iter().map(|s| PortSpec { host_ip: "127.0.0.1".parse().unwrap(), ..s }).collect();
+        let bound = bind_host_ports(&specs).unwrap();
+        assert_eq!(bound.len(), 3);
+        assert!(bound.iter().all(|(s, _)| s.host_port != 0), "{bound:?}");
+        assert_ne!(bound[0].0.host_port, bound[1].0.host_port);
+        // Held: binding the chosen TCP port again fails until the sockets are closed.
+        let tcp = bound[0].0;
+        assert!(TcpListener::bind(tcp.host_addr()).is_err());
+        drop(bound);
+        assert!(check_host_ports(&specs).unwrap().iter().all(|s| s.host_port != 0));
     }
 }

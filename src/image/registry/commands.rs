@@ -6,7 +6,8 @@ use super::login;
 use super::platform::Platform;
 use crate::cli::{LoginArgs, LogoutArgs, PullArgs, RegistryArgs};
 use crate::image::pull::{self, PullOptions};
-use crate::image::{Reference, Store};
+use crate::image::search::Search;
+use crate::image::Store;
 use std::time::{Duration, Instant};
 
 /// Seconds without a byte from the registry after which a transfer counts as stalled (and is retried).
@@ -67,16 +68,22 @@ pub fn pull(args: &PullArgs) -> i32 {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
-    let reference = match Reference::parse(&args.image) {
-        Ok(r) => r,
+    // A short name: each search registry of registries.conf in turn (docker.io when there are none).
+    let search = match Search::load() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let candidates = match search.candidates(&args.image) {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
     let store = match Store::open(args.store.store.clone()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    match pull::pull(&store, &reference, &opts) {
+    match pull::pull_first(&store, &args.image, &search, &candidates, &opts) {
         Ok(p) => {
+            let reference = &p.image.reference;
             if !args.quiet {
                 let ms = start.elapsed().as_millis();
                 if p.downloaded {
