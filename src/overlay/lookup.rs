@@ -10,19 +10,27 @@ use rustix::io::Errno;
 use super::inode::Found;
 use super::layers::{is_dir, is_whiteout, stat_at, Layers, Real};
 
+/// Which real objects a lookup opens (`O_PATH`) for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// None (a node opens its handles by name when it first needs them: a walk that only
+    /// stats entries opens nothing, and a directory is opened once, at its first listing or
+    /// child lookup, not again at every lookup of its name).
+    Nothing,
+    /// Every layer of a directory (a removal lists it), not a non-directory.
+    Dirs,
+    /// Everything found.
+    All,
+}
+
 /// Looks `name` up in the directory whose merged layers are `dir` (top first), the way kernel
 /// overlayfs does: the first whiteout hides everything below, a non-directory hides everything
-/// below, directories merge down to the first opaque one. Each real directory found is opened
-/// (`O_PATH`, never following a symlink) and described by that handle; a non-directory is
-/// opened only when `open_files` (else its node opens it by name when first used: a walk that
-/// only stats files opens nothing).
-pub(crate) fn lookup_merged(
-    layers: &Layers,
-    dir: &[Real],
-    name: &OsStr,
-    open_files: bool,
-) -> Result<Option<Found>, Errno> {
-    let mut found: Option<Found> = None;
+/// below, directories merge down to the first opaque one. The objects found are opened
+/// (`O_PATH`, never following a symlink) as `open` asks; a directory with layers below it is
+/// opened anyway, since its opaque xattr can only be read through a handle, and then all of
+/// its layers are (a `Found` holds handles for all its layers or for none).
+pub(crate) fn lookup_merged(layers: &Layers, dir: &[Real], name: &OsStr, open: Open) -> Result<Option<Found>, Errno> {
+    let mut hits: Vec<(&Real, Stat, Option<OwnedFd>)> = Vec::new();
     for (i, d) in dir.iter().enumerate() {
         let st = match stat_at(&*d.fd, name) {
             Ok(st) => st,
@@ -33,26 +41,38 @@ pub(crate) fn lookup_merged(
             break;
         }
         if !is_dir(&st) {
-            if found.is_some() {
+            if !hits.is_empty() {
                 break;
             }
             let mut fds = Vec::new();
-            if open_files {
+            if open == Open::All {
                 fds.push(Arc::new(open_same(layers, d, name, &st)?));
             }
             return Ok(Some(Found { layers: vec![d.layer], fds, stat: st }));
         }
-        let fd = open_same(layers, d, name, &st)?;
         // Opaqueness only matters when something lies below.
-        let opaque = i + 1 < dir.len() && layers.is_opaque(&fd);
-        let f = found.get_or_insert_with(|| Found { layers: Vec::new(), fds: Vec::new(), stat: st });
-        f.layers.push(d.layer);
-        f.fds.push(Arc::new(fd));
+        let below = i + 1 < dir.len();
+        let fd = if below || open != Open::Nothing { Some(open_same(layers, d, name, &st)?) } else { None };
+        let opaque = below && fd.as_ref().is_some_and(|fd| layers.is_opaque(fd));
+        hits.push((d, st, fd));
         if opaque {
             break;
         }
     }
-    Ok(found)
+    let Some(stat) = hits.first().map(|h| h.1) else {
+        return Ok(None);
+    };
+    let mut found = Found { layers: hits.iter().map(|h| h.0.layer).collect(), fds: Vec::new(), stat };
+    if hits.iter().any(|h| h.2.is_some()) {
+        for (d, st, fd) in hits {
+            let fd = match fd {
+                Some(fd) => fd,
+                None => open_same(layers, d, name, &st)?,
+            };
+            found.fds.push(Arc::new(fd));
+        }
+    }
+    Ok(Some(found))
 }
 
 /// Opens (`O_PATH`) the entry `name` of `dir` that was just found with attributes `st`; it must
