@@ -99,3 +99,51 @@ pub(crate) fn lookup_root(layers: &Layers) -> Result<Found, Errno> {
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::layers::UPPER;
+    use crate::overlay::OverlayConfig;
+
+    fn layers(t: &tempfile::TempDir, lowers: usize) -> Layers {
+        let p = |n: &str| {
+            let d = t.path().join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        };
+        let cfg =
+            OverlayConfig { lowers: (0..lowers).map(|i| p(&format!("l{i}"))).collect(), upper: p("u"), work: p("w") };
+        Layers::new(&cfg).unwrap()
+    }
+
+    #[test]
+    fn a_lookup_opens_only_what_it_is_asked_for_or_needs_for_opaqueness() {
+        let t = tempfile::tempdir().unwrap();
+        let l = layers(&t, 2);
+        for d in ["l0/d", "l1/d", "l1/only", "u/top"] {
+            std::fs::create_dir(t.path().join(d)).unwrap();
+        }
+        std::fs::write(t.path().join("l0/f"), "x").unwrap();
+        let root: Vec<Real> = (0..l.count()).map(|i| l.root(i)).collect();
+        let name = OsStr::new;
+
+        // A directory only in the bottom layer: nothing to read an xattr from, nothing opened.
+        let only = lookup_merged(&l, &root, name("only"), Open::Nothing).unwrap().unwrap();
+        assert_eq!((only.layers.clone(), only.fds.len()), (vec![2], 0));
+        // A file: opened only when asked for everything.
+        assert!(lookup_merged(&l, &root, name("f"), Open::Dirs).unwrap().unwrap().fds.is_empty());
+        assert_eq!(lookup_merged(&l, &root, name("f"), Open::All).unwrap().unwrap().fds.len(), 1);
+        // A directory with a layer below it: its opaque xattr needs a handle, so all its layers
+        // are opened, the top one checked to be the object found.
+        let d = lookup_merged(&l, &root, name("d"), Open::Nothing).unwrap().unwrap();
+        assert_eq!((d.layers.clone(), d.fds.len()), (vec![1, 2], 2));
+        let top = rustix::fs::fstat(&*d.fds[0]).unwrap();
+        assert_eq!((top.st_dev, top.st_ino), d.key());
+        // An upper directory above lowers is opened for the same reason; asked for, always.
+        assert_eq!(lookup_merged(&l, &root, name("top"), Open::Nothing).unwrap().unwrap().fds.len(), 1);
+        assert_eq!(lookup_merged(&l, &root[2..], name("only"), Open::Dirs).unwrap().unwrap().fds.len(), 1);
+        assert!(lookup_merged(&l, &root, name("missing"), Open::All).unwrap().is_none());
+        assert_eq!(root[0].layer, UPPER);
+    }
+}
