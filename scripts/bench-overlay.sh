@@ -24,7 +24,9 @@
 # BURROW_OVERLAYFS (release build under CARGO_TARGET_DIR or ./target), FUSE_OVERLAYFS, BURROW (the
 # burrow binary next to BURROW_OVERLAYFS; the kernel-driver comparison is skipped without it),
 # BURROW_OVERLAYFS_BASE (another burrow-overlayfs build, e.g. of the main branch: adds the config
-# burrow-base, interleaved with the others, for a before/after comparison in one run).
+# burrow-base, interleaved with the others, for a before/after comparison in one run),
+# BENCH_CONFIGS (only these configs, e.g. "burrow burrow-base fuse-overlayfs": a fast A/B run),
+# BENCH_WORKLOADS (only these of "tar find files write read compile").
 #
 # Each run gets a fresh directory under BENCH_DIR/runs, a directory marked `chattr +T` (ext4's
 # "top of a directory hierarchy"): ext4 then spreads the run directories over its block groups.
@@ -162,14 +164,24 @@ CONFIGS="plain kernel"
 if [ -x "$BURROW_OVERLAYFS" ]; then CONFIGS="$CONFIGS burrow"; else echo "note: $BURROW_OVERLAYFS missing (cargo build --release)" >&2; fi
 [ -n "${BURROW_OVERLAYFS_BASE:-}" ] && CONFIGS="$CONFIGS burrow-base"
 MAIN_CONFIGS=$CONFIGS
-if [ ! -x "$BURROW" ]; then
+# wanted CONFIG: CONFIG is in BENCH_CONFIGS (or BENCH_CONFIGS is unset).
+wanted() { [ -z "${BENCH_CONFIGS:-}" ] || case " $BENCH_CONFIGS " in *" $1 "*) true ;; *) false ;; esac; }
+if ! wanted kernel-u && ! wanted burrow-kernel; then
+    :
+elif [ ! -x "$BURROW" ]; then
     echo "note: $BURROW missing: no kernel-driver comparison" >&2
 elif make_user_tree; then
     CONFIGS="$CONFIGS kernel-u burrow-kernel"
 else
     echo "note: $DEBIAN_USER missing (made once as root): no kernel-driver comparison" >&2
 fi
-WORKLOADS="tar find files write read compile"
+keep=
+for c in $CONFIGS; do wanted "$c" && keep="$keep $c"; done
+CONFIGS=${keep# }
+keep=
+for c in $MAIN_CONFIGS; do wanted "$c" && keep="$keep $c"; done
+MAIN_CONFIGS=${keep# }
+WORKLOADS=${BENCH_WORKLOADS:-tar find files write read compile}
 : >"$RESULTS"
 : >"$MOUNTS"
 

@@ -18,7 +18,7 @@ use rustix::io::Errno;
 use super::filesystem::{Overlay, R};
 use super::inode::Found;
 use super::layers::{check_name, is_whiteout, proc_path, stat_at, Layers, Real, OPAQUE_XATTR, UPPER};
-use super::lookup::lookup_merged;
+use super::lookup::{lookup_merged, Open};
 
 /// What to create.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ impl Overlay {
             Some(Ok(_)) => return Err(Errno::EXIST),
             Some(Err(Errno::NOENT)) | None => {
                 let lower = if dir[0].layer == UPPER { &dir[1..] } else { &dir[..] };
-                if !lower.is_empty() && lookup_merged(&self.layers, lower, name, false)?.is_some() {
+                if !lower.is_empty() && lookup_merged(&self.layers, lower, name, Open::Nothing)?.is_some() {
                     return Err(Errno::EXIST);
                 }
                 false

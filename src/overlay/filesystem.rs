@@ -2,7 +2,7 @@
 //! Namespace changes (create, remove, rename) live in `dirops.rs`; the `fuser::Filesystem`
 //! glue in `fuse.rs`.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -15,12 +15,18 @@ use rustix::io::Errno;
 use super::dirops::{Caller, New};
 use super::handles::{FileHandle, Handles};
 use super::inode::{attr, Found, Node, Table};
-use super::layers::{proc_path, set_times, Layers, Real, UPPER};
-use super::lookup::{lookup_merged, lookup_root};
+use super::layers::{proc_path, set_times, stat_at, Layers, Real, UPPER};
+use super::lookup::{lookup_merged, lookup_root, Open};
 use super::readdir::Entry;
 use super::{xattr, OverlayConfig, OverlayError};
 
 pub(crate) type R<T> = Result<T, Errno>;
+
+/// Where a node's top real object is (see [`Overlay::locate`]).
+enum Place {
+    Handle(Real),
+    Name { dir: Arc<OwnedFd>, name: OsString, layer: usize, key: (u64, u64) },
+}
 
 #[derive(Debug)]
 pub(crate) struct Overlay {
@@ -168,7 +174,7 @@ impl Overlay {
     /// Looks `name` up in the directory node `parent` whose handles are `dir` (caller holds
     /// the tree lock).
     pub(crate) fn lookup_in(&self, parent: u64, dir: &[Real], name: &OsStr) -> R<Option<(u64, u64, FileAttr)>> {
-        let Some(found) = lookup_merged(&self.layers, dir, name, false)? else {
+        let Some(found) = lookup_merged(&self.layers, dir, name, Open::Nothing)? else {
             return Ok(None);
         };
         Ok(Some(self.remember(parent, name, found)))
@@ -192,7 +198,7 @@ impl Overlay {
                 Some(upper) => rustix::fs::fstat(&*upper)?,
                 None => rustix::fs::fstat(&f.fd)?,
             },
-            None => rustix::fs::fstat(&*self.top(ino)?)?,
+            None => self.stat_top(ino)?,
         };
         Ok(self.attr_of(ino, &node, &st))
     }
@@ -300,24 +306,64 @@ impl Overlay {
             return Ok((real.layer, self.layers.reopen(&*real.fd, flags)?));
         }
         let _tree = self.tree_read();
+        // O_TRUNC acts before the identity check could refuse: only through the handle.
+        let place = if flags.contains(OFlags::TRUNC) { self.handle_of(id)? } else { self.locate(id)? };
+        match place {
+            Place::Handle(real) => Ok((real.layer, self.layers.reopen(&*real.fd, flags)?)),
+            Place::Name { dir, name, layer, key } => {
+                let fd = self.layers.open_at(&*dir, &name, flags, 0)?;
+                let st = rustix::fs::fstat(&fd)?;
+                if (st.st_dev, st.st_ino) != key {
+                    return Err(Errno::STALE);
+                }
+                Ok((layer, fd))
+            }
+        }
+    }
+
+    /// Where the top real object of node `id` is: its handle, or, for a node that holds none,
+    /// its parent's handle in the same layer and its name. The caller holds the tree lock.
+    fn locate(&self, id: u64) -> R<Place> {
         let (parent, name, layer, key) = {
             let table = self.table();
             let node = table.get(id).ok_or(Errno::STALE)?;
+            if let Some(fds) = &node.fds {
+                return Ok(Place::Handle(Real { layer: node.layer(), fd: fds[0].clone() }));
+            }
+            if node.dead || node.parent == 0 {
+                return Err(Errno::STALE);
+            }
             (node.parent, node.name.clone(), node.layer(), node.key)
         };
-        // O_TRUNC acts before the identity check could refuse: only through the handle.
-        if parent == 0 || flags.contains(OFlags::TRUNC) {
-            let real = self.reals_locked(id)?.swap_remove(0);
-            return Ok((real.layer, self.layers.reopen(&*real.fd, flags)?));
+        let dir = self.reals_locked(parent)?.into_iter().find(|r| r.layer == layer).ok_or(Errno::STALE)?;
+        Ok(Place::Name { dir: dir.fd, name, layer, key })
+    }
+
+    /// [`Overlay::locate`] that always gives a handle (opened again if it was closed).
+    fn handle_of(&self, id: u64) -> R<Place> {
+        Ok(Place::Handle(self.reals_locked(id)?.swap_remove(0)))
+    }
+
+    /// The attributes of node `id`'s top real object: `fstat` of its handle, or, when the node
+    /// holds none (a file that was only looked up, or closed by the budget), `statat` of its
+    /// name in the parent's handle (no symlink followed), checked to be the node's (device,
+    /// inode). One call, where opening a handle first took three (`stat` after `read`, as
+    /// `tar` does for every file, reaches the server).
+    fn stat_top(&self, id: u64) -> R<Stat> {
+        if let Some(r) = self.cached_reals(id)? {
+            return rustix::fs::fstat(&*r[0].fd);
         }
-        let dir = self.reals_locked(parent)?;
-        let d = dir.iter().find(|r| r.layer == layer).ok_or(Errno::STALE)?;
-        let fd = self.layers.open_at(&*d.fd, &name, flags, 0)?;
-        let st = rustix::fs::fstat(&fd)?;
-        if (st.st_dev, st.st_ino) != key {
-            return Err(Errno::STALE);
+        let _tree = self.tree_read();
+        match self.locate(id)? {
+            Place::Handle(real) => rustix::fs::fstat(&*real.fd),
+            Place::Name { dir, name, key, .. } => {
+                let st = stat_at(&*dir, &name).map_err(|_| Errno::STALE)?;
+                if (st.st_dev, st.st_ino) != key {
+                    return Err(Errno::STALE);
+                }
+                Ok(st)
+            }
         }
-        Ok((layer, fd))
     }
 
     /// The fd to read from: the handle's own, or the upper copy if the file was copied up

@@ -15,7 +15,7 @@ use super::dirops::set_opaque;
 use super::filesystem::{Overlay, R};
 use super::inode::{Found, Table};
 use super::layers::{check_name, is_dir, is_whiteout, stat_at, Real, UPPER};
-use super::lookup::{lookup_merged, open_same};
+use super::lookup::{lookup_merged, open_same, Open};
 use super::readdir::empty_upper_whiteouts;
 
 impl Overlay {
@@ -24,7 +24,8 @@ impl Overlay {
         let _tree = self.tree_write();
         check_name(name)?;
         let parent_reals = self.parent_dir(parent)?;
-        let mut found = lookup_merged(&self.layers, &parent_reals, name, false)?.ok_or(Errno::NOENT)?;
+        let mut found = lookup_merged(&self.layers, &parent_reals, name, if dir { Open::Dirs } else { Open::Nothing })?
+            .ok_or(Errno::NOENT)?;
         match (dir, is_dir(&found.stat)) {
             (false, true) => return Err(Errno::ISDIR),
             (true, false) => return Err(Errno::NOTDIR),
@@ -125,8 +126,8 @@ impl Overlay {
         check_name(newname)?;
         let old_reals = self.parent_dir(parent)?;
         let new_reals = self.parent_dir(newparent)?;
-        let src = lookup_merged(&self.layers, &old_reals, name, true)?.ok_or(Errno::NOENT)?;
-        let dst = lookup_merged(&self.layers, &new_reals, newname, true)?;
+        let src = lookup_merged(&self.layers, &old_reals, name, Open::All)?.ok_or(Errno::NOENT)?;
+        let dst = lookup_merged(&self.layers, &new_reals, newname, Open::All)?;
         let exchange = flags.contains(RenameFlags::EXCHANGE);
         if parent == newparent && name == newname {
             return Ok(());
