@@ -4,7 +4,7 @@
 //! `#[path = "support/gateway.rs"] mod gateway;`.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
@@ -84,16 +84,7 @@ fn gateway_conn(
     basic: &str,
     log: &std::sync::Mutex<Vec<String>>,
 ) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
+    let Some(text) = crate::support::read_http_head(&mut conn) else { return };
     let mut lines = text.split("\r\n");
     let request = lines.next().unwrap_or("").to_string();
     let mut parts = request.split(' ');

@@ -259,3 +259,18 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// Reads an HTTP request's head (request line and headers, up to the blank line) from `conn`, byte by byte so
+/// that nothing of the body is consumed; None when the peer closes or stalls for 30 s first.
+pub fn read_http_head(conn: &mut std::net::TcpStream) -> Option<String> {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}

@@ -11,7 +11,7 @@
 #![allow(dead_code)]
 
 use base64::Engine as _;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -186,16 +186,7 @@ fn jwt(key: &Path, x5c: &str, subject: &str, scopes: &[String], serial: u64) -> 
 
 /// One request per connection (`Connection: close`).
 fn serve(mut conn: TcpStream, s: &Shared) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
+    let Some(text) = crate::support::read_http_head(&mut conn) else { return };
     let mut lines = text.split("\r\n");
     let target = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_string();
     let auth = lines
