@@ -171,6 +171,10 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<Vec<Impo
     }
 }
 
+fn malformed(archive: &Path, member: &str, e: impl std::fmt::Display) -> ImportError {
+    ImportError::Malformed { path: archive.to_path_buf(), reason: format!("{member}: {e}") }
+}
+
 /// The archive's members, as the format readers see them.
 pub struct Members<'a>(&'a Source);
 
@@ -183,8 +187,21 @@ impl Members<'_> {
         self.0.reader(name)
     }
 
-    pub fn read_json(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.0.read_json(name)
+    /// A JSON member's bytes; a member that is missing or cannot be read makes the archive malformed (the
+    /// reason names the member).
+    pub fn json_bytes(&self, name: &str, archive: &Path) -> Result<Vec<u8>, ImportError> {
+        self.0.read_json(name).map_err(|e| malformed(archive, name, e))
+    }
+
+    /// A JSON member parsed, with its bytes; reading or parsing it fails as [`Members::json_bytes`] does.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        archive: &Path,
+    ) -> Result<(T, Vec<u8>), ImportError> {
+        let bytes = self.json_bytes(name, archive)?;
+        let parsed = serde_json::from_slice(&bytes).map_err(|e| malformed(archive, name, e))?;
+        Ok((parsed, bytes))
     }
 
     pub fn exists(&self, name: &str) -> bool {

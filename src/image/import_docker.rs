@@ -31,16 +31,13 @@ pub fn import(
         let what = what.to_string();
         move |e: std::io::Error| ImportError::Malformed { path: path.to_path_buf(), reason: format!("{what}: {e}") }
     };
-    let entries: Vec<Entry> = serde_json::from_slice(&m.read_json("manifest.json").map_err(io("manifest.json"))?)
-        .map_err(|e| malformed(format!("manifest.json: {e}")))?;
+    let (entries, _): (Vec<Entry>, _) = m.json("manifest.json", path)?;
     if name.is_some() && entries.len() != 1 {
         return Err(malformed(format!("--name needs an archive of one image; this one has {}", entries.len())));
     }
     let mut out = Vec::new();
     for e in &entries {
-        let config = m.read_json(&e.config).map_err(io(&e.config))?;
-        let parsed: oci_spec::image::ImageConfiguration =
-            serde_json::from_slice(&config).map_err(|err| malformed(format!("{}: {err}", e.config)))?;
+        let (parsed, config): (oci_spec::image::ImageConfiguration, _) = m.json(&e.config, path)?;
         let diff_ids = parsed.rootfs().diff_ids();
         if diff_ids.len() != e.layers.len() {
             return Err(malformed(format!(

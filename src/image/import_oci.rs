@@ -41,17 +41,13 @@ pub fn import(
     name: Option<&Reference>,
 ) -> Result<Vec<Imported>, ImportError> {
     let malformed = |reason: String| ImportError::Malformed { path: path.to_path_buf(), reason };
-    let index: ImageIndex =
-        serde_json::from_slice(&m.read_json("index.json").map_err(|e| malformed(format!("index.json: {e}")))?)
-            .map_err(|e| malformed(format!("index.json: {e}")))?;
+    let (index, _): (ImageIndex, _) = m.json("index.json", path)?;
     let mut chosen: Vec<(Descriptor, Option<String>)> = Vec::new();
     for d in index.manifests() {
         let label = d.annotations().as_ref().and_then(|a| a.get(CONTAINERD_NAME).or_else(|| a.get(REF_NAME))).cloned();
         if is_index(d) {
             let (_, p) = blob(d).map_err(&malformed)?;
-            let nested: ImageIndex =
-                serde_json::from_slice(&m.read_json(&p).map_err(|e| malformed(format!("{p}: {e}")))?)
-                    .map_err(|e| malformed(format!("{p}: {e}")))?;
+            let (nested, _): (ImageIndex, _) = m.json(&p, path)?;
             let pick = nested.manifests().iter().find(|n| {
                 n.platform()
                     .as_ref()
@@ -81,11 +77,9 @@ pub fn import(
     let mut out = Vec::new();
     for (d, label) in chosen {
         let (manifest_digest, mpath) = blob(&d).map_err(&malformed)?;
-        let manifest_bytes = m.read_json(&mpath).map_err(|e| malformed(format!("{mpath}: {e}")))?;
-        let manifest: ImageManifest =
-            serde_json::from_slice(&manifest_bytes).map_err(|e| malformed(format!("{mpath}: {e}")))?;
+        let (manifest, manifest_bytes): (ImageManifest, _) = m.json(&mpath, path)?;
         let (_, cpath) = blob(manifest.config()).map_err(&malformed)?;
-        let config = m.read_json(&cpath).map_err(|e| malformed(format!("{cpath}: {e}")))?;
+        let config = m.json_bytes(&cpath, path)?;
         for l in manifest.layers() {
             let (digest, lpath) = blob(l).map_err(&malformed)?;
             let body = m.reader(&lpath).map_err(|e| malformed(format!("{lpath}: {e}")))?;
