@@ -142,8 +142,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, CommandError> {
         f.read_to_end(&mut all)?;
     }
     // Only whole records: the monitor may be writing one (-f reads it on its next pass).
-    let whole = all.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let records: Vec<logfile::Record> = logfile::lines(&all[..whole]).map(logfile::parse).collect();
+    let (records, whole) = logfile::records(&all);
     logfile::emit(logfile::tail(&records, args.tail), args.timestamps)?;
     if !args.follow {
         return Ok(0);
@@ -168,8 +167,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, CommandError> {
                 got += n;
                 pos += n as u64;
             }
-            let whole = pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            let records: Vec<logfile::Record> = logfile::lines(&pending[..whole]).map(logfile::parse).collect();
+            let (records, whole) = logfile::records(&pending);
             logfile::emit(&records, args.timestamps)?;
             pending.drain(..whole);
         }

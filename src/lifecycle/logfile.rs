@@ -93,7 +93,7 @@ pub struct Record<'a> {
 
 /// Parses one line (without its newline). A line that is not a record (a log of an older burrow) is
 /// shown as a full stdout line.
-pub fn parse(line: &[u8]) -> Record<'_> {
+fn parse(line: &[u8]) -> Record<'_> {
     let mut parts = line.splitn(4, |b| *b == b' ');
     let (time, stream, tag) = (parts.next(), parts.next(), parts.next());
     let stream = match stream {
@@ -109,10 +109,12 @@ pub fn parse(line: &[u8]) -> Record<'_> {
     }
 }
 
-/// The complete lines of `bytes`, without their newlines (a last line still being written is left out).
-pub fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    bytes[..end].split_inclusive(|b| *b == b'\n').map(|l| &l[..l.len() - 1])
+/// The records of `bytes`, and how many bytes they took: a last line without its newline (the monitor may be
+/// writing it) is left for the next read.
+pub fn records(bytes: &[u8]) -> (Vec<Record<'_>>, usize) {
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let records = bytes[..whole].split_inclusive(|b| *b == b'\n').map(|l| parse(&l[..l.len() - 1])).collect();
+    (records, whole)
 }
 
 /// The records of the last `n` lines of output, all of them without `n`. A line is one or more `P` records
@@ -175,7 +177,7 @@ mod tests {
     #[test]
     fn chunks_become_records_per_line() {
         let bytes = written(&[(Stream::Stdout, b"a\nb"), (Stream::Stderr, b"oops\n"), (Stream::Stdout, b"c\n")]);
-        let recs: Vec<Record> = lines(&bytes).map(parse).collect();
+        let (recs, _) = records(&bytes);
         let got: Vec<(Stream, bool, &[u8])> = recs.iter().map(|r| (r.stream, r.full, r.content)).collect();
         assert_eq!(
             got,
@@ -192,7 +194,7 @@ mod tests {
     #[test]
     fn tail_counts_lines_not_records() {
         let bytes = written(&[(Stream::Stdout, b"1\n2"), (Stream::Stdout, b"x\n3\n")]);
-        let recs: Vec<Record> = lines(&bytes).map(parse).collect();
+        let (recs, _) = records(&bytes);
         let text = |rs: Vec<&Record>| rs.iter().map(|r| r.content).collect::<Vec<_>>().concat();
         assert_eq!(text(tail(&recs, Some(1))), b"3");
         assert_eq!(text(tail(&recs, Some(2))), b"2x3");
@@ -200,11 +202,11 @@ mod tests {
         assert!(tail(&recs, Some(0)).is_empty());
         // A partial stdout line continued after a stderr line is still one line.
         let mixed = written(&[(Stream::Stdout, b"1\npa"), (Stream::Stderr, b"e\n"), (Stream::Stdout, b"rt\n")]);
-        let recs: Vec<Record> = lines(&mixed).map(parse).collect();
+        let (recs, _) = records(&mixed);
         assert_eq!(text(tail(&recs, Some(2))), b"paert");
         assert_eq!(text(tail(&recs, Some(1))), b"e");
         let open = written(&[(Stream::Stdout, b"1\n2\npart")]);
-        let recs: Vec<Record> = lines(&open).map(parse).collect();
+        let (recs, _) = records(&open);
         assert_eq!(text(tail(&recs, Some(1))), b"part");
         assert_eq!(text(tail(&recs, Some(2))), b"2part");
     }
