@@ -49,25 +49,23 @@ pub fn compile(arch: TargetArch, table: &BTreeMap<u32, Outcome>, otherwise: Secc
     let mut prog: BpfProgram = empty.try_into().expect("an empty filter compiles");
     prog.pop();
     prog.push(stmt(LD_W_ABS, DATA_NR));
-    search(&ranges(table, &otherwise), &mut prog);
+    let other = Outcome::Always(otherwise);
+    search(&ranges(table, &other), &mut prog);
     prog
 }
 
 /// A range of numbers from `start` up to the next range's start, and what they get.
 struct Range<'a> {
     start: u32,
-    outcome: std::borrow::Cow<'a, Outcome>,
+    outcome: &'a Outcome,
 }
 
-/// The ranges covering 0..=u32::MAX: neighbouring numbers with the same `Always` outcome share one range;
-/// a number with rules is a range of its own.
-fn ranges<'a>(table: &'a BTreeMap<u32, Outcome>, otherwise: &SeccompAction) -> Vec<Range<'a>> {
-    use std::borrow::Cow;
-    let other = Outcome::Always(otherwise.clone());
+/// The ranges covering 0..=u32::MAX, numbers absent from `table` getting `other`: neighbouring numbers with
+/// the same `Always` outcome share one range; a number with rules is a range of its own.
+fn ranges<'a>(table: &'a BTreeMap<u32, Outcome>, other: &'a Outcome) -> Vec<Range<'a>> {
     let mut out: Vec<Range<'a>> = Vec::new();
-    let mut push = |start: u32, outcome: Cow<'a, Outcome>| {
-        let joins =
-            matches!(&*outcome, Outcome::Always(_)) && out.last().is_some_and(|last: &Range| *last.outcome == *outcome);
+    let mut push = |start: u32, outcome: &'a Outcome| {
+        let joins = matches!(outcome, Outcome::Always(_)) && out.last().is_some_and(|last| last.outcome == outcome);
         if !joins {
             out.push(Range { start, outcome });
         }
@@ -75,22 +73,22 @@ fn ranges<'a>(table: &'a BTreeMap<u32, Outcome>, otherwise: &SeccompAction) -> V
     let mut next = 0u32;
     for (&nr, outcome) in table {
         if nr > next {
-            push(next, Cow::Owned(other.clone()));
+            push(next, other);
         }
-        push(nr, Cow::Borrowed(outcome));
+        push(nr, outcome);
         next = match nr.checked_add(1) {
             Some(n) => n,
             None => return out,
         };
     }
-    push(next, Cow::Owned(other));
+    push(next, other);
     out
 }
 
 /// Emits the search over `ranges` (the accumulator holds the syscall number on entry).
 fn search(ranges: &[Range], out: &mut BpfProgram) {
     if let [only] = ranges {
-        leaf(&only.outcome, out);
+        leaf(only.outcome, out);
         return;
     }
     let mid = ranges.len() / 2;
