@@ -230,19 +230,20 @@ fn once(
     Ok(path)
 }
 
+/// Binds `src` (its mount alone, not the mounts below it) at `dst` in the scratch root, read-only, nodev,
+/// nosuid and noexec: a source that binds made from it keep those flags.
+fn bind_sealed(src: &str, dst: &str, what: &str) -> Result<(), MountError> {
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what))?;
+    let attrs = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC;
+    set_attrs(dst, attrs, what, "read-only")
+}
+
 fn mask_source_dir(made: &mut bool) -> Result<&'static str, MountError> {
     once(made, MASK_DIR, || {
         // An empty directory of the scratch tmpfs bound onto itself read-only: a bind costs a fraction of a new
         // tmpfs, and nothing can be added to it through the read-only mount.
         std::fs::DirBuilder::new().mode(0o555).create(MASK_DIR).map_err(err(format!("mkdir {MASK_DIR}")))?;
-        let what = "bind the empty directory for masked directories";
-        mount(Some(MASK_DIR), MASK_DIR, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what))?;
-        set_attrs(
-            MASK_DIR,
-            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
-            what,
-            "read-only",
-        )
+        bind_sealed(MASK_DIR, MASK_DIR, "bind the empty directory for masked directories")
     })
 }
 
@@ -266,14 +267,7 @@ fn proc_view(root: &OwnedFd, made: &mut bool) -> Result<&'static str, MountError
             return Err(err("find the container's /proc")(io::Error::from_raw_os_error(libc::ENOENT)));
         };
         std::fs::create_dir(PROC_VIEW).map_err(err(format!("mkdir {PROC_VIEW}")))?;
-        mount(Some(t.as_str()), PROC_VIEW, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(nix_err("bind a view of /proc"))?;
-        set_attrs(
-            PROC_VIEW,
-            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
-            "bind a view of /proc",
-            "read-only",
-        )
+        bind_sealed(&t, PROC_VIEW, "bind a view of /proc")
     })
 }
 
