@@ -125,6 +125,11 @@ pub(super) fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::pat
         etc_files: vec![("/etc/resolv.conf".into(), spec.net.resolv_conf())],
         allow_setuid: !spec.hardening.no_new_privs,
         unmask: spec.hardening.unmask.clone(),
+        // From the planned maps: when the helpers fail and the single-ID map is used instead, it holds less,
+        // so this errs on the side of more read-only mounts.
+        host_root_mapped: [&spec.ids.uid_map, &spec.ids.gid_map]
+            .iter()
+            .any(|map| map.iter().any(|l| l.outside == 0 && l.count > 0)),
     }
 }
 

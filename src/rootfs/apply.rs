@@ -61,20 +61,20 @@ pub fn enter(ops: &[Op]) -> Result<Vec<String>, MountError> {
     let base = BASE_CANDIDATES.iter().find(|p| Path::new(p).is_dir()).copied().unwrap_or("/tmp");
     mount(Some("tmpfs"), base, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
         .map_err(nix_err(format!("mount tmpfs on {base}")))?;
-    for dir in ["newroot", "oldroot", "files"] {
+    for dir in ["newroot", "oldroot"] {
         std::fs::create_dir(Path::new(base).join(dir)).map_err(err(format!("mkdir {base}/{dir}")))?;
     }
     nix::unistd::pivot_root(base, &Path::new(base).join("oldroot")).map_err(nix_err("pivot_root to scratch"))?;
     nix::unistd::chdir("/").map_err(nix_err("chdir /"))?;
 
+    seal_sources(ops)?;
     let mut root: Option<OwnedFd> = None;
     let mut notices = Vec::new();
-    let mut scratch = Scratch::default();
     for (index, op) in ops.iter().enumerate() {
         match (op, &root) {
             (Op::Root(r), _) => root = Some(mount_root(r, ops)?),
             (Op::Home(home), Some(rfd)) => notices.extend(super::home::mount(rfd, home, host)?),
-            (op, Some(rfd)) => apply(op, rfd, index, &mut scratch)?,
+            (op, Some(rfd)) => apply(op, rfd, index)?,
             (_, None) => unreachable!("plan() always starts with Op::Root"),
         }
     }
@@ -194,92 +194,61 @@ fn existing(root: &OwnedFd, dst: &Path) -> Result<Option<(OwnedFd, String)>, Mou
     }
 }
 
-/// Hides `dst`: an empty read-only tmpfs over a directory, /dev/null (read-only) over anything else. Both
-/// sources are made once in the scratch root and then only bound (a bind costs a fraction of a new tmpfs);
-/// a bind keeps its source's read-only, nosuid, nodev and noexec flags.
-fn mask(root: &OwnedFd, dst: &Path, scratch: &mut Scratch) -> Result<(), MountError> {
+/// Hides `dst`: the sealed empty directory over a directory, the sealed empty file over anything else (a bind
+/// keeps its source's read-only, nosuid, nodev and noexec flags: one mount per path). With
+/// `owner_only_is_closed` (the host's root is not in the ID map), a path only its owner may open is left as it
+/// is: its owner is the kernel's root, and no capability of the container's namespace applies to it.
+fn mask(root: &OwnedFd, dst: &Path, owner_only_is_closed: bool) -> Result<(), MountError> {
     let Some((fd, t)) = existing(root, dst)? else { return Ok(()) };
-    let is_dir = rustix::fs::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-    let what = format!("mask {}", dst.display());
-    let src = if is_dir { mask_source_dir(&mut scratch.mask_dir)? } else { mask_source_file(&mut scratch.mask_file)? };
-    mount(Some(src), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what))
-}
-
-const MASK_DIR: &str = "/mask-dir";
-const MASK_FILE: &str = "/mask-file";
-const PROC_VIEW: &str = "/proc-ro";
-
-/// The sources in the scratch root that masks and read-only paths are bound from, each made the first time
-/// it is needed (a flag, not a stat of the path, says it was made).
-#[derive(Default)]
-struct Scratch {
-    mask_dir: bool,
-    mask_file: bool,
-    proc_view: bool,
-}
-
-fn once(
-    made: &mut bool,
-    path: &'static str,
-    make: impl FnOnce() -> Result<(), MountError>,
-) -> Result<&'static str, MountError> {
-    if !*made {
-        make()?;
-        *made = true;
+    let mode = rustix::fs::fstat(&fd).map_err(|e| err(format!("stat {}", dst.display()))(e.into()))?.st_mode;
+    if owner_only_is_closed && mode & 0o077 == 0 {
+        return Ok(());
     }
-    Ok(path)
+    let src = if mode & libc::S_IFMT == libc::S_IFDIR { SEALED_DIR } else { SEALED_FILE };
+    mount(Some(src), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(nix_err(format!("mask {}", dst.display())))
 }
 
-/// Binds `src` (its mount alone, not the mounts below it) at `dst` in the scratch root, read-only, nodev,
-/// nosuid and noexec: a source that binds made from it keep those flags.
-fn bind_sealed(src: &str, dst: &str, what: &str) -> Result<(), MountError> {
-    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what))?;
+const SEALED: &str = "/sealed";
+const SEALED_DIR: &str = "/sealed/empty-dir";
+const SEALED_FILE: &str = "/sealed/empty-file";
+
+fn staged_file(index: usize) -> String {
+    format!("{SEALED}/file-{index}")
+}
+
+/// Makes the sources that masks and generated files are bound from, in the scratch root: an empty directory,
+/// an empty file and the content of every [`Op::File`], under one directory then bound onto itself read-only,
+/// nodev, nosuid and noexec. Every bind made from it keeps those flags, so each mask or file is one mount
+/// (not a bind and a `mount_setattr` each), and nothing can be added to a source through its mount.
+fn seal_sources(ops: &[Op]) -> Result<(), MountError> {
+    let dirs = std::fs::DirBuilder::new();
+    dirs.create(SEALED).map_err(err(format!("mkdir {SEALED}")))?;
+    std::fs::DirBuilder::new().mode(0o555).create(SEALED_DIR).map_err(err(format!("mkdir {SEALED_DIR}")))?;
+    std::fs::write(SEALED_FILE, b"").map_err(err(format!("create {SEALED_FILE}")))?;
+    for (index, op) in ops.iter().enumerate() {
+        if let Op::File { content, .. } = op {
+            let staged = staged_file(index);
+            std::fs::write(&staged, content).map_err(err(format!("write {staged}")))?;
+        }
+    }
+    let what = "bind the sources of masks and generated files";
+    mount(Some(SEALED), SEALED, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err(what))?;
     let attrs = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC;
-    set_attrs(dst, attrs, what, "read-only")
+    set_attrs(SEALED, attrs, what, "read-only")
 }
 
-fn mask_source_dir(made: &mut bool) -> Result<&'static str, MountError> {
-    once(made, MASK_DIR, || {
-        // An empty directory of the scratch tmpfs bound onto itself read-only: a bind costs a fraction of a new
-        // tmpfs, and nothing can be added to it through the read-only mount.
-        std::fs::DirBuilder::new().mode(0o555).create(MASK_DIR).map_err(err(format!("mkdir {MASK_DIR}")))?;
-        bind_sealed(MASK_DIR, MASK_DIR, "bind the empty directory for masked directories")
-    })
-}
-
-fn mask_source_file(made: &mut bool) -> Result<&'static str, MountError> {
-    once(made, MASK_FILE, || {
-        std::fs::write(MASK_FILE, b"").map_err(err(format!("create {MASK_FILE}")))?;
-        let null = host(Path::new("/dev/null"));
-        mount(Some(&null), MASK_FILE, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(nix_err("bind /dev/null for masked files"))?;
-        // Not nodev: it is /dev/null, which must still open (empty reads, discarded writes).
-        set_attrs(MASK_FILE, libc::MOUNT_ATTR_RDONLY, "bind /dev/null for masked files", "read-only")
-    })
-}
-
-/// A read-only view of the container's /proc in the scratch root (its mount alone, not the masks below it):
-/// a path bound from it is read-only from the start, so each read-only /proc path costs one bind instead of
-/// a bind, a second resolution and a mount_setattr.
-fn proc_view(root: &OwnedFd, made: &mut bool) -> Result<&'static str, MountError> {
-    once(made, PROC_VIEW, || {
-        let Some((_fd, t)) = existing(root, Path::new("/proc"))? else {
-            return Err(err("find the container's /proc")(io::Error::from_raw_os_error(libc::ENOENT)));
-        };
-        std::fs::create_dir(PROC_VIEW).map_err(err(format!("mkdir {PROC_VIEW}")))?;
-        bind_sealed(&t, PROC_VIEW, "bind a view of /proc")
-    })
-}
-
-/// Makes the kernel path `dst` (under /proc) read-only: binds it from the read-only view of /proc over itself.
-fn read_only(root: &OwnedFd, dst: &Path, scratch: &mut Scratch) -> Result<(), MountError> {
+/// Makes the kernel path `dst` (under /proc) read-only: bound over itself, then the new mount (reached by
+/// resolving `dst` again: the first descriptor names what it covers) made read-only.
+fn read_only(root: &OwnedFd, dst: &Path) -> Result<(), MountError> {
+    let what = format!("bind {} read-only", dst.display());
     let Some((_fd, t)) = existing(root, dst)? else { return Ok(()) };
-    let Ok(rel) = dst.strip_prefix("/proc") else {
-        return Err(err(format!("bind {} read-only", dst.display()))(io::Error::from_raw_os_error(libc::EINVAL)));
+    mount(Some(t.as_str()), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(nix_err(what.as_str()))?;
+    let Some((_fd, t)) = existing(root, dst)? else {
+        return Err(err(what)(io::Error::from_raw_os_error(libc::ENOENT)));
     };
-    let src = Path::new(proc_view(root, &mut scratch.proc_view)?).join(rel);
-    mount(Some(&src), t.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(nix_err(format!("bind {} read-only", dst.display())))
+    set_readonly(&t, &what)
 }
 
 fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), MountError> {
@@ -288,13 +257,13 @@ fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str
         .map_err(nix_err(format!("mount {fstype} on {}", dst.display())))
 }
 
-fn apply(op: &Op, root: &OwnedFd, index: usize, scratch: &mut Scratch) -> Result<(), MountError> {
+fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
     let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     match op {
         Op::Root(_) | Op::Home(_) => unreachable!("handled by enter()"),
         Op::Suid { allow } => set_suid(*allow),
-        Op::Mask { dst } => mask(root, dst, scratch),
-        Op::ReadOnly { dst } => read_only(root, dst, scratch),
+        Op::Mask { dst, owner_only_is_closed } => mask(root, dst, *owner_only_is_closed),
+        Op::ReadOnly { dst } => read_only(root, dst),
         Op::Tmpfs { dst, mode } => fs_mount(root, dst, "tmpfs", safe, &format!("mode={mode:o}")),
         Op::Proc { dst } => fs_mount(root, dst, "proc", safe | MsFlags::MS_NOEXEC, ""),
         Op::Sysfs { dst, own_netns } => {
@@ -340,17 +309,22 @@ fn apply(op: &Op, root: &OwnedFd, index: usize, scratch: &mut Scratch) -> Result
             let what = format!("bind {} to {}", src.display(), dst.display());
             bind_at(root, &host(src), dst, kind, *readonly, &what)
         }
-        Op::File { dst, content } => {
-            let staged = format!("/files/{index}");
-            std::fs::write(&staged, content).map_err(err(format!("write {staged}")))?;
+        Op::File { dst, .. } => {
             let fd = match open_in_root(root.as_fd(), PROC, dst, Some(Kind::File)) {
                 Ok(fd) => fd,
                 // A read-only rootfs without that file: nothing to show it on.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::ENOENT)) => return Ok(()),
                 Err(e) => return Err(err(format!("mount target {}", dst.display()))(e)),
             };
-            drop(fd);
-            bind_at(root, Path::new(&staged), dst, Kind::File, true, &format!("bind {}", dst.display()))
+            // Sealed (read-only, nodev, nosuid, noexec) by seal_sources: the bind keeps it so.
+            mount(
+                Some(staged_file(index).as_str()),
+                fd_path(PROC, &fd).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(nix_err(format!("bind {}", dst.display())))
         }
     }
 }

@@ -64,10 +64,12 @@ pub enum Op {
         dst: PathBuf,
         content: String,
     },
-    /// Hide a kernel file or directory: /dev/null bound over a file, an empty read-only tmpfs over a directory
-    /// (skipped when the kernel has no such path).
+    /// Hide a kernel file or directory: an empty read-only file or directory bound over it (skipped when the
+    /// kernel has no such path, or, with `owner_only_is_closed`, when only its owner may open it: the kernel's
+    /// root, which the container's ID map does not hold).
     Mask {
         dst: PathBuf,
+        owner_only_is_closed: bool,
     },
     /// Bind a kernel path read-only over itself (skipped when missing).
     ReadOnly {
@@ -124,6 +126,9 @@ pub struct Input {
     pub allow_setuid: bool,
     /// `--unmask`: masked and read-only kernel paths below these are left as they are (`/` for all).
     pub unmask: Vec<PathBuf>,
+    /// The host's uid or gid 0 is in the container's ID map (burrow run by root, or a subordinate range that
+    /// starts at 0): files the kernel gives its own root are then the container's too.
+    pub host_root_mapped: bool,
 }
 
 /// Kernel files that leak host information or kernel memory layout, hidden as podman and Docker hide them:
@@ -145,8 +150,12 @@ pub const MASKED: [&str; 12] = [
 ];
 
 /// Kernel paths that configure the host (sysctls, SysRq, interrupts, buses) rather than the container: read-only.
+/// /proc/sys always (the sysctls of the container's network namespace belong to the container's root); the
+/// others only when the host's root is mapped: every file below them belongs to the kernel's root, so in a
+/// namespace without it the kernel itself refuses every write (no capability of the namespace applies to an
+/// inode whose owner it does not map), and a read-only bind would add a mount and nothing else.
 pub const READ_ONLY: [&str; 6] =
-    ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+    ["/proc/sys", "/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"];
 
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -157,8 +166,10 @@ pub fn plan(input: &Input) -> Vec<Op> {
     ops.push(Op::Sysfs { dst: "/sys".into(), own_netns: input.own_netns });
     ops.push(Op::Cgroup2 { dst: "/sys/fs/cgroup".into() });
     let kept = |p: &str| !input.unmask.iter().any(|u| Path::new(p).starts_with(u));
-    ops.extend(MASKED.iter().filter(|p| kept(p)).map(|p| Op::Mask { dst: p.into() }));
-    ops.extend(READ_ONLY.iter().filter(|p| kept(p)).map(|p| Op::ReadOnly { dst: p.into() }));
+    let closed = !input.host_root_mapped;
+    ops.extend(MASKED.iter().filter(|p| kept(p)).map(|p| Op::Mask { dst: p.into(), owner_only_is_closed: closed }));
+    let needed = |p: &&&str| **p == "/proc/sys" || input.host_root_mapped;
+    ops.extend(READ_ONLY.iter().filter(needed).filter(|p| kept(p)).map(|p| Op::ReadOnly { dst: p.into() }));
     ops.push(Op::Tmpfs { dst: "/dev".into(), mode: 0o755 });
     ops.extend(DEVICES.iter().map(|name| Op::Device { name }));
     ops.push(Op::Devpts { tty_gid: input.tty_gid });
@@ -232,6 +243,7 @@ mod tests {
             etc_files: vec![],
             allow_setuid: false,
             unmask: vec![],
+            host_root_mapped: false,
         }
     }
 
@@ -239,7 +251,7 @@ mod tests {
     fn kernel_paths_are_masked_after_proc_and_sys_unless_unmasked() {
         let ops = plan(&input());
         let pos = |want: &Op| ops.iter().position(|o| o == want);
-        let kcore = pos(&Op::Mask { dst: "/proc/kcore".into() }).unwrap();
+        let kcore = pos(&Op::Mask { dst: "/proc/kcore".into(), owner_only_is_closed: true }).unwrap();
         assert!(pos(&Op::Proc { dst: "/proc".into() }).unwrap() < kcore);
         assert!(pos(&Op::Cgroup2 { dst: "/sys/fs/cgroup".into() }).unwrap() < kcore);
         assert!(pos(&Op::ReadOnly { dst: "/proc/sys".into() }).is_some());
@@ -247,10 +259,22 @@ mod tests {
         i.unmask = vec!["/proc/sys".into(), "/sys".into()];
         let ops = plan(&i);
         assert!(!ops.contains(&Op::ReadOnly { dst: "/proc/sys".into() }));
-        assert!(!ops.contains(&Op::Mask { dst: "/sys/firmware".into() }));
-        assert!(ops.contains(&Op::Mask { dst: "/proc/kcore".into() }));
+        assert!(!ops.iter().any(|o| matches!(o, Op::Mask { dst, .. } if dst == Path::new("/sys/firmware"))));
+        assert!(ops.contains(&Op::Mask { dst: "/proc/kcore".into(), owner_only_is_closed: true }));
         i.unmask = vec!["/".into()];
         assert!(!plan(&i).iter().any(|o| matches!(o, Op::Mask { .. } | Op::ReadOnly { .. })));
+    }
+
+    #[test]
+    fn root_owned_kernel_paths_are_bound_read_only_only_when_the_host_root_is_mapped() {
+        let ro = |i: &Input| -> Vec<PathBuf> {
+            plan(i).into_iter().filter_map(|o| if let Op::ReadOnly { dst } = o { Some(dst) } else { None }).collect()
+        };
+        let mut i = input();
+        assert_eq!(ro(&i), vec![PathBuf::from("/proc/sys")], "the network namespace's sysctls are the container's");
+        i.host_root_mapped = true;
+        assert_eq!(ro(&i).len(), READ_ONLY.len());
+        assert!(plan(&i).iter().all(|o| !matches!(o, Op::Mask { owner_only_is_closed: true, .. })));
     }
 
     #[test]

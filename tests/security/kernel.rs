@@ -3,6 +3,7 @@
 use crate::probe::*;
 use crate::ready;
 use crate::support::*;
+use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn proc_sys_and_sysrq_trigger_are_read_only() {
@@ -33,6 +34,36 @@ fn host_kernel_files_are_masked() {
     // Directories get an empty read-only tmpfs.
     let o = output(run_in(r.path(), &["--network", "none"], &["ls", "-A", "/sys/firmware", "/proc/acpi"]));
     assert_eq!(stdout(&o).lines().filter(|l| !l.is_empty() && !l.ends_with(':')).count(), 0, "{}", stdout(&o));
+}
+
+#[test]
+fn kernel_files_of_the_hosts_root_are_closed_without_a_mount() {
+    ready!();
+    let r = rootfs();
+    // The host's root is not in the ID map: files the kernel gives its root refuse the container's root even
+    // with every capability and nothing masked, so burrow adds no mount over them (docs/security.md).
+    let mut weak = WEAK.to_vec();
+    weak.extend(["--unmask", "all"]);
+    let irq = "/proc/irq/default_smp_affinity";
+    let timers = "/proc/timer_list";
+    let owner_only = std::fs::metadata(timers).is_ok_and(|m| m.permissions().mode() & 0o077 == 0);
+    for args in [&[][..], &weak] {
+        if std::path::Path::new(irq).exists() {
+            assert_eq!(attempt(&r, args, &["write", irq, "1"]), Err(EACCES), "{args:?}");
+        }
+        if owner_only {
+            assert_eq!(attempt(&r, args, &["read", timers]), Err(EACCES), "{args:?}");
+        }
+    }
+    // What is mounted: /proc/sys read-only and the readable masks; nothing over /proc/irq or an owner-only file.
+    let o = output(run_in(r.path(), &["--network", "none"], &["cat", "/proc/self/mountinfo"]));
+    let info = stdout(&o);
+    let points: Vec<&str> = info.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    assert!(points.contains(&"/proc/sys") && points.contains(&"/proc/keys"), "{points:?}");
+    assert!(!points.contains(&"/proc/irq") && !points.contains(&"/proc/bus"), "{points:?}");
+    if owner_only {
+        assert!(!points.contains(&timers), "{points:?}");
+    }
 }
 
 #[test]
