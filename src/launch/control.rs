@@ -84,7 +84,10 @@ impl Control {
     }
 
     fn accept(&mut self) {
-        while let Ok(fd) = socket::accept4(std::os::fd::AsRawFd::as_raw_fd(&self.listener), SockFlag::SOCK_CLOEXEC) {
+        // Non-blocking: init only reads a connection that poll() found readable, and a client that stops reading
+        // must never stall init (a reply that does not fit is dropped; each session gets at most three).
+        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+        while let Ok(fd) = socket::accept4(std::os::fd::AsRawFd::as_raw_fd(&self.listener), flags) {
             let fd = crate::sys::adopt_received(vec![fd]).pop();
             let Some(fd) = fd else { continue };
             let peer = socket::getsockopt(&fd, socket::sockopt::PeerCredentials);
