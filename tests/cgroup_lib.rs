@@ -288,22 +288,17 @@ fn limits_are_written_where_controllers_are_delegated() {
     kill(&mut child);
 }
 
-/// A python3 payload, started in the leaf when told to; the shell around it stays alive (and keeps
-/// the cgroup populated) after the payload ends, and reports the payload's output and exit status.
-fn payload(code: &str) -> (Child, impl FnMut() -> String) {
-    let script = format!("read x; python3 -c '{code}'; echo \"status=$?\"; exec sleep 30");
-    let mut child = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sh");
+/// A shell running `script`, which waits for a line on its stdin before it starts; the returned closure sends
+/// it and returns the output up to and including the first line that contains `until`.
+fn on_cue(script: &str, until: &'static str) -> (Child, impl FnMut() -> String) {
+    let mut child =
+        Command::new("sh").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn sh");
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let go = move || {
         writeln!(stdin, "go").unwrap();
         let mut out = String::new();
-        while !out.contains("status=") {
+        while !out.contains(until) {
             let mut line = String::new();
             if stdout.read_line(&mut line).unwrap() == 0 {
                 break;
@@ -313,6 +308,12 @@ fn payload(code: &str) -> (Child, impl FnMut() -> String) {
         out
     };
     (child, go)
+}
+
+/// A python3 payload, started in the leaf when told to; the shell around it stays alive (and keeps
+/// the cgroup populated) after the payload ends, and reports the payload's output and exit status.
+fn payload(code: &str) -> (Child, impl FnMut() -> String) {
+    on_cue(&format!("read x; python3 -c '{code}'; echo \"status=$?\"; exec sleep 30"), "status=")
 }
 
 fn limited(limits: Limits) -> Option<cgroup::Plan> {
@@ -402,21 +403,9 @@ fn cpus_limit_throttles() {
 
 /// A shell that burns CPU when told to, and answers when done.
 fn burner() -> (Child, impl FnMut()) {
-    let mut child = Command::new("sh")
-        .args(["-c", "read x; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done; exec sleep 30"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sh");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let go = move || {
-        writeln!(stdin, "go").unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "done");
-    };
-    (child, go)
+    let script = "read x; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done; exec sleep 30";
+    let (child, mut go) = on_cue(script, "done");
+    (child, move || assert_eq!(go().trim(), "done"))
 }
 
 #[test]

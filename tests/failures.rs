@@ -16,17 +16,6 @@ use std::process::Command;
 use support::probe::{self, Probe};
 use support::*;
 
-macro_rules! require_subids {
-    () => {{
-        if let Some(reason) = unusable() {
-            skip!("{reason}");
-        }
-        if subuid_start().is_none() {
-            skip!("the caller has no /etc/subuid range (run as burrow-t1, see scripts/ci-setup.sh)");
-        }
-    }};
-}
-
 fn have(bin: &str) -> bool {
     ["/usr/bin", "/bin", "/usr/sbin"].iter().any(|d| Path::new(d).join(bin).exists())
 }

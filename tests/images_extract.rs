@@ -205,24 +205,11 @@ fn an_interrupted_extraction_is_redone() {
     expect(&output(env.cmd(&["run", "int:1"])), 0);
 }
 
-/// Incompressible bytes (xorshift), so that a layer takes a while to stream.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn an_import_killed_midway_leaves_no_layer_and_the_next_one_completes() {
     setup!();
     let env = Env::new();
-    let big = TarBuilder::default().file("big", &noise(8 << 20), 0o644, 0, 0).finish();
+    let big = TarBuilder::default().file("big", &xorshift_bytes(0x9e37_79b9_7f4a_7c15, 8 << 20), 0o644, 0, 0).finish();
     let layout = env.path("big");
     oci::write_layout(
         &layout,

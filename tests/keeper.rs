@@ -14,18 +14,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use support::*;
 
-macro_rules! require_subids {
-    () => {{
-        if let Some(reason) = unusable() {
-            skip!("{reason}");
-        }
-        match subuid_start() {
-            Some(s) => s,
-            None => skip!("the caller has no /etc/subuid range (run as burrow-t1, see scripts/ci-setup.sh)"),
-        }
-    }};
-}
-
 /// A private runtime and config directory, a rootfs, and cleanup of the keepers started in them.
 struct Env {
     runtime: tempfile::TempDir,

@@ -7,18 +7,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use support::*;
 
-macro_rules! require_subids {
-    () => {{
-        if let Some(reason) = unusable() {
-            skip!("{reason}");
-        }
-        match subuid_start() {
-            Some(s) => s,
-            None => skip!("the caller has no /etc/subuid range (run as burrow-t1, see scripts/ci-setup.sh)"),
-        }
-    }};
-}
-
 #[test]
 fn both_id_ranges_are_mapped_and_chown_works() {
     let sub = require_subids!();

@@ -197,20 +197,6 @@ fn a_busy_port_or_a_malformed_publish_fails_before_anything_starts(backend: &str
     assert!(made.is_empty(), "{backend}: something was set up before the error: {made:?}");
 }
 
-/// A deterministic byte stream (xorshift64), so that both ends can check every byte without a hash crate.
-fn stream(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 /// Sends `data` to the published port, half-closes, and returns all that comes back.
 fn send_and_read_back(port: u16, data: &[u8]) -> Vec<u8> {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the published TCP port");
@@ -273,7 +259,7 @@ fn a_large_transfer_through_a_published_port_is_intact_both_ways(backend: &str) 
 
 fn large_transfer_with(backend: &str, extra: &[&str]) {
     let (child, port, mut lines) = serve_published(backend, extra, ECHO_AFTER_EOF);
-    let data = stream(0x5eed, 64 << 20);
+    let data = xorshift_bytes(0x5eed, 64 << 20);
     let back = send_and_read_back(port, &data);
     let done = lines.next().unwrap().unwrap();
     assert!(done.starts_with(&format!("echoed {}", data.len())), "{backend}: host to container: {done}");
@@ -312,7 +298,7 @@ fn concurrent_connections_through_a_published_port_stay_apart(backend: &str) {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|i| {
                 scope.spawn(move || {
-                    let data = stream(i + 1, (1 << 20) + i as usize * 4099);
+                    let data = xorshift_bytes(i + 1, (1 << 20) + i as usize * 4099);
                     assert!(send_and_read_back(port, &data) == data, "{backend}: client {i} got other bytes back");
                 })
             })
@@ -437,7 +423,7 @@ print('served', flush=True)";
         }
         let (child, port, mut lines) =
             serve_published("slirp4netns", &["--port-handler", "slirp4netns"], ECHO_AFTER_EOF);
-        let data = stream(7, 16 << 20);
+        let data = xorshift_bytes(7, 16 << 20);
         assert!(send_and_read_back(port, &data) == data, "add_hostfwd: the echoed bytes differ");
         assert!(lines.next().unwrap().unwrap().starts_with("echoed"));
         let o = finish(child);
@@ -455,7 +441,7 @@ print('served', flush=True)";
         // The forwarder drains it before P1 kills it.
         let script = ECHO_AFTER_EOF.replace("sys.stdin.readline()", "");
         let (child, port, mut lines) = serve_published("slirp4netns", &[], &script);
-        let data = stream(11, 16 << 20);
+        let data = xorshift_bytes(11, 16 << 20);
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.write_all(&data).unwrap();

@@ -158,15 +158,22 @@ fn the_window_size_is_set_before_start_and_follows_changes() {
     assert_eq!(wait_exit(child), 0);
 }
 
-#[test]
-fn the_outer_terminal_is_restored_after_the_payload_is_killed() {
-    let Some(root) = ready() else { skip!("unusable") };
+/// `run -it` of a shell that prints "ready" and sleeps, once it runs: the terminal, its settings from before
+/// (checked to have been changed to raw mode since) and burrow's process.
+fn raw_sleeper(root: &Rootfs) -> (Term, String, Reaped) {
     let mut t = Term::new(24, 80);
     let before = t.stty(&["-g"]);
     let r = path_str(root.path());
     let child = t.spawn(&["run", "-it", "--rootfs", &r, "--", "/bin/sh", "-c", "echo re''ady; exec sleep 100"]);
     t.expect("ready");
     assert_ne!(t.stty(&["-g"]), before, "the outer terminal was not made raw");
+    (t, before, child)
+}
+
+#[test]
+fn the_outer_terminal_is_restored_after_the_payload_is_killed() {
+    let Some(root) = ready() else { skip!("unusable") };
+    let (t, before, child) = raw_sleeper(&root);
     let pid = child.0.id() as i32;
     let sleeper = descendants(pid)
         .into_iter()
@@ -180,12 +187,7 @@ fn the_outer_terminal_is_restored_after_the_payload_is_killed() {
 #[test]
 fn a_signal_that_kills_burrow_restores_the_terminal_first() {
     let Some(root) = ready() else { skip!("unusable") };
-    let mut t = Term::new(24, 80);
-    let before = t.stty(&["-g"]);
-    let r = path_str(root.path());
-    let child = t.spawn(&["run", "-it", "--rootfs", &r, "--", "/bin/sh", "-c", "echo re''ady; exec sleep 100"]);
-    t.expect("ready");
-    assert_ne!(t.stty(&["-g"]), before, "the outer terminal was not made raw");
+    let (t, before, child) = raw_sleeper(&root);
     let pid = child.0.id() as i32;
     let family = descendants(pid);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGALRM).unwrap();

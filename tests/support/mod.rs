@@ -26,6 +26,36 @@ macro_rules! skip {
     }};
 }
 
+/// Skips the test unless rootless containers work and the caller has a subordinate uid range; evaluates to
+/// the range's first uid.
+#[macro_export]
+macro_rules! require_subids {
+    () => {{
+        if let Some(reason) = $crate::support::unusable() {
+            skip!("{reason}");
+        }
+        match $crate::support::subuid_start() {
+            Some(s) => s,
+            None => skip!("the caller has no /etc/subuid range (run as burrow-t1, see scripts/ci-setup.sh)"),
+        }
+    }};
+}
+
+/// `len` deterministic, incompressible bytes (xorshift64 from `seed`), so that both ends of a transfer can check
+/// every byte, or a layer stays large compressed, without a hash or random crate.
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
 /// Returns a skip reason when the environment cannot run rootless containers at all.
 pub fn unusable() -> Option<String> {
     if nix::unistd::geteuid().is_root() {

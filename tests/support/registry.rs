@@ -427,14 +427,5 @@ fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, c: &ProxyCtl
 
 /// Pseudo-random, incompressible bytes (a layer that is large compressed too).
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    crate::support::xorshift_bytes(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), len)
 }
