@@ -261,6 +261,11 @@ def bootstrap_ratio_ci(a: list[float], b: list[float], rounds: int = 2000, seed:
     return percentile(ratios, 2.5), percentile(ratios, 97.5)
 
 
+def bootstrap_diff_ci(a: list[float], b: list[float], rounds: int = 2000, seed: int = 1) -> tuple[float, float]:
+    """95% bootstrap interval of median(a) - median(b), in the samples' unit."""
+    rng = random.Random(seed)
+    diffs = sorted(median(rng.choices(a, k=len(a))) - median(rng.choices(b, k=len(b))) for _ in range(rounds))
+    return percentile(diffs, 2.5), percentile(diffs, 97.5)
 
 def check_target(results: list[Result], expr: str) -> tuple[bool | None, str]:
     """Check "A/B<=X" (ratio of medians) or "A-B<=X" (difference of medians in ms).
@@ -284,9 +289,10 @@ def check_target(results: list[Result], expr: str) -> tuple[bool | None, str]:
         return ok, (f"target {a_name}/{b_name} <= {lim:g}: {'MET' if ok else 'MISSED'}, ratio {ratio:.2f} "
                     f"(95% interval {lo:.2f}-{hi:.2f}; medians {_ms(ma)} / {_ms(mb)} ms)")
     delta_ms = (ma - mb) * 1000
+    lo, hi = (x * 1000 for x in bootstrap_diff_ci(a.samples_s, b.samples_s))
     ok = delta_ms <= lim
     return ok, (f"target {a_name}-{b_name} <= {lim:g} ms: {'MET' if ok else 'MISSED'}, difference "
-                f"{delta_ms:+.1f} ms (medians {_ms(ma)} - {_ms(mb)} ms)")
+                f"{delta_ms:+.2f} ms (95% interval {lo:+.2f} to {hi:+.2f}; medians {_ms(ma)} - {_ms(mb)} ms)")
 
 
 def _parse_target(expr: str, names: set[str]) -> tuple[str, str, str, float] | None:
