@@ -26,7 +26,8 @@
 # BURROW_OVERLAYFS_BASE (another burrow-overlayfs build, e.g. of the main branch: adds the config
 # burrow-base, interleaved with the others, for a before/after comparison in one run),
 # BENCH_CONFIGS (only these configs, e.g. "burrow burrow-base fuse-overlayfs": a fast A/B run),
-# BENCH_WORKLOADS (only these of "tar find files write read compile").
+# BENCH_WORKLOADS (only these of "tar find files write read compile"), BENCH_RAW (set: also
+# print every run's figure, not only the medians).
 #
 # Each run gets a fresh directory under BENCH_DIR/runs, a directory marked `chattr +T` (ext4's
 # "top of a directory hierarchy"): ext4 then spreads the run directories over its block groups.
@@ -259,6 +260,10 @@ END {
     }
     print "target: the kernel driver adds nothing measurable (ok: burrow run median within the hand-made mount'"'"'s min-max)"
 }' "$RESULTS"
+if [ -n "${BENCH_RAW:-}" ]; then
+    echo "every run, ms, in the order run (BENCH_RAW):"
+    awk '$2 != "hwm" { v[$2 " " $1] = v[$2 " " $1] " " $3 } END { for (k in v) printf "  %-28s%s\n", k, v[k] }' "$RESULTS" | sort
+fi
 if [ -s "$MOUNTS" ]; then
     echo "overlay mounts (per-mount options, type, super options), last run of each:"
     awk '{ c = $1; $1 = ""; line[c] = $0 } END { for (c in line) printf "  %-14s%s\n", c, line[c] }' "$MOUNTS"

@@ -28,6 +28,31 @@ enum Place {
     Name { dir: Arc<OwnedFd>, name: OsString, layer: usize, key: (u64, u64) },
 }
 
+/// The locked node table; handles the table let go of are closed after it is unlocked.
+pub(crate) struct TableGuard<'a>(Option<MutexGuard<'a, Table>>);
+
+impl std::ops::Deref for TableGuard<'_> {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        self.0.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for TableGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Table {
+        self.0.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for TableGuard<'_> {
+    fn drop(&mut self) {
+        let Some(mut table) = self.0.take() else { return };
+        let closing = table.take_closing();
+        drop(table);
+        drop(closing);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Overlay {
     pub(crate) layers: Layers,
@@ -77,8 +102,8 @@ impl Overlay {
         }
     }
 
-    pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn table(&self) -> TableGuard<'_> {
+        TableGuard(Some(self.table.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
     pub(crate) fn tree_read(&self) -> std::sync::RwLockReadGuard<'_, ()> {

@@ -35,6 +35,18 @@ fn fd_budget() -> usize {
     std::env::var("BURROW_OVERLAY_MAX_FDS").ok().and_then(|v| v.parse().ok()).filter(|&n| n >= 1).unwrap_or(default)
 }
 
+/// Grows the process's descriptor table once, now, to hold `n` descriptors. The kernel grows it
+/// by doubling when a new descriptor does not fit, and a process with several threads then
+/// waits for an RCU grace period (`synchronize_rcu` in `expand_fdtable`) while holding up the
+/// request being served: with node handles piling up to the budget, that was five to eight
+/// waits of milliseconds each in the middle of a walk or a create burst. Growing it before the
+/// request threads exist costs nothing of the sort (the table is never shrunk anyway).
+fn presize_fd_table(any: &impl std::os::fd::AsFd, n: usize) {
+    let Ok(n) = i32::try_from(n) else { return };
+    // A duplicate at descriptor `n - 1` or above makes the table that large; closed at once.
+    let _ = rustix::io::fcntl_dupfd_cloexec(any, n.max(1) - 1);
+}
+
 /// Mounts the overlay on `mountpoint` with mount(2), calls `ready` once the mount is live,
 /// then serves requests until it is unmounted (or its mount namespace dies), and returns.
 pub fn mount_and_serve(cfg: &OverlayConfig, mountpoint: &Path, ready: impl FnOnce()) -> Result<(), OverlayError> {
@@ -48,11 +60,15 @@ pub fn mount_and_serve_with(
     flags: MountFlags,
     ready: impl FnOnce(),
 ) -> Result<(), OverlayError> {
-    let fs = Overlay::new(cfg, fd_budget())?;
+    let budget = fd_budget();
+    let fs = Overlay::new(cfg, budget)?;
     // Modes arrive already masked by the kernel; the server's own umask must not mask again.
     rustix::process::umask(Mode::empty());
     let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| OverlayError::DevFuse(e.into()))?;
+    // Room for the node handles and 1,024 more (layers, open files), within the limit.
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+    presize_fd_table(&dev, budget.saturating_add(1024).min(usize::try_from(soft).unwrap_or(usize::MAX)));
     let data = format!(
         "fd={},rootmode=40000,user_id={},group_id={},allow_other,default_permissions",
         std::os::fd::AsRawFd::as_raw_fd(&dev),

@@ -105,6 +105,10 @@ pub(crate) struct Table {
     budget: usize,
     opened: VecDeque<(u64, u64)>,
     next_stamp: u64,
+    /// Handles taken from nodes, closed by [`Table::take_closing`]'s caller once the table is
+    /// unlocked: closing the last handle of a removed file frees the file (ext4 truncates and
+    /// frees its inode there), which must not hold up the other request thread.
+    closing: Vec<Arc<OwnedFd>>,
 }
 
 impl Table {
@@ -117,6 +121,7 @@ impl Table {
             budget: budget.max(1),
             opened: VecDeque::new(),
             next_stamp: 0,
+            closing: Vec::new(),
         };
         let mut node = new_node(NONE, OsString::new(), &root, 0);
         node.nlookup = 1;
@@ -245,7 +250,14 @@ impl Table {
     fn close_fds(&mut self, id: u64) {
         if let Some(fds) = self.nodes.get_mut(&id).and_then(|n| n.fds.take()) {
             self.open_fds -= fds.len();
+            self.closing.extend(fds);
         }
+    }
+
+    /// The handles taken from nodes since the last call: the caller drops them after
+    /// unlocking the table.
+    pub(crate) fn take_closing(&mut self) -> Vec<Arc<OwnedFd>> {
+        std::mem::take(&mut self.closing)
     }
 
     /// Records that node `id` opened its handles, and closes the oldest ones over the budget.
