@@ -59,7 +59,8 @@ pub fn mount(spec: &RunSpec, mapped: Mapped, chan: &Channel) -> Result<Layer, St
         let flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV;
         nix::mount::mount(Some("tmpfs"), tmpfs, Some("tmpfs"), flags, Some("mode=0700"))
             .step("overlay", format!("mount the layer's tmpfs on {}", tmpfs.display()))?;
-        for dir in [&paths.upper, &paths.work] {
+        // The mount point too when it is in the tmpfs (no state directory: `run::private_layer_paths`).
+        for dir in [&paths.upper, &paths.work, &paths.mountpoint].into_iter().filter(|d| d.starts_with(tmpfs)) {
             std::fs::create_dir(dir).step("overlay", format!("mkdir {}", dir.display()))?;
         }
     }
