@@ -21,8 +21,9 @@ pub struct Mapped {
     pub setgroups_allowed: bool,
 }
 
-/// `userns`: a user namespace from the keeper to join instead of unsharing one.
-pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -> ! {
+/// `userns`: a user namespace from the keeper to join instead of unsharing one, and the network, UTS and IPC
+/// namespaces it owns that came with it.
+pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Joining<'_>) -> ! {
     let reporter = match chan.try_clone() {
         Ok(c) => c,
         Err(e) => child_exit(StepError::sys("init", "dup the channel", e).report(&chan)),
@@ -35,7 +36,10 @@ pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_
 
 type Failure = (Channel, StepError);
 
-fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -> Result<i32, Failure> {
+/// A user namespace to join, and namespaces it owns to join after it.
+pub type Joining<'a> = (Option<BorrowedFd<'a>>, &'a [BorrowedFd<'a>]);
+
+fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others): Joining<'_>) -> Result<i32, Failure> {
     macro_rules! t {
         ($e:expr) => {
             match $e {
@@ -55,6 +59,15 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -
     }
     if spec.own_netns {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    // Namespaces the keeper made with the user namespace (fresh, unused: the client checked that they are owned
+    // by it), joined rather than created on this run's critical path.
+    for fd in userns.and(Some(others)).unwrap_or_default() {
+        let kind = CloneFlags::from_bits_truncate(t!(crate::sys::ns::ns_type(*fd).step("namespaces", "NS_GET_NSTYPE")));
+        if flags.contains(kind) && kind != CloneFlags::CLONE_NEWUSER {
+            t!(setns(fd, kind).step("namespaces", "setns(a namespace from the keeper)"));
+            flags.remove(kind);
+        }
     }
     t!(unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)").map_err(userns_hint));
     t!(chan.send(&Msg::Unshared).map_err(chan_err));

@@ -86,7 +86,7 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     let p1 = match forked.map_err(|e| LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))? {
         Tied::Child => {
             drop(ours);
-            child::main(spec, theirs, p0, stages.userns.join_fd())
+            child::main(spec, theirs, p0, (stages.userns.join_fd(), &stages.userns.join_others()))
         }
         Tied::Parent(pid) => pid,
     };
