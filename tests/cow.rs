@@ -108,11 +108,8 @@ fn an_ephemeral_layer_leaves_nothing_after_exit_or_sigkill() {
     // A private TMPDIR gives this test its own state base (XDG_RUNTIME_DIR is unset for burrow here).
     let tmp = tempdir();
     let base = tmp.path().join(format!("burrow-{}", nix::unistd::getuid()));
-    // State directories only: the user-namespace keeper's socket and lock (tests/keeper.rs) live next to them.
-    let entries = || {
-        let dirs = std::fs::read_dir(&base).map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name()));
-        dirs.map(|d| d.collect()).unwrap_or(vec![])
-    };
+    let entries = || state_dirs(&base);
+    // The default network's helper needs a state directory (its socket), and so has this run.
     for driver in ["kernel", "fuse"] {
         let mut c = run_in(
             r.path(),
@@ -136,6 +133,41 @@ fn an_ephemeral_layer_leaves_nothing_after_exit_or_sigkill() {
         assert!(eventually(Duration::from_secs(10), || left().is_empty()), "{driver}: processes left: {:?}", left());
         assert!(eventually(Duration::from_secs(10), || entries().is_empty()), "{driver}: state left: {:?}", entries());
     }
+}
+
+/// The containers' state directories under a runtime base, named by their 12-hex-digit ids (the user-namespace
+/// keeper's socket and lock, tests/keeper.rs, and the lifecycle records' `containers` live next to them).
+fn state_dirs(base: &Path) -> Vec<std::ffi::OsString> {
+    let id = |n: &std::ffi::OsString| n.len() == 12 && n.to_string_lossy().bytes().all(|b| b.is_ascii_hexdigit());
+    let dirs = std::fs::read_dir(base).map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name()));
+    dirs.map(|d| d.filter(id).collect()).unwrap_or_default()
+}
+
+/// An unnamed foreground run whose layer is ephemeral and that needs no network helper creates nothing on the
+/// host, not even while it runs: the layer's tmpfs is mounted over the runtime directory in the container's own
+/// mount namespace. A named run has its state directory.
+#[test]
+fn an_ephemeral_layer_without_a_network_helper_needs_no_state_directory() {
+    setup!();
+    let r = Rootfs::new();
+    let tmp = tempdir();
+    let base = tmp.path().join(format!("burrow-{}", nix::unistd::getuid()));
+    for (args, dirs) in [(&["--network", "none"][..], 0), (&["--network", "none", "--name", "cow-named"], 1)] {
+        let payload = ["sh", "-c", "echo x > /x && cat /x && exec sleep 1000"];
+        let mut c = run_in(r.path(), args, &payload);
+        c.env("TMPDIR", tmp.path()).stdout(Stdio::piped());
+        let mut child = Reaped(c.spawn().unwrap());
+        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "x", "{args:?}: the layer is not writable");
+        let procs = descendants(child.0.id() as i32);
+        assert_eq!(state_dirs(&base).len(), dirs, "{args:?}: {:?}", state_dirs(&base));
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        let left = || procs.iter().copied().filter(|p| alive(*p)).collect::<Vec<_>>();
+        assert!(eventually(Duration::from_secs(10), || left().is_empty()), "{args:?}: processes left: {:?}", left());
+        assert!(eventually(Duration::from_secs(10), || state_dirs(&base).is_empty()), "{args:?}: state left");
+    }
+    assert!(!r.path().join("x").exists(), "a write reached the rootfs");
 }
 
 #[test]

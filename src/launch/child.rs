@@ -21,8 +21,9 @@ pub struct Mapped {
     pub setgroups_allowed: bool,
 }
 
-/// `userns`: a user namespace from the keeper to join instead of unsharing one.
-pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -> ! {
+/// `userns`: a user namespace from the keeper to join instead of unsharing one, and the network, UTS and IPC
+/// namespaces it owns that came with it.
+pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Joining<'_>) -> ! {
     let reporter = match chan.try_clone() {
         Ok(c) => c,
         Err(e) => child_exit(StepError::sys("init", "dup the channel", e).report(&chan)),
@@ -35,7 +36,10 @@ pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_
 
 type Failure = (Channel, StepError);
 
-fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -> Result<i32, Failure> {
+/// A user namespace to join, and namespaces it owns to join after it.
+pub type Joining<'a> = (Option<BorrowedFd<'a>>, &'a [BorrowedFd<'a>]);
+
+fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others): Joining<'_>) -> Result<i32, Failure> {
     macro_rules! t {
         ($e:expr) => {
             match $e {
@@ -55,6 +59,15 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -
     }
     if spec.own_netns {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    // Namespaces the keeper made with the user namespace (fresh, unused: the client checked that they are owned
+    // by it), joined rather than created on this run's critical path.
+    for fd in userns.and(Some(others)).unwrap_or_default() {
+        let kind = CloneFlags::from_bits_truncate(t!(crate::sys::ns::ns_type(*fd).step("namespaces", "NS_GET_NSTYPE")));
+        if flags.contains(kind) && kind != CloneFlags::CLONE_NEWUSER {
+            t!(setns(fd, kind).step("namespaces", "setns(a namespace from the keeper)"));
+            flags.remove(kind);
+        }
     }
     t!(unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)").map_err(userns_hint));
     t!(chan.send(&Msg::Unshared).map_err(chan_err));
@@ -76,12 +89,11 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -
     layers::report(&layer, &chan, spec.verbose);
     // The FUSE server above stays outside the container's PID namespace, which starts with init.
     t!(unshare(CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(pid)"));
-    // init dies with P1, which takes the whole PID namespace with it.
-    let init = match fork_tied(Signal::SIGKILL) {
-        Ok(Tied::Child) => init::main(spec, chan, mapped, layer.mountpoint.as_deref()),
-        Ok(Tied::Parent(pid)) => super::fork::Child::of(pid),
+    let init = match fork_init(p0) {
+        Ok(Some(init)) => init,
+        Ok(None) => init::main(spec, chan, mapped, layer.mountpoint.as_deref()),
         Err(e) => {
-            layers::cleanup(spec, &layer);
+            layers::cleanup(spec, &layer, true);
             return Err((chan, StepError::sys("init", "fork the container's init", e)));
         }
     };
@@ -90,8 +102,10 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, userns: Option<BorrowedFd<'_>>) -
     if let Some(f) = forwarder {
         f.stop();
     }
-    layers::cleanup(spec, &layer);
-    if getppid() != p0 {
+    // With burrow alive, the mounts go with this process's namespace and burrow removes the state directory.
+    let orphaned = getppid() != p0;
+    layers::cleanup(spec, &layer, orphaned);
+    if orphaned {
         // burrow itself is gone: nobody else will remove the state directory.
         if let Some(dir) = &spec.state_dir {
             crate::state::remove_tree(dir);
@@ -129,21 +143,54 @@ fn chan_err(e: super::channel::ChannelError) -> StepError {
     StepError::plain("sync", format!("send to burrow: {e}"))
 }
 
-/// Waits for init; kills the container when P0 is gone or the FUSE server died (then `server` is cleared).
-/// Returns init's status as an exit code.
+/// The container's init as P1 sees it.
+struct Init {
+    child: super::fork::Child,
+    /// P1's own child (kernels without clone3), rather than P0's.
+    ours: bool,
+}
+
+/// Forks the container's init (None in init). It is P0's child, not P1's (`CLONE_PARENT`): at the end P0 is
+/// woken by init's exit directly, not through P1's, and init dies with P0 (SIGKILL), which takes the whole PID
+/// namespace with it. On kernels without clone3 it is P1's child and dies with P1, as before.
+fn fork_init(p0: Pid) -> std::io::Result<Option<Init>> {
+    use super::fork::{fork_sibling_tied, Sibling};
+    match fork_sibling_tied(p0, Signal::SIGKILL) {
+        Ok(Sibling::Parent(child)) => return Ok(Some(Init { child, ours: false })),
+        Ok(Sibling::Child) => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+        Err(e) => return Err(e),
+    }
+    match fork_tied(Signal::SIGKILL)? {
+        Tied::Child => Ok(None),
+        Tied::Parent(pid) => Ok(Some(Init { child: super::fork::Child::of(pid), ours: true })),
+    }
+}
+
+/// Waits for init to end; kills the container when P0 is gone or the FUSE server died (then `server` is
+/// cleared). Returns init's status as an exit code when init is P1's child, else 0 (P0 reaps init).
 fn wait_for_init(
-    init: &super::fork::Child,
+    init: &Init,
     p0: Pid,
     server: &mut Option<Pid>,
     mut forwarder: Option<&mut crate::net::Forwarder>,
     chan: &Channel,
 ) -> i32 {
-    let Ok(sfd) = signals::signalfd() else {
-        return wait_blocking(init.pid);
+    use nix::poll::{PollFd, PollFlags};
+    let sfd = match (signals::signalfd(), init.ours) {
+        (Ok(sfd), _) => sfd,
+        (Err(_), true) => return wait_blocking(init.child.pid),
+        // P0 reaps init and gets its status: only its end matters here.
+        (Err(_), false) => return wait_exit(&init.child),
     };
-    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
+    let init_fd = init.child.pidfd().filter(|_| !init.ours);
     loop {
+        let mut fds = vec![PollFd::new(std::os::fd::AsFd::as_fd(&sfd), PollFlags::POLLIN)];
+        fds.extend(init_fd.map(|fd| PollFd::new(std::os::fd::AsFd::as_fd(fd), PollFlags::POLLIN)));
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
+        let init_ended = fds.get(1).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+        drop(fds);
+        let init = &init.child;
         while let Ok(Some(info)) = sfd.read_signal() {
             if info.ssi_signo == Signal::SIGTERM as u32 && getppid() != p0 {
                 let _ = init.signal(Signal::SIGKILL);
@@ -167,6 +214,12 @@ fn wait_for_init(
                 let _ = chan.send(&Msg::Notice { text });
             }
         }
+        if init_fd.is_some() {
+            if init_ended {
+                return 0;
+            }
+            continue;
+        }
         match waitpid(init.pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => continue,
             Ok(status) => return signals::exit_code(status).unwrap_or(125),
@@ -174,6 +227,15 @@ fn wait_for_init(
             Err(_) => return 125,
         }
     }
+}
+
+/// Blocks until a process that is not P1's child has exited (its pidfd becomes readable).
+fn wait_exit(init: &super::fork::Child) -> i32 {
+    if let Some(fd) = init.pidfd() {
+        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(fd), nix::poll::PollFlags::POLLIN)];
+        while !matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE), Ok(n) if n > 0) {}
+    }
+    0
 }
 
 fn wait_blocking(pid: Pid) -> i32 {

@@ -27,11 +27,36 @@ pub fn fork_tied(death: Signal) -> io::Result<Tied> {
     match crate::sys::fork()? {
         crate::sys::Forked::Parent(pid) => Ok(Tied::Parent(pid)),
         crate::sys::Forked::Child => {
-            if nix::sys::prctl::set_pdeathsig(death).is_err() || parent_gone(parent.as_ref(), parent_pid) {
-                crate::sys::exit_now(0);
-            }
+            arm(death, parent.as_ref(), parent_pid);
             Ok(Tied::Child)
         }
+    }
+}
+
+/// The result of [`fork_sibling_tied`], as seen by the caller.
+pub enum Sibling {
+    /// The child, which the caller can signal and poll for its exit but not wait for.
+    Parent(Child),
+    Child,
+}
+
+/// Like [`fork_tied`], but the child is a sibling: a child of the caller's parent `parent`, which reaps it, and
+/// which it dies with (`death`). ENOSYS on kernels without clone3 (before 5.3).
+pub fn fork_sibling_tied(parent: Pid, death: Signal) -> io::Result<Sibling> {
+    let parent_fd = pidfd(parent).ok();
+    match crate::sys::fork_sibling()? {
+        Some((pid, fd)) => Ok(Sibling::Parent(Child { pid, fd: Some(fd) })),
+        None => {
+            arm(death, parent_fd.as_ref(), parent);
+            Ok(Sibling::Child)
+        }
+    }
+}
+
+/// In a new child: arms the parent-death signal, then exits at once if the parent is already gone.
+fn arm(death: Signal, parent: Option<&OwnedFd>, parent_pid: Pid) {
+    if nix::sys::prctl::set_pdeathsig(death).is_err() || parent_gone(parent, parent_pid) {
+        crate::sys::exit_now(0);
     }
 }
 
@@ -84,6 +109,11 @@ impl Child {
             Some(fd) => signal(fd, sig),
             None => Ok(nix::sys::signal::kill(self.pid, sig)?),
         }
+    }
+
+    /// The pidfd, when the kernel has them (readable once the process has exited).
+    pub fn pidfd(&self) -> Option<&OwnedFd> {
+        self.fd.as_ref()
     }
 }
 

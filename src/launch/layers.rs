@@ -59,7 +59,8 @@ pub fn mount(spec: &RunSpec, mapped: Mapped, chan: &Channel) -> Result<Layer, St
         let flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV;
         nix::mount::mount(Some("tmpfs"), tmpfs, Some("tmpfs"), flags, Some("mode=0700"))
             .step("overlay", format!("mount the layer's tmpfs on {}", tmpfs.display()))?;
-        for dir in [&paths.upper, &paths.work] {
+        // The mount point too when it is in the tmpfs (no state directory: `run::private_layer_paths`).
+        for dir in [&paths.upper, &paths.work, &paths.mountpoint].into_iter().filter(|d| d.starts_with(tmpfs)) {
             std::fs::create_dir(dir).step("overlay", format!("mkdir {}", dir.display()))?;
         }
     }
@@ -153,21 +154,24 @@ fn wait_ready(r: &OwnedFd) -> bool {
     }
 }
 
-/// Tells P0 which driver serves the root, when the user is to hear it (a notice, or --verbose).
+/// Tells P0 which driver serves the root, when the user is to hear it (a notice, or --verbose), and that P1 has
+/// a FUSE server to stop after the container's end (P0 then waits for P1).
 pub fn report(layer: &Layer, chan: &Channel, verbose: bool) {
-    if layer.notice.is_some() || verbose {
+    let linger = layer.server.is_some();
+    if layer.notice.is_some() || verbose || linger {
         let driver = if verbose { layer.driver.into() } else { String::new() };
-        let _ = chan.send(&Msg::RootReady { driver, notice: layer.notice.clone() });
+        let _ = chan.send(&Msg::RootReady { driver, notice: layer.notice.clone(), linger });
     }
 }
 
-/// After the container ended: stop the server and drop the mount.
-pub fn cleanup(spec: &RunSpec, layer: &Layer) {
+/// After the container ended: stop the server and, with `unmount`, drop the mounts (without, they go with P1's
+/// mount namespace when it exits: one teardown instead of an unmount and an RCU grace period each).
+pub fn cleanup(spec: &RunSpec, layer: &Layer, unmount: bool) {
     if let Some(pid) = layer.server {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
     }
-    let Some(paths) = spec.overlay.as_ref().and_then(|o| o.paths.as_ref()) else { return };
+    let Some(paths) = spec.overlay.as_ref().and_then(|o| o.paths.as_ref()).filter(|_| unmount) else { return };
     if layer.mountpoint.is_some() {
         let _ = nix::mount::umount2(&paths.mountpoint, nix::mount::MntFlags::MNT_DETACH);
     }

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod channel;
 pub mod child;
 pub mod control;
+pub mod ends;
 pub mod exec;
 pub mod fork;
 pub mod init;

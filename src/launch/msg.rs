@@ -14,8 +14,9 @@ pub enum Msg {
     /// backend, which starts while the root filesystem is built).
     NetReady,
     /// P1 → P0, only when there is something to tell the user: the copy-on-write driver (with --verbose) and a
-    /// notice.
-    RootReady { driver: String, notice: Option<String> },
+    /// notice; or when P1 has work after the container's end (`linger`: a FUSE server to stop), so that P0
+    /// waits for P1 too.
+    RootReady { driver: String, notice: Option<String>, linger: bool },
     /// P1 → P0: something the user must know while the container runs (P0 prints it as it is).
     Notice { text: String },
     /// Any stage → P0: setup failed; P0 prints it once and exits 125.

@@ -65,7 +65,7 @@ impl LaunchError {
 }
 
 /// Kills and reaps P1 if P0 leaves early with an error.
-struct P1Guard(Option<Pid>);
+pub(super) struct P1Guard(pub(super) Option<Pid>);
 
 impl Drop for P1Guard {
     fn drop(&mut self) {
@@ -86,7 +86,7 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     let p1 = match forked.map_err(|e| LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))? {
         Tied::Child => {
             drop(ours);
-            child::main(spec, theirs, p0, stages.userns.join_fd())
+            child::main(spec, theirs, p0, (stages.userns.join_fd(), &stages.userns.join_others()))
         }
         Tied::Parent(pid) => pid,
     };
@@ -149,7 +149,15 @@ fn drive(
     // nobody else in the terminal's process group passes them on.
     let relay_terminal = !spec.init && !spec.hardening.controlling_tty;
     let mut attach = super::attach::Attach::new(spec.interactive, stages.on_start);
-    let code = supervise(ours, (p1, guard), cgroup.as_ref(), relay_terminal, notice, &mut attach);
+    // P1 has work after init's end, or holds what must be released before burrow returns: a published port's
+    // forwarder, the cgroup, a lifecycle record's lock, the terminal's session.
+    let linger = cgroup.is_some()
+        || spec.net.needs_state_dir()
+        || !spec.net.published().is_empty()
+        || spec.control.is_some()
+        || spec.watch_start
+        || spec.terminal.is_some();
+    let code = supervise(ours, (p1, guard), (cgroup.as_ref(), linger), relay_terminal, notice, &mut attach);
     attach.finish();
     let code = code?;
     let stats = cgroup.as_ref().map(|c| c.stats());
@@ -282,56 +290,21 @@ fn write_maps<T>(
     Ok((true, done))
 }
 
-/// The container's init: P1's child in another PID namespace (the FUSE server, P1's other child, is in ours).
-/// Looked up only when a signal must be forwarded, so that P1 need not wake P0 to say it. Returned with a pidfd,
-/// opened first and checked after: a pid number read from /proc may be reused by the time it is signalled (init
-/// exited and was reaped by P1), a pidfd that still names a child of P1 in another PID namespace cannot.
-pub fn find_init(p1: Pid) -> Option<(Pid, std::os::fd::OwnedFd)> {
-    // By the depth of its PID namespace (NSpid in /proc/PID/status, readable even when init made itself
-    // non-dumpable, which hides its /proc/PID/ns).
-    let depth = |p: &str| {
-        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| v.split_whitespace().count())
-    };
-    let ours = depth("self")?;
-    let in_other_ns = |p: &i32| depth(&p.to_string()).is_some_and(|d| d > ours);
-    let candidates: Vec<i32> = match std::fs::read_to_string(format!("/proc/{p1}/task/{p1}/children")) {
-        Ok(children) => children.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
-        // Kernels without CONFIG_PROC_CHILDREN: look for P1's children by their parent pid.
-        Err(_) => std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|p| parent_of(*p) == Some(p1.as_raw()))
-            .collect(),
-    };
-    candidates.into_iter().find_map(|pid| {
-        let fd = super::fork::pidfd(Pid::from_raw(pid)).ok()?;
-        (parent_of(pid) == Some(p1.as_raw()) && in_other_ns(&pid)).then(|| (Pid::from_raw(pid), fd))
-    })
-}
-
-/// The parent pid in /proc/PID/stat (the field after the command name, which may contain spaces).
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Forwards signals to init and collects messages until P1 exits; returns the exit code.
-/// Reaps P1 (taking it from its guard).
+/// Forwards signals to init and collects messages until the container ends (see [`super::ends`]); returns the
+/// exit code. `linger`: wait for P1 too, not only for init.
 fn supervise(
     chan: &Channel,
     (p1, guard): (Pid, &mut P1Guard),
-    cgroup: Option<&crate::cgroup::Attached>,
+    (cgroup, linger): (Option<&crate::cgroup::Attached>, bool),
     relay_terminal: bool,
     notice: &mut dyn FnMut(String),
     attach: &mut super::attach::Attach<'_>,
 ) -> Result<i32, LaunchError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let sfd = signals::signalfd().map_err(|e| LaunchError::Sys("signalfd", e))?;
-    let mut failure_seen: Option<LaunchError> = None;
+    let mut heard = Heard::default();
     let mut chan_open = true;
-    let mut init: Option<std::os::fd::OwnedFd> = None;
+    let mut ends = super::ends::Ends::new(p1);
     // Signals that arrived before init existed, delivered as soon as it does.
     let mut pending: Vec<Signal> = Vec::new();
     loop {
@@ -359,7 +332,7 @@ fn supervise(
         drop(fds);
         attach.service(&events);
         if chan_ready {
-            chan_open = on_message(chan, attach, notice, &mut failure_seen);
+            chan_open = on_message(chan, attach, notice, &mut heard);
         }
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
@@ -373,42 +346,49 @@ fn supervise(
                 pending.push(sig);
             }
         }
-        attach.check_started(chan_open && readable(chan), failure_seen.is_some(), p1);
+        attach.check_started(chan_open && readable(chan), heard.failure.is_some(), p1);
         if let Some(e) = attach.error.take() {
             // No terminal for the payload: stop the container (the guard kills P1) and say why.
             return Err(e.into());
         }
         if !pending.is_empty() {
-            init = init.or_else(|| find_init(p1).map(|(_, fd)| fd));
-            if let Some(fd) = &init {
+            if let Some(fd) = ends.init_fd() {
                 for sig in pending.drain(..) {
                     let _ = super::fork::signal(fd, sig);
                 }
             }
         }
-        match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => continue,
-            Ok(status) => {
-                guard.0 = None; // reaped: its pid may be reused from now on
-                                // What P1 and init sent before they ended (an Attach, a failure) is still to be read.
-                while chan_open && readable(chan) {
-                    chan_open = on_message(chan, attach, notice, &mut failure_seen);
-                }
-                attach.settle(failure_seen.is_some(), p1);
-                if let Some(e) = failure_seen {
-                    return Err(e);
-                }
-                // P1 ends by exiting with init's status; a signal reaches it only from outside (it blocks the
-                // forwarded ones): that is not the payload's status.
-                if let WaitStatus::Signaled(..) = status {
-                    let how = describe(status);
-                    return Err(LaunchError::Died { pid: p1.as_raw(), how, during: "while the container ran" });
-                }
-                return Ok(signals::exit_code(status).unwrap_or(125));
-            }
-            Err(e) => return Err(LaunchError::Sys("waitpid", e)),
+        let (status, from_p1) = match ends.check(guard, linger || heard.linger)? {
+            super::ends::End::Running => continue,
+            // A signal that killed init (`burrow kill -s KILL`) is the container's 128+N, as before.
+            super::ends::End::Init(status) => (status, false),
+            super::ends::End::P1(status) => (status, true),
+        };
+        // What P1 and init sent before they ended (an Attach, a failure) is still to be read.
+        while chan_open && readable(chan) {
+            chan_open = on_message(chan, attach, notice, &mut heard);
         }
+        attach.settle(heard.failure.is_some(), p1);
+        if let Some(e) = heard.failure {
+            return Err(e);
+        }
+        // P1 ends by exiting (with init's status on kernels without clone3); a signal reaches it only from outside
+        // (it blocks the forwarded ones): that is not the payload's status.
+        if let (WaitStatus::Signaled(..), true) = (status, from_p1) {
+            let how = describe(status);
+            return Err(LaunchError::Died { pid: p1.as_raw(), how, during: "while the container ran" });
+        }
+        return Ok(signals::exit_code(status).unwrap_or(125));
     }
+}
+
+/// What P0 heard on the channel while the container ran.
+#[derive(Default)]
+struct Heard {
+    /// The first failure reported.
+    failure: Option<LaunchError>,
+    /// P1 has work after init's end (a FUSE server to stop): wait for it too.
+    linger: bool,
 }
 
 /// Handles one message from the container's side; false once the channel is closed.
@@ -416,14 +396,17 @@ fn on_message(
     chan: &Channel,
     attach: &mut super::attach::Attach<'_>,
     notice: &mut dyn FnMut(String),
-    failure_seen: &mut Option<LaunchError>,
+    heard: &mut Heard,
 ) -> bool {
+    let failure_seen = &mut heard.failure;
     match chan.recv_with_fds() {
         Ok((Some(Msg::Attach { terminal, watch }), fds)) => attach.take(terminal, watch, fds),
-        Ok((Some(Msg::RootReady { notice: n, driver }), _)) => n
-            .into_iter()
-            .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
-            .for_each(notice),
+        Ok((Some(Msg::RootReady { notice: n, driver, linger }), _)) => {
+            heard.linger |= linger;
+            n.into_iter()
+                .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
+                .for_each(notice)
+        }
         Ok((Some(Msg::Notice { text }), _)) => notice(text),
         Ok((Some(m), _)) => {
             if failure_seen.is_none() {

@@ -15,7 +15,7 @@ pub fn run(mut prepared: Prepared, args: &RunArgs) -> Result<i32, RunError> {
     prepared.spec.control = (!args.no_init).then(|| new.record.file("ctl"));
     prepared.spec.watch_start = true;
     let me = nix::unistd::getpid();
-    let on_start = |p1| super::monitor::write_started(&new.record, me, p1);
+    let on_start = |_p1| super::monitor::write_started(&new.record, me);
     let result = crate::run::launch(prepared, args, Some(&on_start));
     if let Ok(code) = &result {
         record::write_exit_to_lock(&new.lock, &record::Exit { code: *code, finished: record::now() });

@@ -71,8 +71,8 @@ fn runner(
     let _ = crate::launch::stdio::onto_stdio(err.as_fd(), &[2]);
     drop((out, err));
     let status = RefCell::new(Some(status));
-    let on_start = |p1: nix::unistd::Pid| {
-        write_started(record, monitor, p1);
+    let on_start = |_p1: nix::unistd::Pid| {
+        write_started(record, monitor);
         report(status.borrow_mut().take(), true, String::new(), 0);
     };
     let code = match crate::run::launch(prepared, args, Some(&on_start)) {
@@ -89,9 +89,10 @@ fn runner(
     crate::sys::exit_now(code)
 }
 
-/// Records the host pids (and start times) of the process that supervises the container and of its init.
-pub fn write_started(record: &Record, monitor: nix::unistd::Pid, p1: nix::unistd::Pid) {
-    let init = crate::launch::parent::find_init(p1).map(|(p, _)| p.as_raw()).unwrap_or(0);
+/// Records the host pids (and start times) of the process that supervises the container and of its init (a child
+/// of the caller, P0: see `launch::ends`).
+pub fn write_started(record: &Record, monitor: nix::unistd::Pid) {
+    let init = crate::launch::ends::find_init(nix::unistd::getpid()).map(|(p, _)| p.as_raw()).unwrap_or(0);
     let started = Started {
         monitor: monitor.as_raw(),
         monitor_start: super::proc::start_time(monitor.as_raw()).unwrap_or(0),

@@ -30,6 +30,52 @@ pub fn fork() -> io::Result<Forked> {
     }
 }
 
+/// Forks the calling process into a sibling: the child's parent is the caller's parent (`CLONE_PARENT`, through
+/// clone3), which gets its SIGCHLD and reaps it. Returns, in the caller, the child's pid and a pidfd of it
+/// (`CLONE_PIDFD`: the caller cannot wait for it, but can poll it for its exit and signal it). ENOSYS on kernels
+/// before 5.3. Same single-threaded rule as [`fork`].
+pub fn fork_sibling() -> io::Result<Option<(nix::unistd::Pid, std::os::fd::OwnedFd)>> {
+    debug_assert!(is_single_threaded(), "fork_sibling() in a multi-threaded process");
+    /// `struct clone_args` of the kernel's uapi, its first version (64 bytes).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let mut pidfd: libc::c_int = -1;
+    let args = CloneArgs {
+        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD) as u64,
+        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        // With CLONE_PARENT the kernel takes the caller's own exit signal (and requires 0 here).
+        exit_signal: 0,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+    };
+    // SAFETY: `args` is a live, correctly laid out `struct clone_args` (uapi, version 0) whose exact size is
+    // passed; the kernel writes the pidfd into `pidfd`, which outlives the call. Without a stack the child
+    // continues on a copy of the caller's memory, as after fork(2); the process is single-threaded (asserted in
+    // debug builds), so the child owns a consistent copy of every lock and allocator state, as with [`fork`].
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of!(args), std::mem::size_of::<CloneArgs>()) };
+    match rc {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => {
+            // SAFETY: on success the kernel stored a new descriptor in `pidfd`, owned by nobody else.
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
+            Ok(Some((nix::unistd::Pid::from_raw(pid as i32), fd)))
+        }
+    }
+}
+
 /// True when /proc/self/task has exactly one entry.
 pub fn is_single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(true)

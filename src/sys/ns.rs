@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 const NSIO: u8 = 0xb7;
 // All four are _IO(NSIO, n) in linux/nsfs.h, even NS_GET_OWNER_UID, which writes a uid_t through its argument.
 type Request = nix::sys::ioctl::ioctl_num_type;
+const NS_GET_USERNS: Request = nix::request_code_none!(NSIO, 0x1);
 const NS_GET_PARENT: Request = nix::request_code_none!(NSIO, 0x2);
 const NS_GET_NSTYPE: Request = nix::request_code_none!(NSIO, 0x3);
 const NS_GET_OWNER_UID: Request = nix::request_code_none!(NSIO, 0x4);
@@ -25,6 +26,15 @@ pub fn ns_parent(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: NS_GET_PARENT takes no argument and only reads the namespace behind `ns` (any other kind of
     // descriptor fails with ENOTTY).
     let fd = check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) })?;
+    // SAFETY: on success the ioctl returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The user namespace that owns the namespace `ns` (`NS_GET_USERNS`), as a new descriptor.
+pub fn ns_owner(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: NS_GET_USERNS takes no argument and only reads the namespace behind `ns` (any other kind of
+    // descriptor fails with ENOTTY).
+    let fd = check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) })?;
     // SAFETY: on success the ioctl returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -50,9 +60,9 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Receives one message and at most one descriptor passed with it (`SCM_RIGHTS`, close-on-exec); any further
+/// Receives one message and at most four descriptors passed with it (`SCM_RIGHTS`, close-on-exec); any further
 /// descriptors are closed. Returns the message's length (0: the peer closed the connection).
-pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut space = nix::cmsg_space!([RawFd; 4]);
     let mut iov = [io::IoSliceMut::new(buf)];
@@ -72,8 +82,7 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, 
         }
     };
     // SAFETY: descriptors received with SCM_RIGHTS were installed in this process for this call alone.
-    let mut fds = raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-    Ok((len, fds.next()))
+    Ok((len, raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect()))
 }
 
 /// Closes every descriptor from `first` up (`close_range(2)`). Only for a process that has just started and

@@ -36,6 +36,9 @@ impl ClientError {
     }
 }
 
+/// What [`Conn::namespace`] hands over: the user namespace, the others it owns, the keeper's timings (µs).
+pub type Namespaces = (OwnedFd, Vec<OwnedFd>, (u64, u64));
+
 /// A connection to a live keeper, with what its namespace maps (host IDs, as this process sees them).
 pub struct Conn {
     sock: OwnedFd,
@@ -92,7 +95,7 @@ impl Conn {
 
     /// Asks the keeper to exit, and waits until its socket and lock are released.
     pub fn stop(self) -> Result<(), ClientError> {
-        proto::send(self.sock.as_fd(), &Request::Stop, None).map_err(|e| self.io(e))?;
+        proto::send(self.sock.as_fd(), &Request::Stop, &[]).map_err(|e| self.io(e))?;
         match proto::recv::<Reply>(self.sock.as_fd()).map_err(|e| self.io(e))? {
             (Reply::Stopped, _) => Ok(()),
             (other, _) => Err(self.bad(format!("answered Stop with {other:?}"))),
@@ -100,18 +103,45 @@ impl Conn {
     }
 
     /// Takes a namespace nested in the keeper's with these maps (relative to the keeper's namespace) and checks
-    /// it. Returns its descriptor and how long the keeper took to make it and to write its maps (µs).
-    pub fn namespace(self, uid_map: Vec<MapLine>, gid_map: Vec<MapLine>) -> Result<(OwnedFd, (u64, u64)), ClientError> {
-        proto::send(self.sock.as_fd(), &Request::Namespace { uid_map, gid_map }, None).map_err(|e| self.io(e))?;
-        let (reply, fd) = proto::recv::<Reply>(self.sock.as_fd()).map_err(|e| self.io(e))?;
+    /// it. Returns its descriptor, those of the network, UTS and IPC namespaces it owns that came with it, and
+    /// how long the keeper took to make it and to write its maps (µs).
+    pub fn namespace(self, uid_map: Vec<MapLine>, gid_map: Vec<MapLine>) -> Result<Namespaces, ClientError> {
+        proto::send(self.sock.as_fd(), &Request::Namespace { uid_map, gid_map }, &[]).map_err(|e| self.io(e))?;
+        let (reply, fds) = proto::recv::<Reply>(self.sock.as_fd()).map_err(|e| self.io(e))?;
         let took = match reply {
             Reply::Namespace { prepared_us, maps_us } => (prepared_us, maps_us),
             Reply::Refused { reason } => return Err(self.bad(format!("refused: {reason}"))),
             other => return Err(self.bad(format!("unexpected answer {other:?}"))),
         };
-        let fd = fd.ok_or_else(|| self.bad("no namespace descriptor came with the answer".into()))?;
+        let mut fds = fds.into_iter();
+        let fd = fds.next().ok_or_else(|| self.bad("no namespace descriptor came with the answer".into()))?;
         self.verify(&fd)?;
-        Ok((fd, took))
+        let others: Vec<OwnedFd> = fds.collect();
+        self.verify_owned(&fd, &others)?;
+        Ok((fd, others, took))
+    }
+
+    /// The other descriptors are a network, a UTS and an IPC namespace (each at most once) owned by `user`.
+    fn verify_owned(&self, user: &OwnedFd, others: &[OwnedFd]) -> Result<(), ClientError> {
+        use crate::sys::ns;
+        let id =
+            |fd: &OwnedFd| nix::sys::stat::fstat(fd).map(|st| (st.st_dev, st.st_ino)).map_err(|e| self.io(e.into()));
+        let user_id = id(user)?;
+        let mut seen = Vec::new();
+        for fd in others {
+            let kind = ns::ns_type(fd.as_fd()).map_err(|e| self.io(e))?;
+            let allowed = [libc::CLONE_NEWNET, libc::CLONE_NEWUTS, libc::CLONE_NEWIPC].contains(&kind);
+            if !allowed || seen.contains(&kind) {
+                return Err(self.bad(format!("handed over an unexpected namespace of type {kind:#x}")));
+            }
+            seen.push(kind);
+            if id(&ns::ns_owner(fd.as_fd()).map_err(|e| self.io(e))?)? != user_id {
+                return Err(
+                    self.bad(format!("handed over a namespace of type {kind:#x} that its user namespace does not own"))
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The descriptor is a user namespace, created by us, whose parent is the keeper's namespace.

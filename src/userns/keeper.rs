@@ -162,9 +162,23 @@ struct Spare {
     uid_map: Vec<MapLine>,
     gid_map: Vec<MapLine>,
     fd: OwnedFd,
+    /// The network, UTS and IPC namespaces made with it (none if they could not be made).
+    others: Vec<OwnedFd>,
     took: Duration,
     /// The part of `took` spent writing the maps.
     maps: Duration,
+}
+
+/// The network, UTS and IPC namespaces of process `pid` that the user namespace `user` owns: only those are
+/// handed over (a process that could not unshare them is still in the keeper's own).
+fn owned_by(user: &OwnedFd, pid: Pid) -> Vec<OwnedFd> {
+    let id = |fd: &OwnedFd| nix::sys::stat::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino));
+    let Some(user_id) = id(user) else { return Vec::new() };
+    ["net", "uts", "ipc"]
+        .iter()
+        .filter_map(|kind| std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).ok().map(OwnedFd::from))
+        .filter(|fd| crate::sys::ns::ns_owner(fd.as_fd()).ok().and_then(|o| id(&o)) == Some(user_id))
+        .collect()
 }
 
 /// Kills and reaps the short-lived process that created a nested namespace.
@@ -187,7 +201,12 @@ impl Spare {
         let pid = match fork().ctx("fork")? {
             Forked::Child => {
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-                let ok = unshare(CloneFlags::CLONE_NEWUSER).is_ok();
+                // The container's network, UTS and IPC namespaces too, owned by the new user namespace: made here,
+                // while no run waits, they spare each run ~0.5 ms of its start (a network namespace alone is
+                // ~0.35 ms). Without them (a namespace limit), the user namespace alone, as before.
+                let others = CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+                let ok =
+                    unshare(CloneFlags::CLONE_NEWUSER | others).or_else(|_| unshare(CloneFlags::CLONE_NEWUSER)).is_ok();
                 if ok {
                     let _ = kill(Pid::this(), Signal::SIGSTOP);
                 }
@@ -213,8 +232,9 @@ impl Spare {
         let maps = maps_start.elapsed();
         let ns = format!("/proc/{}/ns/user", pid.0);
         let fd = OwnedFd::from(std::fs::File::open(&ns).ctx(format!("open {ns}"))?);
+        let others = owned_by(&fd, pid.0);
         drop(pid);
-        Ok(Spare { uid_map: uid_map.to_vec(), gid_map: gid_map.to_vec(), fd, took: start.elapsed(), maps })
+        Ok(Spare { uid_map: uid_map.to_vec(), gid_map: gid_map.to_vec(), fd, others, took: start.elapsed(), maps })
     }
 }
 
@@ -252,7 +272,7 @@ impl Keeper<'_> {
             match self.client(&conn) {
                 Some(Request::Stop) => {
                     self.release();
-                    let _ = proto::send(conn.as_fd(), &Reply::Stopped, None);
+                    let _ = proto::send(conn.as_fd(), &Reply::Stopped, &[]);
                     return;
                 }
                 Some(Request::Namespace { uid_map, gid_map }) => {
@@ -290,9 +310,10 @@ impl Keeper<'_> {
                 Ok(s) => {
                     let (prepared_us, maps_us) = (s.took.as_micros() as u64, s.maps.as_micros() as u64);
                     let reply = Reply::Namespace { prepared_us, maps_us };
-                    proto::send(conn.as_fd(), &reply, Some(s.fd.as_fd()))
+                    let fds: Vec<_> = std::iter::once(&s.fd).chain(&s.others).map(|f| f.as_fd()).collect();
+                    proto::send(conn.as_fd(), &reply, &fds)
                 }
-                Err(e) => proto::send(conn.as_fd(), &Reply::Refused { reason: e.to_string() }, None),
+                Err(e) => proto::send(conn.as_fd(), &Reply::Refused { reason: e.to_string() }, &[]),
             };
         }
         Some(req)

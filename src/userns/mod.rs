@@ -43,6 +43,9 @@ pub enum Source {
 /// A namespace received from the keeper.
 pub struct Joined {
     pub fd: OwnedFd,
+    /// The network, UTS and IPC namespaces the keeper made with it (owned by it), for P1 to join instead of
+    /// unsharing new ones.
+    pub others: Vec<OwnedFd>,
     pub keeper: i32,
 }
 
@@ -52,6 +55,14 @@ impl Source {
         match self {
             Source::Join(j) => Some(j.fd.as_fd()),
             Source::Own { .. } => None,
+        }
+    }
+
+    /// The other namespaces P1 joins after the user namespace (see [`Joined::others`]).
+    pub fn join_others(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Source::Join(j) => j.others.iter().map(|f| f.as_fd()).collect(),
+            Source::Own { .. } => Vec::new(),
         }
     }
 }
@@ -168,8 +179,8 @@ fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Resu
     let (uid_map, gid_map) = (nested(&ids.uid_map, &conn.uid_map)?, nested(&ids.gid_map, &conn.gid_map)?);
     // A keeper that exited (idle) while this run connected is gone: start one. One that refused stays.
     let failed = |e: client::ClientError| if e.keeper_gone() { Unjoined::start(e) } else { Unjoined::keep(e) };
-    let (fd, took) = conn.namespace(uid_map, gid_map).map_err(failed)?;
-    Ok((Joined { fd, keeper }, took))
+    let (fd, others, took) = conn.namespace(uid_map, gid_map).map_err(failed)?;
+    Ok((Joined { fd, others, keeper }, took))
 }
 
 /// Checks, after P1 joined the keeper's namespace, that P1's maps are the plan's (as the kernel composes

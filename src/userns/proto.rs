@@ -1,5 +1,7 @@
 //! The keeper's socket protocol: one JSON message per SEQPACKET packet, one request and one reply per
-//! connection. The reply to `Namespace` carries the new user namespace's descriptor (`SCM_RIGHTS`).
+//! connection. The reply to `Namespace` carries the new user namespace's descriptor (`SCM_RIGHTS`), then those
+//! of a network, a UTS and an IPC namespace it owns, made with it (a keeper that could not make them, or an older
+//! one, sends the user namespace alone; an older burrow takes the first descriptor and closes the others).
 
 use crate::idmap::MapLine;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
@@ -37,20 +39,21 @@ pub enum Reply {
     },
 }
 
-/// Sends one message, with a descriptor when given.
-pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+/// Sends one message, with descriptors when given (at most four).
+pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
-    let raw = fd.map(|f| [f.as_raw_fd()]);
-    let cmsg: Vec<ControlMessage<'_>> = raw.as_ref().map(|r| ControlMessage::ScmRights(r)).into_iter().collect();
+    let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg: Vec<ControlMessage<'_>> =
+        (!raw.is_empty()).then(|| ControlMessage::ScmRights(&raw)).into_iter().collect();
     let iov = [io::IoSlice::new(&bytes)];
     sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
     Ok(())
 }
 
-/// Receives one message and the descriptor passed with it, if any. EOF is `UnexpectedEof`.
-pub fn recv<T: for<'de> Deserialize<'de>>(sock: BorrowedFd<'_>) -> io::Result<(T, Option<OwnedFd>)> {
+/// Receives one message and the descriptors passed with it, if any. EOF is `UnexpectedEof`.
+pub fn recv<T: for<'de> Deserialize<'de>>(sock: BorrowedFd<'_>) -> io::Result<(T, Vec<OwnedFd>)> {
     let mut buf = vec![0u8; 64 * 1024];
-    let (n, fd) = crate::sys::ns::recv_with_fd(sock, &mut buf)?;
+    let (n, fd) = crate::sys::ns::recv_with_fds(sock, &mut buf)?;
     if n == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
@@ -78,18 +81,21 @@ mod tests {
         let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap();
         let ns = std::fs::File::open("/proc/self/ns/user").unwrap();
         let reply = Reply::Namespace { prepared_us: 12, maps_us: 3 };
-        send(a.as_fd(), &reply, Some(ns.as_fd())).unwrap();
-        let (got, fd) = recv::<Reply>(b.as_fd()).unwrap();
+        let net = std::fs::File::open("/proc/self/ns/net").unwrap();
+        send(a.as_fd(), &reply, &[ns.as_fd(), net.as_fd()]).unwrap();
+        let (got, fds) = recv::<Reply>(b.as_fd()).unwrap();
         assert_eq!(got, reply);
-        let fd = fd.expect("the descriptor came along");
+        assert_eq!(fds.len(), 2, "both descriptors came along, in order");
+        assert_eq!(crate::sys::ns::ns_type(fds[1].as_fd()).unwrap(), libc::CLONE_NEWNET);
+        let fd = &fds[0];
         assert_eq!(crate::sys::ns::ns_type(fd.as_fd()).unwrap(), libc::CLONE_NEWUSER);
         assert!(crate::sys::ns::ns_owner_uid(fd.as_fd()).is_ok());
-        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert!(flags & libc::FD_CLOEXEC != 0, "a received descriptor must be close-on-exec");
         let req = Request::Namespace { uid_map: vec![MapLine { inside: 0, outside: 0, count: 1 }], gid_map: vec![] };
-        send(b.as_fd(), &req, None).unwrap();
-        let (got, fd) = recv::<Request>(a.as_fd()).unwrap();
-        assert!(got == req && fd.is_none());
+        send(b.as_fd(), &req, &[]).unwrap();
+        let (got, fds) = recv::<Request>(a.as_fd()).unwrap();
+        assert!(got == req && fds.is_empty());
         drop(b);
         let eof = recv::<Request>(a.as_fd()).unwrap_err();
         assert_eq!(eof.kind(), std::io::ErrorKind::UnexpectedEof);

@@ -1,0 +1,135 @@
+//! How P0 learns that the container ended. P1 clones the container's init with `CLONE_PARENT`, so init is P0's
+//! own child: its exit wakes P0 directly, instead of waking P1, which would then exit and wake P0 (one
+//! scheduling round trip less on the critical path, docs/design/launch-sequence.md). P1 watches init through a
+//! pidfd and exits once init has; P0 waits for it only when P1 still has work after init's end (a FUSE server to
+//! stop, a forwarder to drain, a cgroup to empty, a lifecycle record whose lock P1 holds too).
+
+use super::parent::{LaunchError, P1Guard};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+
+/// The container's init, once found.
+struct Found {
+    pid: Pid,
+    fd: OwnedFd,
+    /// P0's child (cloned with CLONE_PARENT), rather than P1's (kernels without clone3).
+    ours: bool,
+}
+
+/// The container's two processes, as P0 sees them.
+pub(super) struct Ends {
+    p1: Pid,
+    p1_status: Option<WaitStatus>,
+    init: Option<Found>,
+    init_status: Option<WaitStatus>,
+}
+
+/// What [`Ends::check`] found.
+pub(super) enum End {
+    Running,
+    /// init (P0's child) ended: the container's outcome.
+    Init(WaitStatus),
+    /// P1 ended and no init of P0's is left: its status is the outcome (a failure before init, or init was P1's
+    /// child and P1 exited with its status), or P1 was killed from outside and init with it.
+    P1(WaitStatus),
+}
+
+impl Ends {
+    pub fn new(p1: Pid) -> Ends {
+        Ends { p1, p1_status: None, init: None, init_status: None }
+    }
+
+    /// A pidfd of init, to forward signals to (None until it exists).
+    pub fn init_fd(&mut self) -> Option<&OwnedFd> {
+        self.find();
+        self.init.as_ref().map(|f| &f.fd)
+    }
+
+    /// Looks for init among P0's children, then P1's: a few /proc reads, done only when P0 is awake anyway.
+    fn find(&mut self) {
+        if self.init.is_none() {
+            let ours = find_init(nix::unistd::getpid()).map(|(pid, fd)| Found { pid, fd, ours: true });
+            self.init = ours.or_else(|| find_init(self.p1).map(|(pid, fd)| Found { pid, fd, ours: false }));
+        }
+    }
+
+    /// Reaps whatever has exited and says whether the container has ended. `linger`: wait for P1 as well.
+    /// P1 reaped is taken from its guard (its pid may be reused at once); P1 left running when the container
+    /// ended without `linger` is taken from it too: it is exiting by itself and must not be waited for.
+    pub fn check(&mut self, guard: &mut P1Guard, linger: bool) -> Result<End, LaunchError> {
+        if self.p1_status.is_none() {
+            match waitpid(self.p1, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => {}
+                Ok(status) => {
+                    guard.0 = None;
+                    self.p1_status = Some(status);
+                }
+                Err(e) => return Err(LaunchError::Sys("waitpid", e)),
+            }
+        }
+        self.find();
+        if let (Some(f), None) = (self.init.as_ref().filter(|f| f.ours), self.init_status) {
+            match waitpid(f.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => {}
+                Ok(status) => self.init_status = Some(status),
+                Err(e) => return Err(LaunchError::Sys("waitpid", e)),
+            }
+        }
+        let init = self.init.as_ref().filter(|f| f.ours);
+        Ok(match (self.init_status, self.p1_status, init) {
+            (Some(_), None, _) if linger => End::Running,
+            (Some(status), _, Some(_)) => {
+                guard.0 = None;
+                End::Init(status)
+            }
+            (None, Some(p1 @ WaitStatus::Signaled(..)), Some(f)) => {
+                // P1 killed from outside: init (tied to P0, not to P1) is stopped here.
+                let _ = super::fork::signal(&f.fd, Signal::SIGKILL);
+                let _ = waitpid(f.pid, None);
+                End::P1(p1)
+            }
+            // P1 exits after init only; init's exit is about to be seen.
+            (None, Some(_), Some(_)) => End::Running,
+            (_, Some(p1), _) => End::P1(p1),
+            _ => End::Running,
+        })
+    }
+}
+
+/// The container's init: a child of `parent` in another PID namespace (P0's, cloned by P1 with `CLONE_PARENT`;
+/// P1's on kernels without clone3, where P1's other children, the FUSE server and the port forwarder, are in
+/// ours). Looked up only when needed (a signal to forward, a child's exit), so that nobody wakes P0 to say it.
+/// Returned with a pidfd, opened first and checked after: a pid number read from /proc may be reused by the
+/// time it is signalled, a pidfd that still names a child of `parent` in another PID namespace cannot.
+pub fn find_init(parent: Pid) -> Option<(Pid, OwnedFd)> {
+    // By the depth of its PID namespace (NSpid in /proc/PID/status, readable even when init made itself
+    // non-dumpable, which hides its /proc/PID/ns).
+    let depth = |p: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| v.split_whitespace().count())
+    };
+    let ours = depth("self")?;
+    let in_other_ns = |p: &i32| depth(&p.to_string()).is_some_and(|d| d > ours);
+    let candidates: Vec<i32> = match std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")) {
+        Ok(children) => children.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
+        // Kernels without CONFIG_PROC_CHILDREN: look for the children by their parent pid.
+        Err(_) => std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| parent_of(*p) == Some(parent.as_raw()))
+            .collect(),
+    };
+    candidates.into_iter().find_map(|pid| {
+        let fd = super::fork::pidfd(Pid::from_raw(pid)).ok()?;
+        (parent_of(pid) == Some(parent.as_raw()) && in_other_ns(&pid)).then(|| (Pid::from_raw(pid), fd))
+    })
+}
+
+/// The parent pid in /proc/PID/stat (the field after the command name, which may contain spaces).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
