@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fuser::FileAttr;
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, RenameFlags, Stat, Uid, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, RenameFlags, Uid, XattrFlags};
 use rustix::io::Errno;
 
 use super::filesystem::{Overlay, R};
@@ -101,7 +101,7 @@ impl Overlay {
             Some(Err(e)) => return Err(e),
         };
         let upper = self.upper_dir(parent)?;
-        let (uid, gid) = self.owner_for(who, &rustix::fs::fstat(&*upper)?);
+        let (uid, gid) = self.owner_for(who, &upper)?;
         let (file, fd) = if over_whiteout {
             self.make_over_whiteout(&upper, name, &what, uid, gid)?
         } else {
@@ -146,13 +146,17 @@ impl Overlay {
         Ok(made)
     }
 
-    /// The owner to set on a new entry, or `None` where the filesystem already chose right
-    /// (the server's own ids; the group of a set-group-ID parent directory `dir`).
-    fn owner_for(&self, who: Caller, dir: &Stat) -> (Option<Uid>, Option<Gid>) {
+    /// The owner to set on a new entry in the upper directory `dir`, or `None` where the
+    /// filesystem already chose right (the server's own ids; the group of a set-group-ID
+    /// parent). The parent's mode is read only when the caller's group is not the server's.
+    fn owner_for(&self, who: Caller, dir: &OwnedFd) -> R<(Option<Uid>, Option<Gid>)> {
         let uid = (who.uid != self.euid).then(|| Uid::from_raw(who.uid));
-        let sgid = dir.st_mode & 0o2000 != 0;
-        let gid = (who.gid != self.egid && !sgid).then(|| Gid::from_raw(who.gid));
-        (uid, gid)
+        let gid = if who.gid == self.egid || rustix::fs::fstat(dir)?.st_mode & 0o2000 != 0 {
+            None
+        } else {
+            Some(Gid::from_raw(who.gid))
+        };
+        Ok((uid, gid))
     }
 
     /// Copies up the entry `ino` and hard-links it as `name` in `newparent`.
