@@ -38,6 +38,9 @@ for l in sys.stdin:
         print(m["target"]["name"] + " " + m["executable"])')
 chmod -R a+rX "$CARGO_TARGET_DIR"
 
+# Each test binary starts with the dispositions of an interactive shell's command (HUP, INT, QUIT not ignored,
+# whatever ran this script: a CI runner that starts it in the background ignores SIGINT, and the terminal tests'
+# ^C would then be ignored inside the containers too, as burrow keeps the dispositions its caller chose).
 # Each test binary starts in the cgroup2 directory that ci-setup.sh delegated to the test user: only root may
 # move a process out of the root cgroup, and the tests create systemd scopes and cgroups below it.
 CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/self/mounts)
@@ -46,7 +49,7 @@ as_user() {
   procs=/dev/null
   [ -n "$CG2" ] && [ -w "$CG2/burrow-ci/tests/cgroup.procs" ] && procs=$CG2/burrow-ci/tests/cgroup.procs
   sh -c 'echo $$ > "$0" && exec "$@"' "$procs" \
-    setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups --reset-env env \
+    setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups --reset-env env --default-signal=HUP,INT,QUIT \
     HOME="$(getent passwd "$u" | cut -d: -f6)" USER="$u" LOGNAME="$u" \
     PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin BURROW_TEST_STRICT="$BURROW_TEST_STRICT" \
     ${RUST_BACKTRACE:+RUST_BACKTRACE=$RUST_BACKTRACE} "$@"

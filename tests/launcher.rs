@@ -128,6 +128,23 @@ fn exit_statuses_follow_the_shell_convention() {
     assert_eq!(expect(&o, 5), "1\n");
 }
 
+/// The payload starts with SIGPIPE's default action, as from a shell: burrow's own runtime ignores it, and an
+/// ignored signal would stay ignored across exec (a writer to a closed pipe then reports EPIPE instead of ending).
+#[test]
+fn the_payload_gets_sigpipe_s_default_action() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    for extra in [&[][..], &["--no-init"][..]] {
+        let o = output(run_in(r.path(), extra, &["sh", "-c", "yes | head -n 1; grep SigIgn /proc/self/status"]));
+        let out = expect(&o, 0);
+        assert!(stderr(&o).is_empty(), "{extra:?}: {}", stderr(&o));
+        let ignored = out.lines().find_map(|l| l.strip_prefix("SigIgn:")).map(|m| u64::from_str_radix(m.trim(), 16));
+        let ignored = ignored.expect("a SigIgn line").expect("a hex mask");
+        assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "{extra:?}: SIGPIPE ignored: {out}");
+        assert!(out.starts_with("y\n"), "{out}");
+    }
+}
+
 #[test]
 fn bad_input_exits_125_with_one_line() {
     let _ = require_subids!();

@@ -37,8 +37,12 @@ pub fn signalfd() -> nix::Result<SignalFd> {
     SignalFd::with_flags(&handled(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
 }
 
-/// Unblocks everything: the payload must start with the mask a shell would give it.
+/// Unblocks everything and gives SIGPIPE its default action back: the payload must start with the mask and
+/// dispositions a shell would give it. Rust's runtime ignores SIGPIPE in burrow, and an ignored signal stays
+/// ignored across execve (`yes | head -1` then printed "Broken pipe" instead of ending quietly). Dispositions
+/// burrow's caller chose (nohup's ignored SIGHUP) are kept, as by any exec.
 pub fn unblock_all() -> nix::Result<()> {
+    crate::sys::default_disposition(Signal::SIGPIPE)?;
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
 }
 

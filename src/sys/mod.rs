@@ -145,6 +145,13 @@ pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets `sig`'s disposition back to the default action.
+pub fn default_disposition(sig: nix::sys::signal::Signal) -> nix::Result<()> {
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context; the previous
+    // disposition that signal(2) returns is dropped unused.
+    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
+}
+
 /// Ends the calling process at once with `code`, without running exit handlers or flushing stdio buffers:
 /// a forked child must not run the parent's copies of them.
 pub fn exit_now(code: i32) -> ! {
