@@ -62,7 +62,8 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others): Joining<'_>) ->
     }
     // Namespaces the keeper made with the user namespace (fresh, unused: the client checked that they are owned
     // by it), joined rather than created on this run's critical path.
-    for fd in userns.and(Some(others)).unwrap_or_default() {
+    // Only with a joined user namespace are there any (`Source::join_others`).
+    for fd in others {
         let kind = CloneFlags::from_bits_truncate(t!(crate::sys::ns::ns_type(*fd).step("namespaces", "NS_GET_NSTYPE")));
         if flags.contains(kind) && kind != CloneFlags::CLONE_NEWUSER {
             t!(setns(fd, kind).step("namespaces", "setns(a namespace from the keeper)"));

@@ -222,8 +222,7 @@ fn staged_file(index: usize) -> String {
 /// nodev, nosuid and noexec. Every bind made from it keeps those flags, so each mask or file is one mount
 /// (not a bind and a `mount_setattr` each), and nothing can be added to a source through its mount.
 fn seal_sources(ops: &[Op]) -> Result<(), MountError> {
-    let dirs = std::fs::DirBuilder::new();
-    dirs.create(SEALED).map_err(err(format!("mkdir {SEALED}")))?;
+    std::fs::create_dir(SEALED).map_err(err(format!("mkdir {SEALED}")))?;
     std::fs::DirBuilder::new().mode(0o555).create(SEALED_DIR).map_err(err(format!("mkdir {SEALED_DIR}")))?;
     std::fs::write(SEALED_FILE, b"").map_err(err(format!("create {SEALED_FILE}")))?;
     for (index, op) in ops.iter().enumerate() {

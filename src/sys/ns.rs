@@ -2,7 +2,7 @@
 //! keeper's socket, whose results are new descriptors that only an `unsafe` constructor may own.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 const NSIO: u8 = 0xb7;
 // All four are _IO(NSIO, n) in linux/nsfs.h, even NS_GET_OWNER_UID, which writes a uid_t through its argument.
@@ -37,6 +37,17 @@ pub fn ns_owner(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let fd = check(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) })?;
     // SAFETY: on success the ioctl returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A namespace's identity: the device and inode of its nsfs file, the same for every descriptor of it.
+pub fn ns_id(ns: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(ns)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Whether the user namespace `user` owns the namespace `ns` (`NS_GET_USERNS`).
+pub fn owned_by(ns: BorrowedFd<'_>, user: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(ns_id(ns_owner(ns)?.as_fd())? == ns_id(user)?)
 }
 
 /// The kind of namespace behind `ns` (`NS_GET_NSTYPE`): one of the `CLONE_NEW*` values.

@@ -124,9 +124,6 @@ impl Conn {
     /// The other descriptors are a network, a UTS and an IPC namespace (each at most once) owned by `user`.
     fn verify_owned(&self, user: &OwnedFd, others: &[OwnedFd]) -> Result<(), ClientError> {
         use crate::sys::ns;
-        let id =
-            |fd: &OwnedFd| nix::sys::stat::fstat(fd).map(|st| (st.st_dev, st.st_ino)).map_err(|e| self.io(e.into()));
-        let user_id = id(user)?;
         let mut seen = Vec::new();
         for fd in others {
             let kind = ns::ns_type(fd.as_fd()).map_err(|e| self.io(e))?;
@@ -135,7 +132,7 @@ impl Conn {
                 return Err(self.bad(format!("handed over an unexpected namespace of type {kind:#x}")));
             }
             seen.push(kind);
-            if id(&ns::ns_owner(fd.as_fd()).map_err(|e| self.io(e))?)? != user_id {
+            if !ns::owned_by(fd.as_fd(), user.as_fd()).map_err(|e| self.io(e))? {
                 return Err(
                     self.bad(format!("handed over a namespace of type {kind:#x} that its user namespace does not own"))
                 );
@@ -157,8 +154,7 @@ impl Conn {
             return Err(self.bad(format!("handed over a user namespace owned by uid {owner}, not {uid}")));
         }
         let parent = ns::ns_parent(fd.as_fd()).map_err(|e| self.io(e))?;
-        let st = nix::sys::stat::fstat(&parent).map_err(|e| self.io(e.into()))?;
-        if (st.st_dev, st.st_ino) != self.ns {
+        if ns::ns_id(parent.as_fd()).map_err(|e| self.io(e))? != self.ns {
             return Err(self.bad(format!("handed over a namespace that is not nested in pid {}'s", self.pid)));
         }
         Ok(())

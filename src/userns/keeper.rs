@@ -172,12 +172,10 @@ struct Spare {
 /// The network, UTS and IPC namespaces of process `pid` that the user namespace `user` owns: only those are
 /// handed over (a process that could not unshare them is still in the keeper's own).
 fn owned_by(user: &OwnedFd, pid: Pid) -> Vec<OwnedFd> {
-    let id = |fd: &OwnedFd| nix::sys::stat::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino));
-    let Some(user_id) = id(user) else { return Vec::new() };
     ["net", "uts", "ipc"]
         .iter()
         .filter_map(|kind| std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).ok().map(OwnedFd::from))
-        .filter(|fd| crate::sys::ns::ns_owner(fd.as_fd()).ok().and_then(|o| id(&o)) == Some(user_id))
+        .filter(|fd| crate::sys::ns::owned_by(fd.as_fd(), user.as_fd()).unwrap_or(false))
         .collect()
 }
 
