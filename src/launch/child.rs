@@ -234,7 +234,8 @@ fn wait_for_init(
 fn wait_exit(init: &super::fork::Child) -> i32 {
     if let Some(fd) = init.pidfd() {
         let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(fd), nix::poll::PollFlags::POLLIN)];
-        while !matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE), Ok(n) if n > 0) {}
+        // Only an interrupted wait is retried: any other error would repeat at once, forever.
+        while let Err(nix::Error::EINTR) = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {}
     }
     0
 }
