@@ -51,6 +51,13 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/security/seccomp/default_rules.rs");
     println!("cargo:rerun-if-changed=src/security/seccomp/tree.rs");
+    // burrow's binaries as position-dependent executables: a PIE of burrow's size carries ~10,000 relative
+    // relocations (its vtables and string tables), which ld.so applies at every start, dirtying ~40 pages that
+    // P1, init and the payload's parent then copy on write (docs/benchmarks.md). Only the binaries: proc macros
+    // and this script stay as they are.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets the target arch");
     let target = match arch.as_str() {

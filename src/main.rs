@@ -1,6 +1,19 @@
+// burrow's `main` is the C entry point, not Rust's runtime start (`std::rt::lang_start`), which before `main`
+// read /proc/self/maps (glibc's pthread_getattr_np, for the main thread's stack guard) and set up an alternate
+// signal stack with SIGSEGV/SIGBUS handlers that only print "stack overflow": ~0.1 ms of every start
+// (docs/benchmarks.md). What burrow needs of it is in `sys::process_start`; `std::env::args_os` works without
+// it (glibc hands argv to the standard library's initializer).
+#![no_main]
+
 use burrow::cli::{Cli, Command};
 
-fn main() {
+#[no_mangle]
+extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    burrow::sys::process_start();
+    burrow_main();
+}
+
+fn burrow_main() -> ! {
     let cli = match Cli::parse_args(std::env::args_os().collect()) {
         Ok(cli) => cli,
         // Help and version go to stdout whole; a usage error is one line (clap's first), exit 125.

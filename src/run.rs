@@ -103,6 +103,10 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
         args.userns_keeper.map(|k| k == crate::cli::Switch::On),
         std::env::var("BURROW_KEEPER_IDLE").ok().as_deref(),
     )?;
+    // The keeper gets its request now and makes its answer while the rest is checked (its round trip used to
+    // follow them); a run that fails a check below drops the namespace it was handed.
+    let mut keeper_lines = Vec::new();
+    let choice = userns::ask(mode, &ids, &keeper_policy, &mut |line| keeper_lines.push(line));
     if let Some(n) = ids.notice() {
         say(n);
     }
@@ -160,13 +164,10 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
         say(format!("burrow: cgroup manager: {}", cgroup.manager_name()));
         say(format!("burrow: network: {}", spec.net.backend_name()));
     }
-    // Last, once every input is checked: it may already take a namespace from the keeper.
-    let verbose = spec.verbose;
-    let source = userns::choose(mode, &spec.ids, &keeper_policy, &mut |line| {
-        if verbose {
-            say(format!("burrow: {line}"))
-        }
-    });
+    let source = choice.finish(&mut |line| keeper_lines.push(line));
+    if spec.verbose {
+        keeper_lines.into_iter().for_each(|line| say(format!("burrow: {line}")));
+    }
     Ok(Prepared { spec, state, cgroup, id, source, image })
 }
 

@@ -338,6 +338,9 @@ fn supervise(
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
+            if sig == Signal::SIGCHLD {
+                ends.heard_from(info.ssi_pid as i32);
+            }
             if sig == Signal::SIGWINCH && attach.resize() {
                 continue;
             }

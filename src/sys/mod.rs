@@ -152,6 +152,41 @@ pub fn default_disposition(sig: nix::sys::signal::Signal) -> nix::Result<()> {
     unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
 }
 
+/// What Rust's runtime start did for `main` that burrow still needs, now that `burrow`'s `main` is its own
+/// entry point (src/main.rs says why): descriptors 0, 1 and 2 open (on /dev/null when closed, so that no
+/// socket or file of burrow's takes their number and reaches the payload as its stdio), and SIGPIPE ignored
+/// (a write to a closed pipe is an EPIPE error, not the death of burrow with a terminal left in raw mode).
+pub fn process_start() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
+    // SAFETY: `fds` is a live array of three `pollfd`, the length passed; a zero timeout never blocks.
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+    for f in &fds {
+        // poll(2) itself failing (EINTR, ENOMEM) is rare: then each descriptor is checked alone.
+        let closed = match polled < 0 {
+            // SAFETY: F_GETFD only reads the descriptor's flags; an invalid number returns EBADF.
+            true => (unsafe { libc::fcntl(f.fd, libc::F_GETFD) }) < 0,
+            false => f.revents & libc::POLLNVAL != 0,
+        };
+        // open(2) returns the lowest free number, which is this one (the ones below it are open by now); kept
+        // open across exec, as the payload's stdio.
+        if closed && !null_stdio() {
+            exit_now(125);
+        }
+    }
+    // SAFETY: SIG_IGN installs no handler, so no code of ours can run in signal context.
+    let _ =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
+}
+
+/// Opens /dev/null, without close-on-exec, and leaves it open for good (see [`process_start`]).
+fn null_stdio() -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") else { return false };
+    let kept = fcntl(&null, FcntlArg::F_SETFD(FdFlag::empty())).is_ok();
+    std::mem::forget(null);
+    kept
+}
+
 /// Ends the calling process at once with `code`, without running exit handlers or flushing stdio buffers:
 /// a forked child must not run the parent's copies of them.
 pub fn exit_now(code: i32) -> ! {

@@ -102,25 +102,40 @@ impl Conn {
         }
     }
 
-    /// Takes a namespace nested in the keeper's with these maps (relative to the keeper's namespace) and checks
-    /// it. Returns its descriptor, those of the network, UTS and IPC namespaces it owns that came with it, and
-    /// how long the keeper took to make it and to write its maps (µs).
-    pub fn namespace(self, uid_map: Vec<MapLine>, gid_map: Vec<MapLine>) -> Result<Namespaces, ClientError> {
+    /// Asks for a namespace nested in the keeper's with these maps (relative to the keeper's namespace); the
+    /// answer is taken with [`Asked::receive`]. Sent early, so that the keeper's round trip overlaps the
+    /// run's remaining checks.
+    pub fn ask(self, uid_map: Vec<MapLine>, gid_map: Vec<MapLine>) -> Result<Asked, ClientError> {
         proto::send(self.sock.as_fd(), &Request::Namespace { uid_map, gid_map }, &[]).map_err(|e| self.io(e))?;
-        let (reply, fds) = proto::recv::<Reply>(self.sock.as_fd()).map_err(|e| self.io(e))?;
+        Ok(Asked(self))
+    }
+}
+
+/// A connection whose namespace request is on its way to the keeper.
+pub struct Asked(Conn);
+
+impl Asked {
+    /// Takes the answer to [`Conn::ask`] and checks it. Returns the namespace's descriptor, those of the network,
+    /// UTS and IPC namespaces it owns that came with it, and how long the keeper took to make it and to write its
+    /// maps (µs).
+    pub fn receive(self) -> Result<Namespaces, ClientError> {
+        let conn = &self.0;
+        let (reply, fds) = proto::recv::<Reply>(conn.sock.as_fd()).map_err(|e| conn.io(e))?;
         let took = match reply {
             Reply::Namespace { prepared_us, maps_us } => (prepared_us, maps_us),
-            Reply::Refused { reason } => return Err(self.bad(format!("refused: {reason}"))),
-            other => return Err(self.bad(format!("unexpected answer {other:?}"))),
+            Reply::Refused { reason } => return Err(conn.bad(format!("refused: {reason}"))),
+            other => return Err(conn.bad(format!("unexpected answer {other:?}"))),
         };
         let mut fds = fds.into_iter();
-        let fd = fds.next().ok_or_else(|| self.bad("no namespace descriptor came with the answer".into()))?;
-        self.verify(&fd)?;
+        let fd = fds.next().ok_or_else(|| conn.bad("no namespace descriptor came with the answer".into()))?;
+        conn.verify(&fd)?;
         let others: Vec<OwnedFd> = fds.collect();
-        self.verify_owned(&fd, &others)?;
+        conn.verify_owned(&fd, &others)?;
         Ok((fd, others, took))
     }
+}
 
+impl Conn {
     /// The other descriptors are a network, a UTS and an IPC namespace (each at most once) owned by `user`.
     fn verify_owned(&self, user: &OwnedFd, others: &[OwnedFd]) -> Result<(), ClientError> {
         use crate::sys::ns;

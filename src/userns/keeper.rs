@@ -247,16 +247,31 @@ struct Keeper<'a> {
 
 const SPARE_KINDS: usize = 2;
 
+/// How long after an answer the next spare is made: the run just answered is then past its start. Made at once,
+/// the spare's fork and unshares (0.5-0.9 ms of CPU) competed with that run's P0, P1 and init for the CPU on a
+/// busy machine, preempting them (docs/benchmarks.md); a run that comes sooner gets its namespace made for it.
+const SPARE_DELAY: Duration = Duration::from_millis(5);
+
 impl Keeper<'_> {
     fn serve(&mut self) {
         let mut last = Instant::now();
+        // The maps of the spare to make once SPARE_DELAY has passed since the last answer.
+        let mut owed: Option<(Vec<MapLine>, Vec<MapLine>)> = None;
         loop {
             let left = self.settings.idle.saturating_sub(last.elapsed());
             if left.is_zero() {
                 break;
             }
             // Wake at least once a minute to notice a changed policy or a removed runtime directory.
-            let tick = left.min(Duration::from_secs(60));
+            let mut tick = left.min(Duration::from_secs(60));
+            if owed.is_some() {
+                tick = tick.min(SPARE_DELAY.saturating_sub(last.elapsed()));
+                if tick.is_zero() {
+                    let (uid_map, gid_map) = owed.take().expect("checked");
+                    self.prepare(&uid_map, &gid_map);
+                    continue;
+                }
+            }
             let ms = u16::try_from(tick.as_millis().max(1)).unwrap_or(u16::MAX);
             let mut fds = [nix::poll::PollFd::new(self.listener.sock.as_fd(), nix::poll::PollFlags::POLLIN)];
             let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)).unwrap_or(0) > 0;
@@ -275,18 +290,29 @@ impl Keeper<'_> {
                 }
                 Some(Request::Namespace { uid_map, gid_map }) => {
                     last = Instant::now();
-                    // The next client's namespace, made while nobody waits for it.
-                    if let Ok(spare) = Spare::new(&uid_map, &gid_map) {
-                        self.spares.push(spare);
-                        if self.spares.len() > SPARE_KINDS {
-                            self.spares.remove(0);
-                        }
+                    // The next client's namespace, made while nobody waits for it (SPARE_DELAY from now).
+                    if let Some((u, g)) = owed.replace((uid_map, gid_map)) {
+                        self.prepare(&u, &g);
                     }
                 }
                 None => {}
             }
         }
         self.release();
+    }
+
+    /// Makes a spare namespace with these maps for a later client; the oldest kind is dropped beyond
+    /// [`SPARE_KINDS`].
+    fn prepare(&mut self, uid_map: &[MapLine], gid_map: &[MapLine]) {
+        if self.spares.iter().any(|s| s.uid_map == uid_map && s.gid_map == gid_map) {
+            return;
+        }
+        if let Ok(spare) = Spare::new(uid_map, gid_map) {
+            self.spares.push(spare);
+            if self.spares.len() > SPARE_KINDS {
+                self.spares.remove(0);
+            }
+        }
     }
 
     /// Serves one connection; returns the request it carried.

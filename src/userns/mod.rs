@@ -67,10 +67,23 @@ impl Source {
     }
 }
 
-/// Decides where this run's user namespace comes from; talks to a running keeper when there is one. Never
-/// fails: whatever goes wrong with a keeper, the run maps its own namespace as before (said with --verbose).
-pub fn choose(mode: UsernsMode, ids: &IdPlan, policy: &config::Policy, say: &mut dyn FnMut(String)) -> Source {
-    let own = Source::Own { start: None };
+/// Where this run's user namespace comes from, decided or waiting for the keeper's answer.
+pub enum Choice {
+    Decided(Source),
+    /// The request is on its way: the keeper makes its answer while P0 checks the rest of the run.
+    Asked {
+        asked: client::Asked,
+        keeper: i32,
+        start: Start,
+        begun: Instant,
+    },
+}
+
+/// Decides where this run's user namespace comes from; talks to a running keeper when there is one, and sends
+/// it the request at once (its answer is taken by [`Choice::finish`]). Never fails: whatever goes wrong with a
+/// keeper, the run maps its own namespace as before (said with --verbose).
+pub fn ask(mode: UsernsMode, ids: &IdPlan, policy: &config::Policy, say: &mut dyn FnMut(String)) -> Choice {
+    let own = Choice::Decided(Source::Own { start: None });
     // A single-ID map costs no helper: nothing to save, nothing to keep.
     if !ids.via_helpers {
         return own;
@@ -95,22 +108,29 @@ pub fn choose(mode: UsernsMode, ids: &IdPlan, policy: &config::Policy, say: &mut
     let start = Start { dir: dir.clone(), maps: ids.shared_maps(), policy: policy.clone() };
     let begun = Instant::now();
     match join(&dir, ids, &start.maps) {
-        Ok((joined, (prepared_us, maps_us))) => {
-            say(format!(
-                "user namespace: joined the keeper (pid {}): nested namespace prepared in {prepared_us} µs (maps written in {maps_us} µs), received and checked in {} µs",
-                joined.keeper,
-                begun.elapsed().as_micros()
-            ));
-            Source::Join(joined)
-        }
-        Err(Unjoined { why, start: true }) => {
-            say(format!("user namespace: mapped with newuidmap/newgidmap ({why}); starting a keeper"));
-            Source::Own { start: Some(start) }
-        }
-        // A live keeper that could not serve this run: starting another would only find its lock held.
-        Err(Unjoined { why, start: false }) => {
-            say(format!("user namespace: mapped with newuidmap/newgidmap ({why})"));
-            own
+        Ok((asked, keeper)) => Choice::Asked { asked, keeper, start, begun },
+        Err(unjoined) => Choice::Decided(unjoined.source(start, say)),
+    }
+}
+
+impl Choice {
+    /// The source of the run's user namespace: the keeper's answer, taken and checked, or the decision made.
+    pub fn finish(self, say: &mut dyn FnMut(String)) -> Source {
+        let (asked, keeper, start, begun) = match self {
+            Choice::Decided(source) => return source,
+            Choice::Asked { asked, keeper, start, begun } => (asked, keeper, start, begun),
+        };
+        // A keeper that exited (idle) while this run connected is gone: start one. One that refused stays.
+        let failed = |e: client::ClientError| if e.keeper_gone() { Unjoined::start(e) } else { Unjoined::keep(e) };
+        match asked.receive().map_err(failed) {
+            Ok((fd, others, (prepared_us, maps_us))) => {
+                say(format!(
+                    "user namespace: joined the keeper (pid {keeper}): nested namespace prepared in {prepared_us} µs (maps written in {maps_us} µs), received and checked in {} µs after it was asked",
+                    begun.elapsed().as_micros()
+                ));
+                Source::Join(Joined { fd, others, keeper })
+            }
+            Err(unjoined) => unjoined.source(start, say),
         }
     }
 }
@@ -128,6 +148,15 @@ impl Unjoined {
 
     fn keep(why: impl ToString) -> Unjoined {
         Unjoined { why: why.to_string(), start: false }
+    }
+
+    /// The run maps its own namespace; it starts a keeper unless a live one could not serve it (starting another
+    /// would only find its lock held).
+    fn source(self, start: Start, say: &mut dyn FnMut(String)) -> Source {
+        let Unjoined { why, start: starts } = self;
+        let and = if starts { "; starting a keeper" } else { "" };
+        say(format!("user namespace: mapped with newuidmap/newgidmap ({why}){and}"));
+        Source::Own { start: starts.then_some(start) }
     }
 }
 
@@ -157,8 +186,8 @@ pub fn status(ids: &IdPlan, policy: &config::Policy) -> Result<String, String> {
     }
 }
 
-/// Connects to the keeper; replaces one whose maps are not today's plan.
-fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Result<(Joined, (u64, u64)), Unjoined> {
+/// Connects to the keeper and asks for a namespace; replaces one whose maps are not today's plan.
+fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Result<(client::Asked, i32), Unjoined> {
     // No keeper, a dead one's socket, or something else listening there: a new keeper takes its place.
     let conn = client::connect(dir).map_err(Unjoined::start)?;
     let keeper = conn.pid;
@@ -177,10 +206,9 @@ fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Resu
         maps::relative_to(want, parent).ok_or_else(lacks)
     };
     let (uid_map, gid_map) = (nested(&ids.uid_map, &conn.uid_map)?, nested(&ids.gid_map, &conn.gid_map)?);
-    // A keeper that exited (idle) while this run connected is gone: start one. One that refused stays.
+    // A keeper that exited (idle) while this run connected is gone: start one.
     let failed = |e: client::ClientError| if e.keeper_gone() { Unjoined::start(e) } else { Unjoined::keep(e) };
-    let (fd, others, took) = conn.namespace(uid_map, gid_map).map_err(failed)?;
-    Ok((Joined { fd, others, keeper }, took))
+    Ok((conn.ask(uid_map, gid_map).map_err(failed)?, keeper))
 }
 
 /// Checks, after P1 joined the keeper's namespace, that P1's maps are the plan's (as the kernel composes
