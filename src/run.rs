@@ -103,10 +103,6 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
         args.userns_keeper.map(|k| k == crate::cli::Switch::On),
         std::env::var("BURROW_KEEPER_IDLE").ok().as_deref(),
     )?;
-    // The keeper gets its request now and makes its answer while the rest is checked (its round trip used to
-    // follow them); a run that fails a check below drops the namespace it was handed.
-    let mut keeper_lines = Vec::new();
-    let choice = userns::ask(mode, &ids, &keeper_policy, &mut |line| keeper_lines.push(line));
     if let Some(n) = ids.notice() {
         say(n);
     }
@@ -116,6 +112,11 @@ pub fn prepare(args: &RunArgs, id: String) -> Result<Prepared, RunError> {
         false => Some(net::preflight(&args.net_request(&[]))?),
         true => None,
     };
+    // The keeper gets its request now (after the port check: a busy port must fail before the runtime directory
+    // exists) and makes its answer while the rest is checked; a run that fails a check below drops the
+    // namespace it was handed.
+    let mut keeper_lines = Vec::new();
+    let choice = userns::ask(mode, &ids, &keeper_policy, &mut |line| keeper_lines.push(line));
     // The image's pin keeps its layers in the store until this run ends (`rmi` refuses, `prune` skips them).
     let image = match &args.image {
         Some(name) => Some(image_root(args, name)?),
