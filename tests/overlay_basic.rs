@@ -295,3 +295,28 @@ fn a_write_by_another_user_clears_the_set_id_bit() {
     );
     assert_eq!(out, "4757\n757\nkeepx\n", "set-user-ID bit after another user's write");
 }
+
+#[test]
+fn a_removed_file_is_freed_soon_after_the_kernel_forgets_it() {
+    if !can_run() {
+        return;
+    }
+    // The server keeps an `O_PATH` handle of a file it created, and closes the handles that
+    // the kernel releases in bulk, a few milliseconds later (src/overlay/closer.rs): the last
+    // close is what frees a removed file, so it must come without any further request.
+    let s = Scratch::new("freed");
+    let out = run_in_ns(
+        &s.0,
+        &format!(
+            "{FIXTURE}mnt\n\
+             held() {{ ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -c \"$T/u/big\" || true; }}\n\
+             head -c 1048576 /dev/zero > m/big; echo \"before $(held)\"\n\
+             rm m/big; i=0\n\
+             while [ \"$(held)\" != 0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done\n\
+             echo \"after $(held)\""
+        ),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "before 0", "the server held no handle of the new file, nothing to check: {out}");
+    assert_eq!(lines[1], "after 0", "the removed file is still held open by the server after 5 s: {out}");
+}

@@ -12,6 +12,7 @@ use fuser::{FileAttr, TimeOrNow};
 use rustix::fs::{AtFlags, Mode, OFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use super::closer::Closer;
 use super::dirops::{Caller, New};
 use super::handles::{FileHandle, Handles};
 use super::inode::{attr, Found, Node, Table};
@@ -29,7 +30,7 @@ enum Place {
 }
 
 /// The locked node table; handles the table let go of are closed after it is unlocked.
-pub(crate) struct TableGuard<'a>(Option<MutexGuard<'a, Table>>);
+pub(crate) struct TableGuard<'a>(Option<MutexGuard<'a, Table>>, &'a Closer);
 
 impl std::ops::Deref for TableGuard<'_> {
     type Target = Table;
@@ -49,7 +50,9 @@ impl Drop for TableGuard<'_> {
         let Some(mut table) = self.0.take() else { return };
         let closing = table.take_closing();
         drop(table);
-        drop(closing);
+        if !closing.is_empty() {
+            self.1.close(closing);
+        }
     }
 }
 
@@ -57,6 +60,7 @@ impl Drop for TableGuard<'_> {
 pub(crate) struct Overlay {
     pub(crate) layers: Layers,
     table: Mutex<Table>,
+    closer: Closer,
     /// Namespace changes take it exclusively; lookups, listings and re-opens of closed
     /// handles share it, so they never see the middle of a multi-step change (rename then
     /// whiteout, copy-up then update).
@@ -82,6 +86,7 @@ impl Overlay {
         Ok(Overlay {
             layers,
             table: Mutex::new(Table::new(root, fd_budget)),
+            closer: Closer::new(),
             tree: RwLock::new(()),
             handles: Handles::default(),
             // Layers change only through this server, so the kernel may cache for long.
@@ -103,7 +108,7 @@ impl Overlay {
     }
 
     pub(crate) fn table(&self) -> TableGuard<'_> {
-        TableGuard(Some(self.table.lock().unwrap_or_else(|e| e.into_inner())))
+        TableGuard(Some(self.table.lock().unwrap_or_else(|e| e.into_inner())), &self.closer)
     }
 
     pub(crate) fn tree_read(&self) -> std::sync::RwLockReadGuard<'_, ()> {

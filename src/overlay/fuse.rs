@@ -66,9 +66,11 @@ pub fn mount_and_serve_with(
     rustix::process::umask(Mode::empty());
     let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| OverlayError::DevFuse(e.into()))?;
-    // Room for the node handles and 1,024 more (layers, open files), within the limit.
+    // Room for the node handles, the handles waiting to be closed (`closer.rs`) and 1,024 more
+    // (layers, open files), within the limit.
     let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
-    presize_fd_table(&dev, budget.saturating_add(1024).min(usize::try_from(soft).unwrap_or(usize::MAX)));
+    let want = budget.saturating_add(super::closer::BATCH + 1024);
+    presize_fd_table(&dev, want.min(usize::try_from(soft).unwrap_or(usize::MAX)));
     let data = format!(
         "fd={},rootmode=40000,user_id={},group_id={},allow_other,default_permissions",
         std::os::fd::AsRawFd::as_raw_fd(&dev),

@@ -4,6 +4,7 @@
 //! `docs/design/overlay.md`): [`fuse`] is burrow's own FUSE server, [`kernel`] mounts
 //! kernel overlayfs. This module imports nothing else from burrow so it can become a crate.
 
+mod closer;
 mod copyup;
 mod dirops;
 mod filesystem;
