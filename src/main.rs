@@ -3,10 +3,13 @@
 // signal stack with SIGSEGV/SIGBUS handlers that only print "stack overflow": ~0.1 ms of every start
 // (docs/benchmarks.md). What burrow needs of it is in `sys::process_start`; `std::env::args_os` works without
 // it (glibc hands argv to the standard library's initializer).
-#![no_main]
+// `cargo test` also builds this file as a test binary, whose `main` is the test harness's: it keeps Rust's start.
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code))]
 
 use burrow::cli::{Cli, Command};
 
+#[cfg(not(test))]
 #[no_mangle]
 extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     burrow::sys::process_start();
