@@ -120,14 +120,6 @@ impl Ends {
 /// Returned with a pidfd, opened first and checked after: a pid number read from /proc may be reused by the
 /// time it is signalled, a pidfd that still names a child of `parent` in another PID namespace cannot.
 pub fn find_init(parent: Pid) -> Option<(Pid, OwnedFd)> {
-    // By the depth of its PID namespace (NSpid in /proc/PID/status, readable even when init made itself
-    // non-dumpable, which hides its /proc/PID/ns).
-    let depth = |p: &str| {
-        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| v.split_whitespace().count())
-    };
-    let ours = depth("self")?;
-    let in_other_ns = |p: &i32| depth(&p.to_string()).is_some_and(|d| d > ours);
     let candidates: Vec<i32> = match std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")) {
         Ok(children) => children.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
         // Kernels without CONFIG_PROC_CHILDREN: look for the children by their parent pid.
@@ -138,15 +130,13 @@ pub fn find_init(parent: Pid) -> Option<(Pid, OwnedFd)> {
             .filter(|p| parent_of(*p) == Some(parent.as_raw()))
             .collect(),
     };
-    candidates.into_iter().find_map(|pid| {
-        let fd = super::fork::pidfd(Pid::from_raw(pid)).ok()?;
-        (parent_of(pid) == Some(parent.as_raw()) && in_other_ns(&pid)).then(|| (Pid::from_raw(pid), fd))
-    })
+    candidates.into_iter().map(Pid::from_raw).find_map(|pid| is_init(pid, parent).map(|fd| (pid, fd)))
 }
 
 /// A pidfd of `pid` if it is init: a child of `parent` that is PID 1 of its own PID namespace (the last NSpid
-/// of /proc/PID/status is 1, and no child of P0 can be PID 1 of P0's namespace). One /proc read; the pidfd is
-/// opened first, so the pid checked is the one the pidfd names.
+/// of /proc/PID/status is 1, and no child of `parent` can be PID 1 of its parent's namespace; the status file
+/// stays readable when init made itself non-dumpable, which hides its /proc/PID/ns). One /proc read; the pidfd
+/// is opened first, so the pid checked is the one the pidfd names.
 fn is_init(pid: Pid, parent: Pid) -> Option<OwnedFd> {
     let fd = super::fork::pidfd(pid).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

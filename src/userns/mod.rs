@@ -120,9 +120,7 @@ impl Choice {
             Choice::Decided(source) => return source,
             Choice::Asked { asked, keeper, start, begun } => (asked, keeper, start, begun),
         };
-        // A keeper that exited (idle) while this run connected is gone: start one. One that refused stays.
-        let failed = |e: client::ClientError| if e.keeper_gone() { Unjoined::start(e) } else { Unjoined::keep(e) };
-        match asked.receive().map_err(failed) {
+        match asked.receive().map_err(Unjoined::from_client) {
             Ok((fd, others, (prepared_us, maps_us))) => {
                 say(format!(
                     "user namespace: joined the keeper (pid {keeper}): nested namespace prepared in {prepared_us} µs (maps written in {maps_us} µs), received and checked in {} µs after it was asked",
@@ -148,6 +146,16 @@ impl Unjoined {
 
     fn keep(why: impl ToString) -> Unjoined {
         Unjoined { why: why.to_string(), start: false }
+    }
+
+    /// A keeper that failed to answer: one that exited (idle) while this run talked to it is gone, so a new one is
+    /// started; one that refused or answered wrongly stays.
+    fn from_client(e: client::ClientError) -> Unjoined {
+        if e.keeper_gone() {
+            Unjoined::start(e)
+        } else {
+            Unjoined::keep(e)
+        }
     }
 
     /// The run maps its own namespace; it starts a keeper unless a live one could not serve it (starting another
@@ -206,9 +214,7 @@ fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Resu
         maps::relative_to(want, parent).ok_or_else(lacks)
     };
     let (uid_map, gid_map) = (nested(&ids.uid_map, &conn.uid_map)?, nested(&ids.gid_map, &conn.gid_map)?);
-    // A keeper that exited (idle) while this run connected is gone: start one.
-    let failed = |e: client::ClientError| if e.keeper_gone() { Unjoined::start(e) } else { Unjoined::keep(e) };
-    Ok((conn.ask(uid_map, gid_map).map_err(failed)?, keeper))
+    Ok((conn.ask(uid_map, gid_map).map_err(Unjoined::from_client)?, keeper))
 }
 
 /// Checks, after P1 joined the keeper's namespace, that P1's maps are the plan's (as the kernel composes
