@@ -198,6 +198,31 @@ fn read_only_and_read_write_binds() {
 }
 
 #[test]
+fn dev_tmp_and_tmpfs_directories_are_private_and_separate() {
+    let _ = require_subids!();
+    let r = Rootfs::new();
+    let script = "ls /dev | tr '\\n' ' '; echo; stat -c %a /tmp /dev/shm /scratch /data | tr '\\n' ' '; echo; \
+        touch /tmp/a /dev/shm/b /scratch/c && ls /tmp /dev/shm /scratch /data | tr '\\n' ' '; echo; \
+        echo x > /dev/null && head -c 3 /dev/zero | od -An -tx1; \
+        grep -E ' /(tmp|dev|dev/shm|scratch) ' /proc/self/mountinfo | grep -cv 'nosuid,nodev'";
+    let o = output(run_in(r.path(), &["--tmpfs", "/scratch", "--tmpfs", "/data"], &["sh", "-c", script]));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}\n{}", stderr(&o));
+    assert_eq!(lines[0].trim(), "core fd full null ptmx pts random shm stderr stdin stdout tty urandom zero");
+    assert_eq!(lines[1].trim(), "1777 1777 1777 1777");
+    // Each directory is its own: a file made in one is in no other.
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["/data:", "/dev/shm:", "b", "/scratch:", "c", "/tmp:", "a"]
+    );
+    assert_eq!(lines[3].trim(), "00 00 00");
+    // Every one of those mounts is nosuid and nodev (grep -c counts the lines without both: none).
+    assert_eq!(lines[4], "0", "{out}");
+    assert_eq!(code(&o), 1, "grep -c found nothing to count, so it exits 1: {}", stderr(&o));
+}
+
+#[test]
 fn a_symlinked_bind_target_stays_inside_the_rootfs() {
     let _ = require_subids!();
     let r = Rootfs::new();

@@ -12,7 +12,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{getppid, Pid};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// What P0 tells P1 with `Go`.
 #[derive(Clone, Copy, Debug)]
@@ -89,7 +89,6 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others): Joining<'_>) ->
     let mut layer = t!(layers::mount(spec, mapped, &chan));
     layers::report(&layer, &chan, spec.verbose);
     // The FUSE server above stays outside the container's PID namespace, which starts with init.
-    t!(unshare(CloneFlags::CLONE_NEWPID).step("namespaces", "unshare(pid)"));
     let init = match fork_init(p0) {
         Ok(Some(init)) => init,
         Ok(None) => init::main(spec, chan, mapped, layer.mountpoint.as_deref()),
@@ -99,6 +98,8 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others): Joining<'_>) ->
         }
     };
     let code = wait_for_init(&init, p0, &mut layer.server, forwarder.as_mut(), &chan);
+    // init's mount namespace is torn down here, after init's exit has woken P0 (see fork_init).
+    drop(init);
     // Before the FUSE server goes: the forwarder passes on the container's last bytes first.
     if let Some(f) = forwarder {
         f.stop();
@@ -149,22 +150,36 @@ struct Init {
     child: super::fork::Child,
     /// P1's own child (kernels without clone3), rather than P0's.
     ours: bool,
+    /// init's mount namespace, held until init has exited (see [`fork_init`]).
+    _mounts: Option<std::os::fd::OwnedFd>,
 }
 
-/// Forks the container's init (None in init). It is P0's child, not P1's (`CLONE_PARENT`): at the end P0 is
-/// woken by init's exit directly, not through P1's, and init dies with P0 (SIGKILL), which takes the whole PID
-/// namespace with it. On kernels without clone3 it is P1's child and dies with P1, as before.
+/// Forks the container's init (None in init), PID 1 of a new PID namespace and in a mount namespace of its own
+/// (a copy of P1's). It is P0's child, not P1's (`CLONE_PARENT`): at the end P0 is woken by init's exit
+/// directly, not through P1's, and init dies with P0 (SIGKILL), which takes the whole PID namespace with it.
+/// P1 holds init's mount namespace: init's exit then only drops a reference to it, and the namespace's teardown
+/// (every mount of the container unmounted, an expedited RCU grace period) happens when P1 lets it go, after
+/// P0 was woken, rather than on the way to P0. On kernels without clone3 init is P1's child, dies with P1 and
+/// unshares its mount namespace itself, as before.
 fn fork_init(p0: Pid) -> std::io::Result<Option<Init>> {
     use super::fork::{fork_sibling_tied, Sibling};
-    match fork_sibling_tied(p0, Signal::SIGKILL) {
-        Ok(Sibling::Parent(child)) => return Ok(Some(Init { child, ours: false })),
+    match fork_sibling_tied(p0, Signal::SIGKILL, libc::CLONE_NEWPID | libc::CLONE_NEWNS) {
+        Ok(Sibling::Parent(child)) => {
+            // Before 6.11 (no such ioctl) the teardown stays in init's exit: nothing else changes.
+            let mounts = child.pidfd().and_then(|fd| crate::sys::pidfd_mnt_namespace(fd.as_fd()).ok());
+            return Ok(Some(Init { child, ours: false, _mounts: mounts }));
+        }
         Ok(Sibling::Child) => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
         Err(e) => return Err(e),
     }
+    unshare(CloneFlags::CLONE_NEWPID)?;
     match fork_tied(Signal::SIGKILL)? {
-        Tied::Child => Ok(None),
-        Tied::Parent(pid) => Ok(Some(Init { child: super::fork::Child::of(pid), ours: true })),
+        Tied::Child => {
+            unshare(CloneFlags::CLONE_NEWNS)?;
+            Ok(None)
+        }
+        Tied::Parent(pid) => Ok(Some(Init { child: super::fork::Child::of(pid), ours: true, _mounts: None })),
     }
 }
 

@@ -41,10 +41,10 @@ pub enum Sibling {
 }
 
 /// Like [`fork_tied`], but the child is a sibling: a child of the caller's parent `parent`, which reaps it, and
-/// which it dies with (`death`). ENOSYS on kernels without clone3 (before 5.3).
-pub fn fork_sibling_tied(parent: Pid, death: Signal) -> io::Result<Sibling> {
+/// which it dies with (`death`), in new `namespaces` (`CLONE_NEW*`). ENOSYS on kernels without clone3 (before 5.3).
+pub fn fork_sibling_tied(parent: Pid, death: Signal, namespaces: libc::c_int) -> io::Result<Sibling> {
     let parent_fd = pidfd(parent).ok();
-    match crate::sys::fork_sibling()? {
+    match crate::sys::fork_sibling(namespaces)? {
         Some((pid, fd)) => Ok(Sibling::Parent(Child { pid, fd: Some(fd) })),
         None => {
             arm(death, parent_fd.as_ref(), parent);

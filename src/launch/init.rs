@@ -2,7 +2,8 @@
 //!
 //! 1. die with P1 (`PR_SET_PDEATHSIG`, armed by `fork::fork_tied`), which takes every process of the namespace
 //!    with it;
-//! 2. enter a mount namespace of its own, so that `pivot_root` cannot move anything P1 still uses;
+//! 2. start in a mount namespace of its own (P1 clones it so), so that `pivot_root` cannot move anything P1
+//!    still uses;
 //! 3. build the root filesystem from the mount plan and pivot into it;
 //! 4. set the hostname and bring `lo` up;
 //! 5. change to the working directory;
@@ -14,8 +15,6 @@ use super::child::Mapped;
 use super::{child_exit, control, exec, report, signals, stdio, Step, StepError};
 use crate::rootfs::{apply, plan};
 use crate::spec::RunSpec;
-use crate::sys::{fork, Forked};
-use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -50,10 +49,11 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::p
         if !spec.init {
             become_payload(spec, &payload, &chan)
         }
-        let payload = match fork() {
-            Ok(Forked::Child) => become_payload(spec, &payload, &chan),
-            Ok(Forked::Parent(pid)) => pid,
-            Err(e) => return report(&chan, "init", format!("fork the payload: {e}"), e.raw_os_error().unwrap_or(0)),
+        // init is suspended until the payload's process execs (or fails and exits): it has nothing to do before.
+        let payload = crate::sys::spawn_shared(|| become_payload(spec, &payload, &chan));
+        let payload = match payload {
+            Ok(pid) => pid,
+            Err(e) => return report(&chan, "init", format!("start the payload: {e}"), e.raw_os_error().unwrap_or(0)),
         };
         drop(chan);
         let control = listener.map(|l| control::Control::new(l, owner_inside(spec), exec::Payload::of(spec, mapped)));
@@ -65,6 +65,8 @@ pub fn main(spec: &RunSpec, chan: Channel, mapped: Mapped, layer: Option<&std::p
 
 /// The payload's stdio (pty or /dev/null), then the exec stage shared with `burrow exec`. The pty and the start
 /// watch are made here, in the payload's own process, so that init never holds them.
+/// It runs in a process that shares init's memory (`sys::spawn_shared`): it only borrows init's values and ends
+/// in execve or `child_exit`.
 fn become_payload(spec: &RunSpec, payload: &exec::Payload, chan: &Channel) -> ! {
     let stdio = match stdio::prepare(spec.terminal, spec.watch_start, spec.interactive, chan) {
         Ok(s) => s,
@@ -77,7 +79,6 @@ fn become_payload(spec: &RunSpec, payload: &exec::Payload, chan: &Channel) -> ! 
 }
 
 fn setup(spec: &RunSpec, chan: &Channel, mapped: Mapped, layer: Option<&std::path::Path>) -> Result<(), StepError> {
-    unshare(CloneFlags::CLONE_NEWNS).step("mounts", "unshare(mount)")?;
     let ops = plan::plan(&plan_input(spec, mapped, layer));
     let notices = apply::enter(&ops).map_err(|e| StepError {
         stage: "mounts",

@@ -24,7 +24,7 @@ pub struct MountError {
     pub hint: String,
 }
 
-fn err(what: impl Into<String>) -> impl FnOnce(io::Error) -> MountError {
+pub(super) fn err(what: impl Into<String>) -> impl FnOnce(io::Error) -> MountError {
     let what = what.into();
     move |source| {
         let hint = match source.raw_os_error() {
@@ -41,7 +41,7 @@ fn err(what: impl Into<String>) -> impl FnOnce(io::Error) -> MountError {
     }
 }
 
-fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> MountError {
+pub(super) fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> MountError {
     let f = err(what);
     move |e| f(io::Error::from(e))
 }
@@ -250,6 +250,16 @@ fn read_only(root: &OwnedFd, dst: &Path) -> Result<(), MountError> {
     set_readonly(&t, &what)
 }
 
+/// An empty, writable directory over `dst`: a directory of the scratch tmpfs (nosuid, nodev) bound there,
+/// rather than a tmpfs of its own (a new superblock costs several binds' time, made and torn down).
+fn tmpfs(root: &OwnedFd, dst: &Path, mode: u32, index: usize) -> Result<(), MountError> {
+    let dir = format!("/tmpfs-{index}");
+    super::dev::scratch_dir(&dir, mode)?;
+    let (_fd, t) = target(root, dst, Kind::Dir)?;
+    mount(Some(dir.as_str()), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(nix_err(format!("mount a tmpfs on {}", dst.display())))
+}
+
 fn fs_mount(root: &OwnedFd, dst: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), MountError> {
     let (_fd, t) = target(root, dst, Kind::Dir)?;
     mount(Some(fstype), t.as_str(), Some(fstype), flags, Some(data))
@@ -263,7 +273,7 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
         Op::Suid { allow } => set_suid(*allow),
         Op::Mask { dst, owner_only_is_closed } => mask(root, dst, *owner_only_is_closed),
         Op::ReadOnly { dst } => read_only(root, dst),
-        Op::Tmpfs { dst, mode } => fs_mount(root, dst, "tmpfs", safe, &format!("mode={mode:o}")),
+        Op::Tmpfs { dst, mode } => tmpfs(root, dst, *mode, index),
         Op::Proc { dst } => fs_mount(root, dst, "proc", safe | MsFlags::MS_NOEXEC, ""),
         Op::Sysfs { dst, own_netns } => {
             let ro = safe | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
@@ -279,30 +289,7 @@ fn apply(op: &Op, root: &OwnedFd, index: usize) -> Result<(), MountError> {
             let _ = fs_mount(root, dst, "cgroup2", ro, "");
             Ok(())
         }
-        Op::Device { name } => {
-            let src = host(&Path::new("/dev").join(name));
-            if !src.exists() {
-                return Ok(());
-            }
-            let (_fd, t) = target(root, &Path::new("/dev").join(name), Kind::File)?;
-            mount(Some(&src), t.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(nix_err(format!("bind /dev/{name}")))
-        }
-        Op::Devpts { tty_gid } => {
-            let gid = tty_gid.map(|g| format!(",gid={g}")).unwrap_or_default();
-            let data = format!("newinstance,ptmxmode=0666,mode=0620{gid}");
-            fs_mount(root, Path::new("/dev/pts"), "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, &data)
-        }
-        Op::Symlink { target: to, link } => {
-            let parent = link.parent().unwrap_or(Path::new("/"));
-            let name = link.file_name().unwrap_or_default();
-            let pfd = open_in_root(root.as_fd(), PROC, parent, Some(Kind::Dir))
-                .map_err(err(format!("symlink {}", link.display())))?;
-            match rustix::fs::symlinkat(to.as_path(), &pfd, name) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-                Err(e) => Err(err(format!("symlink {}", link.display()))(e.into())),
-            }
-        }
+        Op::Dev { tty_gid } => super::dev::mount_dev(root, &host(Path::new("/dev")), *tty_gid),
         Op::Bind { src, dst, readonly } => {
             let kind = if host(src).is_dir() { Kind::Dir } else { Kind::File };
             let what = format!("bind {} to {}", src.display(), dst.display());

@@ -2,6 +2,7 @@
 //! the container's mount namespace ([`apply`]).
 
 pub mod apply;
+mod dev;
 mod home;
 pub mod host;
 mod layered;

@@ -40,17 +40,10 @@ pub enum Op {
     Cgroup2 {
         dst: PathBuf,
     },
-    /// Bind one device node of the host's /dev.
-    Device {
-        name: &'static str,
-    },
-    /// A private devpts instance at /dev/pts with its own ptmx.
-    Devpts {
+    /// The container's `/dev` (see [`super::dev`]): the device nodes of [`DEVICES`] bound from the host's, a
+    /// private devpts instance at /dev/pts with its own ptmx, the usual symlinks and a /dev/shm directory.
+    Dev {
         tty_gid: Option<u32>,
-    },
-    Symlink {
-        target: PathBuf,
-        link: PathBuf,
     },
     Bind {
         src: PathBuf,
@@ -157,7 +150,7 @@ pub const MASKED: [&str; 12] = [
 pub const READ_ONLY: [&str; 6] =
     ["/proc/sys", "/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"];
 
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Computes the ordered operations. Later operations may mount below earlier ones (e.g. a volume under /tmp).
 pub fn plan(input: &Input) -> Vec<Op> {
@@ -170,20 +163,7 @@ pub fn plan(input: &Input) -> Vec<Op> {
     ops.extend(MASKED.iter().filter(|p| kept(p)).map(|p| Op::Mask { dst: p.into(), owner_only_is_closed: closed }));
     let needed = |p: &&&str| **p == "/proc/sys" || input.host_root_mapped;
     ops.extend(READ_ONLY.iter().filter(needed).filter(|p| kept(p)).map(|p| Op::ReadOnly { dst: p.into() }));
-    ops.push(Op::Tmpfs { dst: "/dev".into(), mode: 0o755 });
-    ops.extend(DEVICES.iter().map(|name| Op::Device { name }));
-    ops.push(Op::Devpts { tty_gid: input.tty_gid });
-    for (link, target) in [
-        ("/dev/ptmx", "pts/ptmx"),
-        ("/dev/fd", "/proc/self/fd"),
-        ("/dev/stdin", "/proc/self/fd/0"),
-        ("/dev/stdout", "/proc/self/fd/1"),
-        ("/dev/stderr", "/proc/self/fd/2"),
-        ("/dev/core", "/proc/kcore"),
-    ] {
-        ops.push(Op::Symlink { target: target.into(), link: link.into() });
-    }
-    ops.push(Op::Tmpfs { dst: "/dev/shm".into(), mode: 0o1777 });
+    ops.push(Op::Dev { tty_gid: input.tty_gid });
     ops.push(Op::Tmpfs { dst: "/tmp".into(), mode: 0o1777 });
     if let Some(home) = &input.home {
         ops.push(Op::Home(home.clone()));
@@ -295,7 +275,7 @@ mod tests {
         let tmp = pos(&Op::Tmpfs { dst: "/tmp".into(), mode: 0o1777 });
         let vol = pos(&Op::Bind { src: "/home/u/data".into(), dst: "/tmp/data".into(), readonly: true });
         assert!(tmp < vol, "a volume under /tmp must be mounted after the /tmp tmpfs");
-        assert!(pos(&Op::Tmpfs { dst: "/dev".into(), mode: 0o755 }) < pos(&Op::Device { name: "null" }));
+        assert!(pos(&Op::Dev { tty_gid: Some(5) }) < tmp, "/dev before the user's mounts");
         assert!(matches!(&ops[ops.len() - 2], Op::File { dst, .. } if dst == Path::new("/etc/hosts")));
         assert_eq!(ops.last(), Some(&Op::Suid { allow: false }), "nosuid over everything, last");
     }

@@ -160,7 +160,7 @@ fn overflow(kind: &str) -> u32 {
 }
 
 /// The mount points of a plan that live in the root filesystem itself (not inside a filesystem the plan mounts
-/// first, such as `/dev`'s tmpfs), with what each must be. `is_dir` tells whether a host bind source is a
+/// first, such as `/dev`), with what each must be. `is_dir` tells whether a host bind source is a
 /// directory.
 pub fn mount_points(ops: &[super::plan::Op], is_dir: impl Fn(&Path) -> bool) -> Vec<MountPoint> {
     use super::plan::Op;
@@ -169,6 +169,7 @@ pub fn mount_points(ops: &[super::plan::Op], is_dir: impl Fn(&Path) -> bool) -> 
     ops.iter()
         .filter_map(|op| match op {
             Op::Tmpfs { dst, .. } | Op::Proc { dst } | Op::Sysfs { dst, .. } => Some((dst.clone(), Kind::Dir)),
+            Op::Dev { .. } => Some(("/dev".into(), Kind::Dir)),
             Op::Bind { src, dst, .. } => Some((dst.clone(), if is_dir(src) { Kind::Dir } else { Kind::File })),
             Op::File { dst, .. } => Some((dst.clone(), Kind::File)),
             _ => None,
@@ -245,7 +246,7 @@ mod tests {
         use super::super::plan::Op;
         let ops = vec![
             Op::Proc { dst: "/proc".into() },
-            Op::Tmpfs { dst: "/dev".into(), mode: 0o755 },
+            Op::Dev { tty_gid: None },
             Op::Tmpfs { dst: "/dev/shm".into(), mode: 0o1777 },
             Op::Bind { src: "/etc/passwd".into(), dst: "/x/passwd".into(), readonly: true },
             Op::File { dst: "/etc/hostname".into(), content: String::new() },

@@ -32,6 +32,14 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     check(rc).map(|_| ())
 }
 
+/// `prctl(PR_CAPBSET_DROP, cap)`: removes capability number `cap` from the calling thread's bounding set (a
+/// capability already missing from it is no error; one the running kernel does not know is EINVAL).
+pub fn capbset_drop(cap: u8) -> io::Result<()> {
+    // SAFETY: PR_CAPBSET_DROP takes a plain capability number; no memory is passed.
+    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+    check(libc::c_long::from(rc)).map(|_| ())
+}
+
 /// Whether descriptor `fd` is open in this process.
 pub fn fd_is_open(fd: u32) -> bool {
     let Ok(fd) = libc::c_int::try_from(fd) else { return false };
