@@ -59,6 +59,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    static_unwinder(Path::new(&out));
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets the target arch");
     let target = match arch.as_str() {
         "x86_64" => Some((seccompiler::TargetArch::x86_64, "x86_64")),
@@ -82,4 +83,30 @@ fn main() {
         }
         std::fs::write(Path::new(&out).join(file), bytes).expect("write the compiled filter");
     }
+}
+
+/// Links the binaries with libgcc's unwinder as a static archive (libgcc_eh.a) instead of libgcc_s.so.1, which
+/// Rust's standard library asks for by name (`-lgcc_s`). Loading libgcc_s runs its constructor
+/// `__cpu_indicator_init`, a series of CPUID instructions: each one is a VM exit, ~4 us on this project's
+/// machines, ~80 us of every start of burrow (docs/benchmarks.md). A directory with a linker script named
+/// `libgcc_s.so` that names the archive is searched before the system directories, so `-lgcc_s` finds it. Only
+/// for glibc targets whose C compiler knows the archive; otherwise nothing changes.
+fn static_unwinder(out: &Path) {
+    if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("gnu")
+        || std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
+        || std::env::var("HOST") != std::env::var("TARGET")
+    {
+        return;
+    }
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let Ok(found) = std::process::Command::new(cc).arg("-print-file-name=libgcc_eh.a").output() else { return };
+    let archive = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    // Without the archive, the compiler prints the bare name back.
+    if !found.status.success() || !Path::new(&archive).is_absolute() || !Path::new(&archive).is_file() {
+        return;
+    }
+    let dir = out.join("static-unwinder");
+    std::fs::create_dir_all(&dir).expect("create OUT_DIR/static-unwinder");
+    std::fs::write(dir.join("libgcc_s.so"), format!("INPUT ( {archive} )\n")).expect("write the linker script");
+    println!("cargo:rustc-link-arg-bins=-L{}", dir.display());
 }

@@ -36,10 +36,11 @@ pub fn main(spec: &RunSpec, chan: Channel, p0: Pid, userns: Joining<'_>) -> ! {
 
 type Failure = (Channel, StepError);
 
-/// A user namespace to join, and namespaces it owns to join after it.
-pub type Joining<'a> = (Option<BorrowedFd<'a>>, &'a [BorrowedFd<'a>]);
+/// A user namespace to join, namespaces it owns to join after it, and, when P1 checks the joined namespace's
+/// maps itself and goes on without waiting for `Go`, what the keeper was asked for.
+pub type Joining<'a> = (Option<BorrowedFd<'a>>, &'a [BorrowedFd<'a>], Option<&'a crate::userns::Joined>);
 
-fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others): Joining<'_>) -> Result<i32, Failure> {
+fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others, self_check): Joining<'_>) -> Result<i32, Failure> {
     macro_rules! t {
         ($e:expr) => {
             match $e {
@@ -71,11 +72,24 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others): Joining<'_>) ->
         }
     }
     t!(unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)").map_err(userns_hint));
-    t!(chan.send(&Msg::Unshared).map_err(chan_err));
-    let mapped = match chan.recv() {
-        Ok(Some(Msg::Go)) => Mapped { setgroups_allowed: true },
-        Ok(Some(Msg::GoSingle)) => Mapped { setgroups_allowed: false },
-        Ok(_) | Err(_) => return Ok(125), // P0 gave up and reports why itself
+    let mapped = match self_check {
+        // The keeper's namespace is mapped already and P0 has nothing to do before P1 goes on (no cgroup to
+        // move P1 into): P1 checks the maps against the plan itself rather than waiting for P0 to check them
+        // and say Go (a round trip through P0 on the way to the payload). P0 still reads Unshared.
+        Some(joined) => {
+            let setgroups =
+                t!(crate::userns::check_self(joined).map_err(|e| StepError::plain("namespaces", e.to_string())));
+            t!(chan.send(&Msg::Unshared).map_err(chan_err));
+            Mapped { setgroups_allowed: setgroups }
+        }
+        None => {
+            t!(chan.send(&Msg::Unshared).map_err(chan_err));
+            match chan.recv() {
+                Ok(Some(Msg::Go)) => Mapped { setgroups_allowed: true },
+                Ok(Some(Msg::GoSingle)) => Mapped { setgroups_allowed: false },
+                Ok(_) | Err(_) => return Ok(125), // P0 gave up and reports why itself
+            }
+        }
     };
     // The cgroup namespace comes after P0 placed us in the container's cgroup, so that it becomes its root.
     t!(unshare(CloneFlags::CLONE_NEWCGROUP).step("namespaces", "unshare(cgroup)"));

@@ -139,7 +139,7 @@ pub fn find_init(parent: Pid) -> Option<(Pid, OwnedFd)> {
 /// is opened first, so the pid checked is the one the pidfd names.
 fn is_init(pid: Pid, parent: Pid) -> Option<OwnedFd> {
     let fd = super::fork::pidfd(pid).ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let status = crate::sys::read_proc(&format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::split_whitespace);
     let ppid = field("PPid:")?.next()?.parse::<i32>().ok()?;
     let nspid: Vec<&str> = field("NSpid:")?.collect();
@@ -148,6 +148,6 @@ fn is_init(pid: Pid, parent: Pid) -> Option<OwnedFd> {
 
 /// The parent pid in /proc/PID/stat (the field after the command name, which may contain spaces).
 fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::sys::read_proc(&format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }

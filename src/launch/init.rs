@@ -135,10 +135,7 @@ pub(super) fn plan_input(spec: &RunSpec, mapped: Mapped, layer: Option<&std::pat
 }
 
 fn loopback_up() -> Result<(), StepError> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .step("network", "socket for lo")?;
-    crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo").step("network", "bring lo up")
+    crate::sys::loopback_up().step("network", "bring lo up")
 }
 
 /// The uid inside the container of the user who started it (the only one `exec` accepts).

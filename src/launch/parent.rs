@@ -86,7 +86,7 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     let p1 = match forked.map_err(|e| LaunchError::Sys("fork", nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))? {
         Tied::Child => {
             drop(ours);
-            child::main(spec, theirs, p0, (stages.userns.join_fd(), &stages.userns.join_others()))
+            child::main(spec, theirs, p0, (stages.userns.join_fd(), &stages.userns.join_others(), self_checked(stages)))
         }
         Tied::Parent(pid) => pid,
     };
@@ -95,6 +95,16 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     spec.net.close_host_sockets();
     let mut guard = P1Guard(Some(p1));
     drive(spec, stages, &ours, (p1, &mut guard), notice).map_err(|e| settle(&ours, &mut guard, e))
+}
+
+/// The keeper's namespace when P1 checks its maps itself and goes on without waiting for `Go`:
+/// with a namespace from the keeper (mapped already) and no cgroup to move P1 into first, P0 has nothing to do
+/// between `Unshared` and `Go`.
+fn self_checked<'a>(stages: &'a HostStages<'_>) -> Option<&'a crate::userns::Joined> {
+    match stages.userns {
+        crate::userns::Source::Join(j) if stages.cgroup.is_disabled() => Some(j),
+        _ => None,
+    }
 }
 
 /// Everything P0 does after the fork; any error is passed through [`settle`].
@@ -120,7 +130,10 @@ fn drive(
         };
         Ok((cgroup, if early_net { spawn_net()? } else { None }))
     };
+    let go = self_checked(stages).is_none();
     let (single, (cgroup, starting)) = match stages.userns {
+        // P1 checked the maps itself and did not wait.
+        crate::userns::Source::Join(_) if !go => (false, meanwhile()?),
         // Already mapped by the keeper: only check that P1 got what the plan says.
         crate::userns::Source::Join(j) => {
             let setgroups = crate::userns::check_joined(p1.as_raw(), j.keeper, &spec.ids)?;
@@ -132,7 +145,9 @@ fn drive(
         attached.warnings().iter().for_each(|w| notice(format!("burrow: warning: {w}")));
     }
     let starting = if early_net { starting } else { spawn_net()? };
-    ours.send(if single { &Msg::GoSingle } else { &Msg::Go })?;
+    if go {
+        ours.send(if single { &Msg::GoSingle } else { &Msg::Go })?;
+    }
     // The backend configures the namespace while P1 and init build the root filesystem; init waits for
     // NetReady before it touches the tap device.
     let network = starting.map(crate::net::Starting::wait).transpose()?;

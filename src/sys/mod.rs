@@ -197,7 +197,25 @@ pub fn mount_setattr(path: &std::ffi::CStr, set: u64, clr: u64, recursive: bool)
     }
 }
 
-/// Sets `IFF_UP` on the network interface `name` through `SIOCGIFFLAGS`/`SIOCSIFFLAGS` on `sock`.
+/// Reads a small procfs file whole. `std::fs::read_to_string` sizes its buffer from the file's size, which
+/// procfs gives as 0, and so reads 32, 32, 64, ... bytes: 4-8 system calls for a `status` file. With a page
+/// of buffer it is one read and the end-of-file read.
+pub fn read_proc(path: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(4096);
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Sets `lo` of the calling process's network namespace up (see [`interface_up`]).
+pub fn loopback_up() -> io::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    interface_up(std::os::fd::AsFd::as_fd(&sock), "lo")
+}
+
+/// Sets `IFF_UP` on the network interface `name` through `SIOCGIFFLAGS`/`SIOCSIFFLAGS` on `sock` (only the
+/// first call when it is already up).
 pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -214,7 +232,11 @@ pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: SIOCGIFFLAGS just filled the `ifru_flags` member of the union, so reading it is defined.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    if flags & libc::IFF_UP as libc::c_short != 0 {
+        return Ok(());
+    }
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
         return Err(io::Error::last_os_error());

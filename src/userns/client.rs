@@ -70,7 +70,7 @@ pub fn connect(dir: &Path) -> Result<Conn, ClientError> {
         return Err(bad(format!("its listener runs as uid {}, not {uid}", cred.uid())));
     }
     let pid = cred.pid();
-    let proc_file = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).map_err(&io);
+    let proc_file = |f: &str| crate::sys::read_proc(&format!("/proc/{pid}/{f}")).map_err(&io);
     let ns_meta = std::fs::metadata(format!("/proc/{pid}/ns/user")).map_err(&io)?;
     let ours = std::fs::metadata("/proc/self/ns/user").map_err(&io)?;
     if (ns_meta.dev(), ns_meta.ino()) == (ours.dev(), ours.ino()) {

@@ -47,6 +47,9 @@ pub struct Joined {
     /// unsharing new ones.
     pub others: Vec<OwnedFd>,
     pub keeper: i32,
+    /// The maps asked for, relative to the keeper's namespace: what a process in the namespace reads in its own
+    /// `/proc/self/{uid,gid}_map` (the kernel shows a namespace's map relative to its parent to its members).
+    pub nested: (Vec<MapLine>, Vec<MapLine>),
 }
 
 impl Source {
@@ -74,6 +77,7 @@ pub enum Choice {
     Asked {
         asked: client::Asked,
         keeper: i32,
+        nested: (Vec<MapLine>, Vec<MapLine>),
         start: Start,
         begun: Instant,
     },
@@ -108,7 +112,7 @@ pub fn ask(mode: UsernsMode, ids: &IdPlan, policy: &config::Policy, say: &mut dy
     let start = Start { dir: dir.clone(), maps: ids.shared_maps(), policy: policy.clone() };
     let begun = Instant::now();
     match join(&dir, ids, &start.maps) {
-        Ok((asked, keeper)) => Choice::Asked { asked, keeper, start, begun },
+        Ok((asked, keeper, nested)) => Choice::Asked { asked, keeper, nested, start, begun },
         Err(unjoined) => Choice::Decided(unjoined.source(start, say)),
     }
 }
@@ -116,9 +120,9 @@ pub fn ask(mode: UsernsMode, ids: &IdPlan, policy: &config::Policy, say: &mut dy
 impl Choice {
     /// The source of the run's user namespace: the keeper's answer, taken and checked, or the decision made.
     pub fn finish(self, say: &mut dyn FnMut(String)) -> Source {
-        let (asked, keeper, start, begun) = match self {
+        let (asked, keeper, nested, start, begun) = match self {
             Choice::Decided(source) => return source,
-            Choice::Asked { asked, keeper, start, begun } => (asked, keeper, start, begun),
+            Choice::Asked { asked, keeper, nested, start, begun } => (asked, keeper, nested, start, begun),
         };
         match asked.receive().map_err(Unjoined::from_client) {
             Ok((fd, others, (prepared_us, maps_us))) => {
@@ -126,7 +130,7 @@ impl Choice {
                     "user namespace: joined the keeper (pid {keeper}): nested namespace prepared in {prepared_us} µs (maps written in {maps_us} µs), received and checked in {} µs after it was asked",
                     begun.elapsed().as_micros()
                 ));
-                Source::Join(Joined { fd, others, keeper })
+                Source::Join(Joined { fd, others, keeper, nested })
             }
             Err(unjoined) => unjoined.source(start, say),
         }
@@ -195,7 +199,9 @@ pub fn status(ids: &IdPlan, policy: &config::Policy) -> Result<String, String> {
 }
 
 /// Connects to the keeper and asks for a namespace; replaces one whose maps are not today's plan.
-fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Result<(client::Asked, i32), Unjoined> {
+type Nested = (Vec<MapLine>, Vec<MapLine>);
+
+fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Result<(client::Asked, i32, Nested), Unjoined> {
     // No keeper, a dead one's socket, or something else listening there: a new keeper takes its place.
     let conn = client::connect(dir).map_err(Unjoined::start)?;
     let keeper = conn.pid;
@@ -214,16 +220,28 @@ fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Resu
         maps::relative_to(want, parent).ok_or_else(lacks)
     };
     let (uid_map, gid_map) = (nested(&ids.uid_map, &conn.uid_map)?, nested(&ids.gid_map, &conn.gid_map)?);
-    Ok((conn.ask(uid_map, gid_map).map_err(Unjoined::from_client)?, keeper))
+    let nested = (uid_map.clone(), gid_map.clone());
+    Ok((conn.ask(uid_map, gid_map).map_err(Unjoined::from_client)?, keeper, nested))
 }
 
 /// Checks, after P1 joined the keeper's namespace, that P1's maps are the plan's (as the kernel composes
 /// them); returns whether setgroups(2) is allowed in it.
 pub fn check_joined(pid: i32, keeper: i32, ids: &IdPlan) -> Result<bool, UsernsError> {
+    check_maps(&pid.to_string(), pid, keeper, (&ids.uid_map, &ids.gid_map))
+}
+
+/// The same check made by P1 itself, inside the namespace it joined, where its maps read relative to the
+/// keeper's namespace: they must be the maps that were asked for.
+pub fn check_self(joined: &Joined) -> Result<bool, UsernsError> {
+    let me = std::process::id() as i32;
+    check_maps("self", me, joined.keeper, (&joined.nested.0, &joined.nested.1))
+}
+
+fn check_maps(proc: &str, pid: i32, keeper: i32, want: (&[MapLine], &[MapLine])) -> Result<bool, UsernsError> {
     let read = |file: &'static str| {
-        std::fs::read_to_string(format!("/proc/{pid}/{file}")).map_err(|source| UsernsError::Read { pid, file, source })
+        crate::sys::read_proc(&format!("/proc/{proc}/{file}")).map_err(|source| UsernsError::Read { pid, file, source })
     };
-    for (file, want) in [("uid_map", &ids.uid_map), ("gid_map", &ids.gid_map)] {
+    for (file, want) in [("uid_map", want.0), ("gid_map", want.1)] {
         let got = maps::normalize(&maps::parse(&read(file)?).unwrap_or_default());
         let want = maps::normalize(want);
         if got != want {

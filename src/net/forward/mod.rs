@@ -128,7 +128,7 @@ fn serve(sockets: Vec<(PortSpec, HostSocket)>, drain: OwnedFd) -> ! {
     pipe.add(Signal::SIGPIPE);
     let _ = pipe.thread_block();
     // Traffic to the container's own address goes through `lo`, which init brings up only later.
-    let _ = loopback_up();
+    let _ = crate::sys::loopback_up();
     // Nothing below needs a capability (P1 has all of them in the container's user namespace): the
     // forwarder, which holds host sockets and talks to the container, keeps none. Threads inherit it.
     let none = rustix::thread::CapabilitySet::empty();
@@ -153,8 +153,3 @@ fn serve(sockets: Vec<(PortSpec, HostSocket)>, drain: OwnedFd) -> ! {
     crate::sys::exit_now(0)
 }
 
-fn loopback_up() -> std::io::Result<()> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
-    crate::sys::interface_up(sock.as_fd(), "lo")
-}
