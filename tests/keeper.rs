@@ -287,6 +287,37 @@ fn a_keeper_killed_with_sigkill_is_replaced_by_the_next_run() {
 }
 
 #[test]
+fn a_keeper_running_another_burrow_binary_is_replaced() {
+    let _ = require_subids!();
+    let env = Env::new();
+    let keeper = started(&env.run(&[], &["true"]));
+    // The same program in another file, as after an upgrade replaced burrow: the old keeper must not serve it.
+    let dir = tempdir();
+    let other = dir.path().join("burrow");
+    std::fs::copy(BURROW, &other).unwrap();
+    let with_other = || {
+        let c = env.cmd(&[], &["true"]);
+        let mut o = Command::new(&other);
+        o.args(c.get_args())
+            .env_clear()
+            .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .current_dir("/")
+            .stdin(Stdio::null());
+        output(o)
+    };
+    let o = with_other();
+    let err = stderr(&o);
+    assert!(err.contains(&format!("the keeper (pid {keeper}) runs another burrow binary: stopped it")), "{err}");
+    let replacement = started(&o);
+    assert!(eventually(Duration::from_secs(5), || !alive(keeper)), "the other binary's keeper is still alive");
+    assert_eq!(joined(&with_other()), replacement);
+    // And back: the first binary replaces it in turn.
+    let o = env.run(&[], &["true"]);
+    assert!(stderr(&o).contains("runs another burrow binary"), "{}", stderr(&o));
+    assert_ne!(started(&o), replacement);
+}
+
+#[test]
 fn a_keeper_whose_maps_differ_from_the_subid_files_is_replaced() {
     let sub = require_subids!();
     let env = Env::new();

@@ -47,6 +47,8 @@ pub struct Conn {
     ns: (u64, u64),
     pub uid_map: Vec<MapLine>,
     pub gid_map: Vec<MapLine>,
+    /// The keeper runs the same burrow binary (file) as this process.
+    pub same_binary: bool,
 }
 
 pub fn connect(dir: &Path) -> Result<Conn, ClientError> {
@@ -81,7 +83,12 @@ pub fn connect(dir: &Path) -> Result<Conn, ClientError> {
         super::maps::parse(&text).ok_or_else(|| bad(format!("unreadable /proc/{pid}/{f}: {text:?}")))
     };
     let (uid_map, gid_map) = (map("uid_map")?, map("gid_map")?);
-    Ok(Conn { sock, path: name.clone(), pid, ns: (ns_meta.dev(), ns_meta.ino()), uid_map, gid_map })
+    // The binary the keeper runs: an older burrow (upgraded since, its file replaced) keeps its own code and
+    // protocol; the run replaces it rather than trust it.
+    let theirs = std::fs::metadata(format!("/proc/{pid}/exe")).map_err(&io)?;
+    let ours = std::fs::metadata("/proc/self/exe").map_err(&io)?;
+    let same_binary = (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino());
+    Ok(Conn { sock, path: name.clone(), pid, ns: (ns_meta.dev(), ns_meta.ino()), uid_map, gid_map, same_binary })
 }
 
 impl Conn {

@@ -201,10 +201,18 @@ pub fn status(ids: &IdPlan, policy: &config::Policy) -> Result<String, String> {
 /// Connects to the keeper and asks for a namespace; replaces one whose maps are not today's plan.
 type Nested = (Vec<MapLine>, Vec<MapLine>);
 
-fn join(dir: &Path, ids: &IdPlan, shared: &(Vec<MapLine>, Vec<MapLine>)) -> Result<(client::Asked, i32, Nested), Unjoined> {
+fn join(
+    dir: &Path,
+    ids: &IdPlan,
+    shared: &(Vec<MapLine>, Vec<MapLine>),
+) -> Result<(client::Asked, i32, Nested), Unjoined> {
     // No keeper, a dead one's socket, or something else listening there: a new keeper takes its place.
     let conn = client::connect(dir).map_err(Unjoined::start)?;
     let keeper = conn.pid;
+    if !conn.same_binary {
+        let stopped = conn.stop().map(|_| "stopped it").unwrap_or("could not stop it");
+        return Err(Unjoined::start(format!("the keeper (pid {keeper}) runs another burrow binary: {stopped}")));
+    }
     let (norm_uid, norm_gid) = (maps::normalize(&conn.uid_map), maps::normalize(&conn.gid_map));
     if norm_uid != maps::normalize(&shared.0) || norm_gid != maps::normalize(&shared.1) {
         let stopped = conn.stop().map(|_| "stopped it").unwrap_or("could not stop it");

@@ -152,4 +152,3 @@ fn serve(sockets: Vec<(PortSpec, HostSocket)>, drain: OwnedFd) -> ! {
     tcp::drain(DRAIN_TIMEOUT);
     crate::sys::exit_now(0)
 }
-
