@@ -74,7 +74,8 @@ impl Filesystem for Overlay {
         }
         // No FUSE_WRITEBACK_CACHE: it makes the kernel own mtime/ctime (a truncate to the
         // same size then keeps the old mtime, and cached times are flushed back later), which
-        // breaks agreement with kernel overlayfs; measured here it gained under 5%.
+        // breaks agreement with kernel overlayfs; measured here (with cached write opens) it
+        // was slower than direct I/O for write-only opens (docs/design/overlay.md).
         let _ = config.set_max_background(64);
         Ok(())
     }
