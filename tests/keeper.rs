@@ -171,18 +171,60 @@ fn the_keeper_holds_no_cwd_mount_or_descriptor_of_a_container() {
     assert_ne!(fields[3], keeper.to_string(), "the keeper leads its session");
     assert_eq!(fields[4], "0", "the keeper has a controlling terminal");
     let base = path_str(&env.base());
-    for fd in std::fs::read_dir(format!("/proc/{keeper}/fd")).unwrap().flatten() {
-        let target = path_str(&std::fs::read_link(fd.path()).unwrap());
+    let held = || -> Vec<String> {
+        let fds = std::fs::read_dir(format!("/proc/{keeper}/fd")).unwrap().flatten();
+        fds.filter_map(|fd| std::fs::read_link(fd.path()).ok()).map(|t| path_str(&t)).collect()
+    };
+    // A run that took a published spare leaves the keeper its copies until the keeper sees the claim removed
+    // (inotify): a moment after that run ended at the latest.
+    assert!(
+        eventually(Duration::from_secs(5), || !held().iter().any(|t| used.lines().any(|u| u == t))),
+        "the keeper still holds a namespace a container used: {:?}",
+        held()
+    );
+    for target in held() {
         // The spares: a user namespace, and the network, UTS and IPC namespaces made with it, for the next run.
         let spare = ["user:[", "net:[", "uts:[", "ipc:["].iter().any(|k| target.starts_with(k));
         let fine = target == "/dev/null"
             || target.starts_with("socket:[")
-            || (spare && !used.lines().any(|u| u == target))
+            || target == "anon_inode:inotify"
+            || spare
             || target == format!("{base}/keeper-1.lock");
         assert!(fine, "the keeper holds {target}");
     }
     let environ = std::fs::read(format!("/proc/{keeper}/environ")).unwrap();
     assert!(environ.is_empty(), "the keeper kept an environment: {}", String::from_utf8_lossy(&environ));
+}
+
+#[test]
+fn a_run_takes_the_published_spare_and_the_keeper_publishes_the_next() {
+    let _ = require_subids!();
+    let env = Env::new();
+    let keeper = started(&env.run(&[], &["true"]));
+    let published = || {
+        let names = std::fs::read_dir(env.base()).unwrap().flatten().map(|e| e.file_name());
+        names.filter(|n| n.to_string_lossy().starts_with("spare-")).count()
+    };
+    assert!(eventually(Duration::from_secs(5), || published() == 1), "no spare published");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        // The keeper makes the next spare SPARE_DELAY after a run took one: wait for it, so that each run
+        // takes a published one (a run that finds none asks over the socket, which works too).
+        assert!(eventually(Duration::from_secs(5), || published() == 1), "the next spare was not published");
+        let o = env.run(&[], &["readlink", "/proc/self/ns/user"]);
+        assert!(
+            stderr(&o).contains(&format!("joined the keeper (pid {keeper}): took its published namespace")),
+            "{}",
+            stderr(&o)
+        );
+        let ns = expect(&o, 0);
+        assert!(!seen.contains(&ns), "two runs got the same namespace {ns}");
+        seen.push(ns);
+    }
+    // No claim is left behind.
+    let names: Vec<String> =
+        std::fs::read_dir(env.base()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+    assert!(!names.iter().any(|n| n.starts_with("taken-")), "{names:?}");
 }
 
 #[test]

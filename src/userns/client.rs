@@ -8,7 +8,7 @@
 
 use super::proto::{self, Reply, Request, SOCKET};
 use crate::idmap::MapLine;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
@@ -135,50 +135,42 @@ impl Asked {
         };
         let mut fds = fds.into_iter();
         let fd = fds.next().ok_or_else(|| conn.bad("no namespace descriptor came with the answer".into()))?;
-        conn.verify(&fd)?;
         let others: Vec<OwnedFd> = fds.collect();
-        conn.verify_owned(&fd, &others)?;
+        check_handed(fd.as_fd(), &others, conn.ns).map_err(|why| conn.bad(format!("{why} (pid {})", conn.pid)))?;
         Ok((fd, others, took))
     }
 }
 
-impl Conn {
-    /// The other descriptors are a network, a UTS and an IPC namespace (each at most once) owned by `user`.
-    fn verify_owned(&self, user: &OwnedFd, others: &[OwnedFd]) -> Result<(), ClientError> {
-        use crate::sys::ns;
-        let mut seen = Vec::new();
-        for fd in others {
-            let kind = ns::ns_type(fd.as_fd()).map_err(|e| self.io(e))?;
-            let allowed = [libc::CLONE_NEWNET, libc::CLONE_NEWUTS, libc::CLONE_NEWIPC].contains(&kind);
-            if !allowed || seen.contains(&kind) {
-                return Err(self.bad(format!("handed over an unexpected namespace of type {kind:#x}")));
-            }
-            seen.push(kind);
-            if !ns::owned_by(fd.as_fd(), user.as_fd()).map_err(|e| self.io(e))? {
-                return Err(
-                    self.bad(format!("handed over a namespace of type {kind:#x} that its user namespace does not own"))
-                );
-            }
-        }
-        Ok(())
+/// Checks what a keeper handed over (over its socket or published): `user` is a user namespace created by us
+/// whose parent is the keeper's namespace `parent` (device, inode), and `others` are a network, a UTS and an IPC
+/// namespace (each at most once) that `user` owns. The error says what is wrong.
+pub fn check_handed(user: BorrowedFd<'_>, others: &[OwnedFd], parent: (u64, u64)) -> Result<(), String> {
+    use crate::sys::ns;
+    let io = |e: std::io::Error| e.to_string();
+    let kind = ns::ns_type(user).map_err(io)?;
+    if kind != libc::CLONE_NEWUSER {
+        return Err(format!("handed over a namespace of type {kind:#x}, not a user namespace"));
     }
-
-    /// The descriptor is a user namespace, created by us, whose parent is the keeper's namespace.
-    fn verify(&self, fd: &OwnedFd) -> Result<(), ClientError> {
-        use crate::sys::ns;
-        let kind = ns::ns_type(fd.as_fd()).map_err(|e| self.io(e))?;
-        if kind != libc::CLONE_NEWUSER {
-            return Err(self.bad(format!("handed over a namespace of type {kind:#x}, not a user namespace")));
-        }
-        let owner = ns::ns_owner_uid(fd.as_fd()).map_err(|e| self.io(e))?;
-        let uid = nix::unistd::getuid().as_raw();
-        if owner != uid {
-            return Err(self.bad(format!("handed over a user namespace owned by uid {owner}, not {uid}")));
-        }
-        let parent = ns::ns_parent(fd.as_fd()).map_err(|e| self.io(e))?;
-        if ns::ns_id(parent.as_fd()).map_err(|e| self.io(e))? != self.ns {
-            return Err(self.bad(format!("handed over a namespace that is not nested in pid {}'s", self.pid)));
-        }
-        Ok(())
+    let owner = ns::ns_owner_uid(user).map_err(io)?;
+    let uid = nix::unistd::getuid().as_raw();
+    if owner != uid {
+        return Err(format!("handed over a user namespace owned by uid {owner}, not {uid}"));
     }
+    let theirs = ns::ns_parent(user).map_err(io)?;
+    if ns::ns_id(theirs.as_fd()).map_err(io)? != parent {
+        return Err("handed over a namespace that is not nested in the keeper's".into());
+    }
+    let mut seen = Vec::new();
+    for fd in others {
+        let kind = ns::ns_type(fd.as_fd()).map_err(io)?;
+        let allowed = [libc::CLONE_NEWNET, libc::CLONE_NEWUTS, libc::CLONE_NEWIPC].contains(&kind);
+        if !allowed || seen.contains(&kind) {
+            return Err(format!("handed over an unexpected namespace of type {kind:#x}"));
+        }
+        seen.push(kind);
+        if !ns::owned_by(fd.as_fd(), user).map_err(io)? {
+            return Err(format!("handed over a namespace of type {kind:#x} that its user namespace does not own"));
+        }
+    }
+    Ok(())
 }

@@ -105,6 +105,9 @@ fn run(settings: &Settings) -> Result<(), KeeperError> {
         return Err(std::io::Error::other("burrow did not map the namespace")).ctx("wait for the maps");
     }
     let (uid_map, gid_map) = (identity("uid_map")?, identity("gid_map")?);
+    let host_maps = (own_map("uid_map")?, own_map("gid_map")?);
+    // Files a previous keeper published are stale: this one holds the lock now.
+    super::published::clear(&settings.dir);
     let spare = Spare::new(&uid_map, &gid_map)?;
     let listener = Listener::bind(&settings.dir)?;
     say("listening");
@@ -112,9 +115,26 @@ fn run(settings: &Settings) -> Result<(), KeeperError> {
     let _ = nix::unistd::dup2_stdin(&null);
     let _ = nix::unistd::dup2_stdout(&null);
     drop(null);
-    let mut keeper = Keeper { settings, listener, lock: Some(lock), spares: vec![spare] };
+    let watch = watch(&settings.dir);
+    let mut keeper = Keeper { settings, listener, lock: Some(lock), spares: vec![spare], host_maps, watch };
+    keeper.publish_last();
     keeper.serve();
     Ok(())
+}
+
+/// This process's namespace's map as its parent (the host) sees it.
+fn own_map(file: &str) -> Result<Vec<MapLine>, KeeperError> {
+    let path = format!("/proc/self/{file}");
+    let text = std::fs::read_to_string(&path).ctx(format!("read {path}"))?;
+    Ok(super::maps::parse(&text).unwrap_or_default())
+}
+
+/// Watches the keeper's directory for removed files (a run that took a published spare removes its claim).
+fn watch(dir: &Path) -> Option<nix::sys::inotify::Inotify> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let watch = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+    watch.add_watch(dir, AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM).ok()?;
+    Some(watch)
 }
 
 /// The identity map of this process's own namespace, line by line (a nested map must not span two lines of
@@ -167,6 +187,8 @@ struct Spare {
     took: Duration,
     /// The part of `took` spent writing the maps.
     maps: Duration,
+    /// Its file, while it is published for a run to take (see `super::published`).
+    published: Option<PathBuf>,
 }
 
 /// The network, UTS and IPC namespaces of process `pid` that the user namespace `user` owns: only those are
@@ -237,7 +259,8 @@ impl Spare {
         let fd = OwnedFd::from(std::fs::File::open(&ns).ctx(format!("open {ns}"))?);
         let others = owned_by(&fd, pid.0);
         drop(pid);
-        Ok(Spare { uid_map: uid_map.to_vec(), gid_map: gid_map.to_vec(), fd, others, took: start.elapsed(), maps })
+        let (uid_map, gid_map) = (uid_map.to_vec(), gid_map.to_vec());
+        Ok(Spare { uid_map, gid_map, fd, others, took: start.elapsed(), maps, published: None })
     }
 }
 
@@ -248,6 +271,10 @@ struct Keeper<'a> {
     /// Namespaces prepared for the next clients: one for each of the last [`SPARE_KINDS`] different maps asked
     /// for (`--userns=auto` and `keep-id` ask for different ones), most recent last.
     spares: Vec<Spare>,
+    /// This keeper's own maps as the host sees them (to name a spare by the host IDs it gives).
+    host_maps: (Vec<MapLine>, Vec<MapLine>),
+    /// Deletions in the keeper's directory: a run removing the file of a spare it took.
+    watch: Option<nix::sys::inotify::Inotify>,
 }
 
 const SPARE_KINDS: usize = 2;
@@ -278,10 +305,32 @@ impl Keeper<'_> {
                 }
             }
             let ms = u16::try_from(tick.as_millis().max(1)).unwrap_or(u16::MAX);
-            let mut fds = [nix::poll::PollFd::new(self.listener.sock.as_fd(), nix::poll::PollFlags::POLLIN)];
-            let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)).unwrap_or(0) > 0;
+            let mut fds = vec![nix::poll::PollFd::new(self.listener.sock.as_fd(), nix::poll::PollFlags::POLLIN)];
+            if let Some(w) = &self.watch {
+                fds.push(nix::poll::PollFd::new(w.as_fd(), nix::poll::PollFlags::POLLIN));
+            }
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+            let readable = |f: &nix::poll::PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            let (ready, removed) = (readable(&fds[0]), fds.get(1).is_some_and(readable));
+            drop(fds);
             if config::forbids(Path::new(config::SYSTEM_CONFIG)) || !self.listener.still_ours() {
                 break;
+            }
+            // A run took a published spare (or, once a minute, one that died while taking it is noticed).
+            if removed || !ready {
+                if let Some(w) = &self.watch {
+                    while let Ok(events) = w.read_events() {
+                        if events.is_empty() {
+                            break;
+                        }
+                    }
+                }
+                if let Some(maps) = self.drop_taken() {
+                    last = Instant::now();
+                    if let Some((u, g)) = owed.replace(maps) {
+                        self.prepare(&u, &g);
+                    }
+                }
             }
             if !ready {
                 continue;
@@ -314,10 +363,56 @@ impl Keeper<'_> {
         }
         if let Ok(spare) = Spare::new(uid_map, gid_map) {
             self.spares.push(spare);
+            self.publish_last();
             if self.spares.len() > SPARE_KINDS {
-                self.spares.remove(0);
+                let old = self.spares.remove(0);
+                if let Some(path) = &old.published {
+                    super::published::withdraw(path);
+                }
             }
         }
+    }
+
+    /// Publishes the newest spare for runs to take without a request (see `super::published`).
+    fn publish_last(&mut self) {
+        let host = &self.host_maps;
+        let Some(spare) = self.spares.last_mut() else { return };
+        let (Some(uid), Some(gid)) =
+            (super::maps::compose(&spare.uid_map, &host.0), super::maps::compose(&spare.gid_map, &host.1))
+        else {
+            return;
+        };
+        let Ok(parent) = std::fs::File::open("/proc/self/ns/user").and_then(|f| crate::sys::ns::ns_id(f.as_fd()))
+        else {
+            return;
+        };
+        let notice = super::published::Notice {
+            pid: std::process::id() as i32,
+            user: spare.fd.as_raw_fd(),
+            others: spare.others.iter().map(|f| f.as_raw_fd()).collect(),
+            parent,
+            uid_map: spare.uid_map.clone(),
+            gid_map: spare.gid_map.clone(),
+        };
+        let kind = super::published::kind(&uid, &gid);
+        spare.published = super::published::publish(&self.settings.dir, &kind, &notice).ok();
+    }
+
+    /// Drops the spares that runs took and are done with (their file is gone and no live run holds its claim);
+    /// returns the maps of one, to make its successor.
+    fn drop_taken(&mut self) -> Option<(Vec<MapLine>, Vec<MapLine>)> {
+        let dir = self.settings.dir.clone();
+        let mut maps = None;
+        self.spares.retain(|s| {
+            let Some(path) = &s.published else { return true };
+            let kind = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("spare-"));
+            let done = !path.exists() && kind.is_some_and(|k| super::published::released(&dir, k));
+            if done {
+                maps = Some((s.uid_map.clone(), s.gid_map.clone()));
+            }
+            !done
+        });
+        maps
     }
 
     /// Serves one connection; returns the request it carried.
@@ -331,6 +426,9 @@ impl Keeper<'_> {
         let (req, _) = proto::recv::<Request>(conn.as_fd()).ok()?;
         if let Request::Namespace { uid_map, gid_map } = &req {
             let ready = self.spares.iter().position(|s| s.uid_map == *uid_map && s.gid_map == *gid_map);
+            // A published spare is taken back first; a run may have claimed it a moment ago (then it stays
+            // until that run is done with it, and this client gets a new one).
+            let ready = ready.filter(|i| self.spares[*i].published.as_deref().is_none_or(super::published::withdraw));
             let spare = match ready {
                 Some(i) => Ok(self.spares.remove(i)),
                 None => Spare::new(uid_map, gid_map),
@@ -353,6 +451,7 @@ impl Keeper<'_> {
         if self.listener.still_ours() {
             let _ = std::fs::remove_file(&self.listener.path);
         }
+        super::published::clear(&self.settings.dir);
         self.lock.take();
         self.spares.clear();
     }
