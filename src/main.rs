@@ -30,6 +30,7 @@ fn burrow_main() -> ! {
             std::process::exit(125);
         }
     };
+    let lazy_exit = matches!(&cli.command, Command::Run(_));
     let code = match cli.command {
         Command::Run(args) if args.detach => burrow::lifecycle::detach::run(&args),
         Command::Run(args) => match burrow::run::run(&args) {
@@ -54,6 +55,12 @@ fn burrow_main() -> ! {
         Command::LayerHelper(args) => burrow::image::helper::main(&args.args),
         other => burrow::lifecycle::main(other),
     };
+    if lazy_exit {
+        // Everything of the run is cleaned up by now; only burrow's own memory is left to unmap.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        burrow::sys::exit_lazily(code)
+    }
     std::process::exit(code);
 }
 

@@ -286,6 +286,49 @@ fn null_stdio() -> bool {
     kept
 }
 
+/// Ends the calling process with `code` (like `_exit`: stdio must be flushed, nothing else is run), leaving the
+/// teardown of its address space to a short-lived process that shares it (`CLONE_VM`) and exits once the
+/// caller is gone: the exit status reaches the parent without waiting for the unmapping of the binary's pages
+/// (docs/benchmarks.md). That process closes every descriptor but a pidfd of the caller first (it has its own
+/// copy of the table), so nothing of the caller's (a pipe, the terminal) stays open after the caller's exit; it
+/// keeps the caller's blocked signals, waits at most 1 s, and is reaped by whoever adopts it. Without pidfd,
+/// memory or clone, the caller simply exits.
+pub fn exit_lazily(code: i32) -> ! {
+    extern "C" fn linger(arg: *mut libc::c_void) -> libc::c_int {
+        let pidfd = arg as usize as libc::c_int;
+        // SAFETY: only raw system calls on this stack (no allocation, no thread-local storage): the caller's
+        // thread runs at the same time in the same memory, until its _exit. close_range spares the pidfd, poll
+        // waits for the caller's end, exit(2) ends this process alone.
+        unsafe {
+            libc::syscall(libc::SYS_close_range, 0u32, (pidfd as u32).wrapping_sub(1), 0u32);
+            libc::syscall(libc::SYS_close_range, pidfd as u32 + 1, u32::MAX, 0u32);
+            let mut fds = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+            libc::poll(&mut fds, 1, 1000);
+            libc::syscall(libc::SYS_exit, 0);
+        }
+        0
+    }
+    const STACK: usize = 64 << 10;
+    // SAFETY: pidfd_open of our own pid; the stack is a fresh private mapping, never unmapped (the address space
+    // goes with both processes); `linger` matches clone's callback type and gets the pidfd as its argument;
+    // after clone this thread only calls _exit.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as libc::c_int;
+        let stack = libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if pidfd >= 0 && stack != libc::MAP_FAILED {
+            libc::clone(linger, stack.cast::<u8>().add(STACK).cast(), libc::CLONE_VM, pidfd as usize as *mut _);
+        }
+        libc::_exit(code)
+    }
+}
+
 /// Ends the calling process at once with `code`, without running exit handlers or flushing stdio buffers:
 /// a forked child must not run the parent's copies of them.
 pub fn exit_now(code: i32) -> ! {
