@@ -45,6 +45,12 @@ impl Env {
         output(self.cmd(args, cmd))
     }
 
+    /// The names of the files in the keeper's directory.
+    fn names(&self) -> Vec<String> {
+        let entries = std::fs::read_dir(self.base()).unwrap().flatten();
+        entries.map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+    }
+
     /// The pids of the live keepers serving this environment's runtime directory.
     fn keepers(&self) -> Vec<i32> {
         let dir = path_str(&self.base());
@@ -201,10 +207,7 @@ fn a_run_takes_the_published_spare_and_the_keeper_publishes_the_next() {
     let _ = require_subids!();
     let env = Env::new();
     let keeper = started(&env.run(&[], &["true"]));
-    let published = || {
-        let names = std::fs::read_dir(env.base()).unwrap().flatten().map(|e| e.file_name());
-        names.filter(|n| n.to_string_lossy().starts_with("spare-")).count()
-    };
+    let published = || env.names().iter().filter(|n| n.starts_with("spare-")).count();
     assert!(eventually(Duration::from_secs(5), || published() == 1), "no spare published");
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -222,8 +225,7 @@ fn a_run_takes_the_published_spare_and_the_keeper_publishes_the_next() {
         seen.push(ns);
     }
     // No claim is left behind.
-    let names: Vec<String> =
-        std::fs::read_dir(env.base()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+    let names = env.names();
     assert!(!names.iter().any(|n| n.starts_with("taken-")), "{names:?}");
 }
 

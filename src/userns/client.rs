@@ -83,11 +83,7 @@ pub fn connect(dir: &Path) -> Result<Conn, ClientError> {
         super::maps::parse(&text).ok_or_else(|| bad(format!("unreadable /proc/{pid}/{f}: {text:?}")))
     };
     let (uid_map, gid_map) = (map("uid_map")?, map("gid_map")?);
-    // The binary the keeper runs: an older burrow (upgraded since, its file replaced) keeps its own code and
-    // protocol; the run replaces it rather than trust it.
-    let theirs = std::fs::metadata(format!("/proc/{pid}/exe")).map_err(&io)?;
-    let ours = std::fs::metadata("/proc/self/exe").map_err(&io)?;
-    let same_binary = (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino());
+    let same_binary = same_binary(pid).map_err(&io)?;
     Ok(Conn { sock, path: name.clone(), pid, ns: (ns_meta.dev(), ns_meta.ino()), uid_map, gid_map, same_binary })
 }
 
@@ -139,6 +135,14 @@ impl Asked {
         check_handed(fd.as_fd(), &others, conn.ns).map_err(|why| conn.bad(format!("{why} (pid {})", conn.pid)))?;
         Ok((fd, others, took))
     }
+}
+
+/// Whether process `pid` runs the same burrow binary (file) as this one. An older burrow (upgraded since, its
+/// file replaced) keeps its own code and protocol: a run replaces such a keeper rather than trust it.
+pub(super) fn same_binary(pid: i32) -> std::io::Result<bool> {
+    let theirs = std::fs::metadata(format!("/proc/{pid}/exe"))?;
+    let ours = std::fs::metadata("/proc/self/exe")?;
+    Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
 }
 
 /// Checks what a keeper handed over (over its socket or published): `user` is a user namespace created by us

@@ -104,8 +104,10 @@ fn run(settings: &Settings) -> Result<(), KeeperError> {
     if line.trim() != "mapped" {
         return Err(std::io::Error::other("burrow did not map the namespace")).ctx("wait for the maps");
     }
-    let (uid_map, gid_map) = (identity("uid_map")?, identity("gid_map")?);
     let host_maps = (own_map("uid_map")?, own_map("gid_map")?);
+    let (uid_map, gid_map) = (identity(&host_maps.0), identity(&host_maps.1));
+    // The keeper's own namespace, which every spare's notice names as the spare's parent.
+    let own_ns = std::fs::File::open("/proc/self/ns/user").and_then(|f| crate::sys::ns::ns_id(f.as_fd())).ok();
     // Files a previous keeper published are stale: this one holds the lock now.
     super::published::clear(&settings.dir);
     let spare = Spare::new(&uid_map, &gid_map)?;
@@ -116,7 +118,7 @@ fn run(settings: &Settings) -> Result<(), KeeperError> {
     let _ = nix::unistd::dup2_stdout(&null);
     drop(null);
     let watch = watch(&settings.dir);
-    let mut keeper = Keeper { settings, listener, lock: Some(lock), spares: vec![spare], host_maps, watch };
+    let mut keeper = Keeper { settings, listener, lock: Some(lock), spares: vec![spare], host_maps, own_ns, watch };
     keeper.publish_last();
     keeper.serve();
     Ok(())
@@ -126,7 +128,11 @@ fn run(settings: &Settings) -> Result<(), KeeperError> {
 fn own_map(file: &str) -> Result<Vec<MapLine>, KeeperError> {
     let path = format!("/proc/self/{file}");
     let text = std::fs::read_to_string(&path).ctx(format!("read {path}"))?;
-    Ok(super::maps::parse(&text).unwrap_or_default())
+    let lines = super::maps::parse(&text).unwrap_or_default();
+    if lines.is_empty() {
+        return Err(std::io::Error::other("empty map")).ctx(format!("read {path}"));
+    }
+    Ok(lines)
 }
 
 /// Watches the keeper's directory for removed files (a run that took a published spare removes its claim).
@@ -137,16 +143,10 @@ fn watch(dir: &Path) -> Option<nix::sys::inotify::Inotify> {
     Some(watch)
 }
 
-/// The identity map of this process's own namespace, line by line (a nested map must not span two lines of
-/// its parent's).
-fn identity(file: &str) -> Result<Vec<MapLine>, KeeperError> {
-    let path = format!("/proc/self/{file}");
-    let text = std::fs::read_to_string(&path).ctx(format!("read {path}"))?;
-    let lines = super::maps::parse(&text).unwrap_or_default();
-    if lines.is_empty() {
-        return Err(std::io::Error::other("empty map")).ctx(format!("read {path}"));
-    }
-    Ok(lines.iter().map(|l| MapLine { inside: l.inside, outside: l.inside, count: l.count }).collect())
+/// The identity map of the keeper's namespace, one line per line of its own map `own` (a nested map must not
+/// span two lines of its parent's).
+fn identity(own: &[MapLine]) -> Vec<MapLine> {
+    own.iter().map(|l| MapLine { inside: l.inside, outside: l.inside, count: l.count }).collect()
 }
 
 /// The listening socket, with the identity of the file it bound, to notice when it is removed or replaced.
@@ -273,6 +273,8 @@ struct Keeper<'a> {
     spares: Vec<Spare>,
     /// This keeper's own maps as the host sees them (to name a spare by the host IDs it gives).
     host_maps: (Vec<MapLine>, Vec<MapLine>),
+    /// This keeper's own user namespace (device, inode); without it nothing is published.
+    own_ns: Option<(u64, u64)>,
     /// Deletions in the keeper's directory: a run removing the file of a spare it took.
     watch: Option<nix::sys::inotify::Inotify>,
 }
@@ -382,10 +384,7 @@ impl Keeper<'_> {
         else {
             return;
         };
-        let Ok(parent) = std::fs::File::open("/proc/self/ns/user").and_then(|f| crate::sys::ns::ns_id(f.as_fd()))
-        else {
-            return;
-        };
+        let Some(parent) = self.own_ns else { return };
         let notice = super::published::Notice {
             pid: std::process::id() as i32,
             user: spare.fd.as_raw_fd(),

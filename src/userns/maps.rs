@@ -41,6 +41,11 @@ pub fn normalize(map: &[MapLine]) -> Vec<MapLine> {
     out
 }
 
+/// Whether two maps map the same IDs, however their ranges are split.
+pub fn same(a: &[MapLine], b: &[MapLine]) -> bool {
+    normalize(a) == normalize(b)
+}
+
 /// The map to write for a namespace nested in one whose map is `parent` (parent IDs → host IDs) so that the
 /// composition is `want` (container IDs → host IDs). Each line lies within one line of `parent`, as the kernel
 /// requires. None when `want` names a host ID that `parent` does not map.

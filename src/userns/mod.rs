@@ -225,8 +225,7 @@ fn join(
         let stopped = conn.stop().map(|_| "stopped it").unwrap_or("could not stop it");
         return Err(Unjoined::start(format!("the keeper (pid {keeper}) runs another burrow binary: {stopped}")));
     }
-    let (norm_uid, norm_gid) = (maps::normalize(&conn.uid_map), maps::normalize(&conn.gid_map));
-    if norm_uid != maps::normalize(&shared.0) || norm_gid != maps::normalize(&shared.1) {
+    if !maps::same(&conn.uid_map, &shared.0) || !maps::same(&conn.gid_map, &shared.1) {
         let stopped = conn.stop().map(|_| "stopped it").unwrap_or("could not stop it");
         let (subuid, subgid) = idmap::subid_files();
         return Err(Unjoined::start(format!(

@@ -114,13 +114,12 @@ pub fn claim(dir: &Path, (uid_map, gid_map): (&[MapLine], &[MapLine]), shared: &
     let keeper_map = |f: &str| maps::parse(&crate::sys::read_proc(&format!("/proc/{}/{f}", claimed.notice.pid)).ok()?);
     let (ku, kg) = (keeper_map("uid_map")?, keeper_map("gid_map")?);
     // A keeper whose maps are no longer what /etc/subuid and /etc/subgid give is replaced over the socket.
-    if maps::normalize(&ku) != maps::normalize(&shared.0) || maps::normalize(&kg) != maps::normalize(&shared.1) {
+    if !maps::same(&ku, &shared.0) || !maps::same(&kg, &shared.1) {
         return None;
     }
     let host_uid = maps::compose(&claimed.notice.uid_map, &ku)?;
     let host_gid = maps::compose(&claimed.notice.gid_map, &kg)?;
-    (maps::normalize(&host_uid) == maps::normalize(uid_map) && maps::normalize(&host_gid) == maps::normalize(gid_map))
-        .then_some(claimed)
+    (maps::same(&host_uid, uid_map) && maps::same(&host_gid, gid_map)).then_some(claimed)
 }
 
 fn open(taken: &Path) -> Option<Claimed> {
@@ -128,10 +127,8 @@ fn open(taken: &Path) -> Option<Claimed> {
     let notice: Notice = serde_json::from_slice(&std::fs::read(taken).ok()?).ok()?;
     let pid = notice.pid;
     // The keeper is alive, runs this burrow's binary, and its namespace is the spare's parent.
-    let exe = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
-    let ours = std::fs::metadata("/proc/self/exe").ok()?;
     let ns = std::fs::metadata(format!("/proc/{pid}/ns/user")).ok()?;
-    if (exe.dev(), exe.ino()) != (ours.dev(), ours.ino()) || (ns.dev(), ns.ino()) != notice.parent {
+    if !super::client::same_binary(pid).ok()? || (ns.dev(), ns.ino()) != notice.parent {
         return None;
     }
     let fd = |n: i32| std::fs::File::open(format!("/proc/{pid}/fd/{n}")).ok().map(OwnedFd::from);
