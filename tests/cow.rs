@@ -183,30 +183,49 @@ fn read_only_gives_no_layer() {
 fn a_dead_fuse_server_stops_the_container_with_a_clear_error() {
     setup!();
     let r = Rootfs::new();
-    let mut c = run_in(
-        r.path(),
-        &["--overlay-driver", "fuse"],
-        &["sh", "-c", "echo ready; while :; do cat /etc/passwd >/dev/null; sleep 0.05; done"],
-    );
+    // Both launch shapes, in a runtime directory of this test's: without a keeper the server is P1's child;
+    // with one (started by the first run, gone 2 s after the last) burrow itself is its parent (a direct
+    // launch, docs/design/launch-sequence.md).
+    let runtime = tempdir();
+    std::fs::set_permissions(runtime.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let env = |c: &mut std::process::Command| {
+        c.env("XDG_RUNTIME_DIR", runtime.path()).env("BURROW_KEEPER_IDLE", "2");
+    };
+    assert!(!kill_the_fuse_server(&r, &["--userns-keeper=off"], env), "without a keeper P1 starts the server");
+    let mut first = run_in(r.path(), &["--network", "none"], &["true"]);
+    env(&mut first);
+    expect(&output(first), 0);
+    assert!(kill_the_fuse_server(&r, &[], env), "a direct launch: burrow starts the server");
+}
+
+/// Kills the FUSE server of a running container and checks the outcome; true when the server was burrow's own
+/// child.
+fn kill_the_fuse_server(r: &Rootfs, args: &[&str], env: impl Fn(&mut std::process::Command)) -> bool {
+    let mut all = vec!["--overlay-driver", "fuse", "--network", "none"];
+    all.extend_from_slice(args);
+    let mut c =
+        run_in(r.path(), &all, &["sh", "-c", "echo ready; while :; do cat /etc/passwd >/dev/null; sleep 0.05; done"]);
+    env(&mut c);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    // burrow → P1 → {FUSE server, init}: the server is P1's child that is not in the container's PID namespace.
+    // The server is burrow's child (a direct launch) or P1's, outside the container's PID namespace: the one
+    // process there with /dev/fuse open.
     let burrow_pid = child.id() as i32;
     let all = descendants(burrow_pid);
-    let p1 = all[1];
     let my_pidns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let holds_fuse = |p: i32| {
+        let fds = std::fs::read_dir(format!("/proc/{p}/fd")).into_iter().flatten().flatten();
+        fds.filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|t| t == std::path::Path::new("/dev/fuse"))
+    };
     let server = all
         .iter()
         .copied()
-        .find(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let ppid: i32 =
-                stat.rsplit_once(')').and_then(|x| x.1.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
-            ppid == p1 && std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() == Some(&my_pidns)
-        })
+        .find(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() == Some(&my_pidns) && holds_fuse(*p))
         .expect("the FUSE server process");
+    let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
+    let parent: i32 = stat.rsplit_once(')').and_then(|x| x.1.split_whitespace().nth(1)?.parse().ok()).unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), nix::sys::signal::Signal::SIGKILL).unwrap();
     let o = wait_output(child, Duration::from_secs(20));
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
@@ -214,4 +233,5 @@ fn a_dead_fuse_server_stops_the_container_with_a_clear_error() {
     assert!(err.contains("FUSE overlay server") && err.contains("died"), "{err}");
     let left = || all.iter().copied().filter(|p| alive(*p)).collect::<Vec<_>>();
     assert!(eventually(Duration::from_secs(10), || left().is_empty()), "processes left: {:?}", left());
+    parent == burrow_pid
 }

@@ -115,10 +115,11 @@ fn the_kernel_overlay_refusing_a_path_is_one_line() {
     let root = t.path().join("a,b");
     let r = Rootfs::new();
     copy_tree(r.path(), &root);
-    let p = Probe::new("overlay");
-    let mut c = burrow();
-    c.args(["run", "--network", "none", "--overlay-driver", "kernel", "--rootfs"]).arg(&root).args(["--", "true"]);
-    p.fails(c, 125, &["overlay:", ","]);
+    for p in [Probe::new("overlay"), Probe::joined("overlay-j", r.path())] {
+        let mut c = burrow();
+        c.args(["run", "--network", "none", "--overlay-driver", "kernel", "--rootfs"]).arg(&root).args(["--", "true"]);
+        p.fails(c, 125, &["overlay:", ","]);
+    }
     // The FUSE driver takes the same path.
     let mut c = burrow();
     c.args(["run", "--network", "none", "--overlay-driver", "fuse", "--rootfs"]).arg(&root).args(["--", "true"]);
@@ -134,19 +135,22 @@ fn copy_tree(from: &Path, to: &Path) {
 fn a_volume_target_a_read_only_root_cannot_grow_is_one_line() {
     require_subids!();
     let r = Rootfs::new();
-    let p = Probe::new("mounts");
-    let c = run_in(r.path(), &["--network", "none", "--read-only", "-v", "/tmp:/no/such/target"], &["true"]);
-    p.fails(c, 125, &["mounts:", "/no/such/target", "Read-only file system", "--rootfs-rw"]);
+    for p in [Probe::new("mounts"), Probe::joined("mounts-j", r.path())] {
+        let c = run_in(r.path(), &["--network", "none", "--read-only", "-v", "/tmp:/no/such/target"], &["true"]);
+        p.fails(c, 125, &["mounts:", "/no/such/target", "Read-only file system", "--rootfs-rw"]);
+    }
 }
 
 #[test]
 fn a_missing_workdir_is_one_line() {
     require_subids!();
     let r = Rootfs::new();
+    // Each driver with P1 (the first run of a probe maps its namespace) and without (a direct launch).
     for driver in ["kernel", "fuse"] {
-        let p = Probe::new(&format!("workdir-{driver}"));
-        let c = run_in(r.path(), &["--network", "none", "--overlay-driver", driver, "-w", "/nowhere"], &["true"]);
-        p.fails(c, 125, &["workdir", "/nowhere", "No such file or directory"]);
+        for p in [Probe::new(&format!("workdir-{driver}")), Probe::joined(&format!("workdir-j-{driver}"), r.path())] {
+            let c = run_in(r.path(), &["--network", "none", "--overlay-driver", driver, "-w", "/nowhere"], &["true"]);
+            p.fails(c, 125, &["workdir", "/nowhere", "No such file or directory"]);
+        }
     }
 }
 
@@ -165,14 +169,15 @@ fn an_unknown_user_and_a_bad_hostname_fail_before_anything_starts() {
 fn exec_failures_are_126_and_127_with_one_line() {
     require_subids!();
     let r = Rootfs::new();
-    let p = Probe::new("exec");
-    let c = run_in(r.path(), &["--network", "none"], &["no-such-command"]);
-    p.fails(c, 127, &["no-such-command", "not found in PATH"]);
-    let c = run_in(r.path(), &["--network", "none"], &["/etc/passwd"]);
-    p.fails(c, 126, &["/etc/passwd", "Permission denied"]);
-    // --no-init: the payload is PID 1 and still reports.
-    let c = run_in(r.path(), &["--network", "none", "--no-init"], &["no-such-command"]);
-    p.fails(c, 127, &["not found in PATH"]);
+    for p in [Probe::new("exec"), Probe::joined("exec-j", r.path())] {
+        let c = run_in(r.path(), &["--network", "none", "--userns-keeper=off"], &["no-such-command"]);
+        p.fails(c, 127, &["no-such-command", "not found in PATH"]);
+        let c = run_in(r.path(), &["--network", "none"], &["/etc/passwd"]);
+        p.fails(c, 126, &["/etc/passwd", "Permission denied"]);
+        // --no-init: the payload is PID 1 and still reports.
+        let c = run_in(r.path(), &["--network", "none", "--no-init"], &["no-such-command"]);
+        p.fails(c, 127, &["not found in PATH"]);
+    }
 }
 
 #[test]

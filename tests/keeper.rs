@@ -97,13 +97,7 @@ fn ns_id(path: impl AsRef<Path>) -> (u64, u64) {
 /// The user namespace of a running container and its parent, seen from the host: runs `sh` that says ready
 /// and waits for a line on stdin, then looks at burrow's descendants in another user namespace.
 fn container_userns(env: &Env, args: &[&str]) -> ((u64, u64), (u64, u64), String) {
-    let mut all = vec!["-i"];
-    all.extend_from_slice(args);
-    let mut c = env.cmd(&all, &["sh", "-c", "echo ready; read x"]);
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = Reaped(c.spawn().unwrap());
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let child = waiting(env, args);
     let ours = ns_id("/proc/self/ns/user");
     let inside = descendants(child.0.id() as i32)
         .into_iter()
@@ -113,10 +107,28 @@ fn container_userns(env: &Env, args: &[&str]) -> ((u64, u64), (u64, u64), String
     let parent = burrow::sys::ns::ns_parent(ns.as_fd()).expect("NS_GET_PARENT");
     let p = nix::sys::stat::fstat(&parent).unwrap();
     let own = ns_id(format!("/proc/{inside}/ns/user"));
+    let o = release(child);
+    (own, (p.st_dev, p.st_ino), stderr(&o))
+}
+
+/// `burrow run -i ARGS -- sh -c 'echo ready; read x'`, once it said ready.
+fn waiting(env: &Env, args: &[&str]) -> Reaped {
+    let mut all = vec!["-i"];
+    all.extend_from_slice(args);
+    let mut c = env.cmd(&all, &["sh", "-c", "echo ready; read x"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Reaped(c.spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    child
+}
+
+/// Lets a [`waiting`] container end, and checks that it ended well.
+fn release(mut child: Reaped) -> Output {
     child.0.stdin.take().unwrap().write_all(b"\n").unwrap();
     let o = wait_output(child.take(), Duration::from_secs(30));
     expect(&o, 0);
-    (own, (p.st_dev, p.st_ino), stderr(&o))
+    o
 }
 
 #[test]
@@ -159,8 +171,13 @@ fn the_keeper_holds_no_cwd_mount_or_descriptor_of_a_container() {
     let _ = require_subids!();
     let env = Env::new();
     let keeper = started(&env.run(&["-w", "/tmp"], &["true"]));
-    // The namespaces a container used (made by the keeper for it, handed over, never kept).
-    let used = expect(&env.run(&[], &["sh", "-c", "for n in net uts ipc; do readlink /proc/self/ns/$n; done"]), 0);
+    // The namespaces a running container uses (made by the keeper for it, handed over, never kept). It runs
+    // until the end of the test: a namespace freed may give its inode number to the keeper's next spare.
+    let mut c = env.cmd(&["-i"], &["sh", "-c", "for n in net uts ipc; do readlink /proc/self/ns/$n; done; read x"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut container = Reaped(c.spawn().unwrap());
+    let lines = BufReader::new(container.0.stdout.take().unwrap()).lines();
+    let used: String = lines.take(3).map(|l| l.unwrap() + "\n").collect();
     assert_eq!(used.lines().count(), 3, "{used}");
     assert_eq!(std::fs::read_link(format!("/proc/{keeper}/cwd")).unwrap(), Path::new("/"));
     assert_eq!(
@@ -182,7 +199,7 @@ fn the_keeper_holds_no_cwd_mount_or_descriptor_of_a_container() {
         fds.filter_map(|fd| std::fs::read_link(fd.path()).ok()).map(|t| path_str(&t)).collect()
     };
     // A run that took a published spare leaves the keeper its copies until the keeper sees the claim removed
-    // (inotify): a moment after that run ended at the latest.
+    // (inotify): a moment after that run started.
     assert!(
         eventually(Duration::from_secs(5), || !held().iter().any(|t| used.lines().any(|u| u == t))),
         "the keeper still holds a namespace a container used: {:?}",
@@ -200,6 +217,7 @@ fn the_keeper_holds_no_cwd_mount_or_descriptor_of_a_container() {
     }
     let environ = std::fs::read(format!("/proc/{keeper}/environ")).unwrap();
     assert!(environ.is_empty(), "the keeper kept an environment: {}", String::from_utf8_lossy(&environ));
+    release(container);
 }
 
 #[test]
@@ -209,24 +227,68 @@ fn a_run_takes_the_published_spare_and_the_keeper_publishes_the_next() {
     let keeper = started(&env.run(&[], &["true"]));
     let published = || env.names().iter().filter(|n| n.starts_with("spare-")).count();
     assert!(eventually(Duration::from_secs(5), || published() == 1), "no spare published");
-    let mut seen = Vec::new();
+    // Each container runs until the end: a namespace freed may give its inode number to a later one.
+    let mut running: Vec<(String, Reaped)> = Vec::new();
     for _ in 0..3 {
         // The keeper makes the next spare SPARE_DELAY after a run took one: wait for it, so that each run
         // takes a published one (a run that finds none asks over the socket, which works too).
         assert!(eventually(Duration::from_secs(5), || published() == 1), "the next spare was not published");
-        let o = env.run(&[], &["readlink", "/proc/self/ns/user"]);
-        assert!(
-            stderr(&o).contains(&format!("joined the keeper (pid {keeper}): took its published namespace")),
-            "{}",
-            stderr(&o)
-        );
-        let ns = expect(&o, 0);
-        assert!(!seen.contains(&ns), "two runs got the same namespace {ns}");
-        seen.push(ns);
+        let mut c = env.cmd(&["-i"], &["sh", "-c", "readlink /proc/self/ns/user; read x"]);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = Reaped(c.spawn().unwrap());
+        let ns = BufReader::new(child.0.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+        assert!(!running.iter().any(|r| r.0 == ns), "two runs got the same namespace {ns}");
+        running.push((ns, child));
+    }
+    for (_, child) in running {
+        let err = stderr(&release(child));
+        assert!(err.contains(&format!("joined the keeper (pid {keeper}): took its published namespace")), "{err}");
     }
     // No claim is left behind.
     let names = env.names();
     assert!(!names.iter().any(|n| n.starts_with("taken-")), "{names:?}");
+}
+
+/// burrow's children while `burrow run ARGS -- sh -c 'echo ready; read x'` runs, each with whether it is PID 1 of
+/// a PID namespace of its own (the container's init), and whether burrow itself left our user namespace (for
+/// the container's).
+fn process_shape(env: &Env, args: &[&str]) -> (Vec<(i32, bool)>, bool) {
+    let child = waiting(env, args);
+    let burrow = child.0.id();
+    let children = std::fs::read_to_string(format!("/proc/{burrow}/task/{burrow}/children")).unwrap();
+    let is_init = |pid: i32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or("").to_string();
+        nspid.split_whitespace().count() > 1 && nspid.split_whitespace().last() == Some("1")
+    };
+    let shape: Vec<(i32, bool)> =
+        children.split_whitespace().map(|p| p.parse().unwrap()).map(|p| (p, is_init(p))).collect();
+    assert!(shape.iter().any(|c| c.1), "no init among burrow's children: {shape:?}");
+    // burrow is not dumpable once it holds capabilities in another user namespace (nor is P1): its ns links
+    // are closed to us, its uid_map is not (the map of its user namespace, as seen from ours).
+    let map = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    let in_container_userns = map(&burrow.to_string()) != map("self");
+    release(child);
+    (shape, in_container_userns)
+}
+
+#[test]
+fn a_joined_run_that_needs_nothing_else_forks_no_namespace_process() {
+    let _ = require_subids!();
+    let env = Env::new();
+    started(&env.run(&[], &["true"]));
+    // The direct launch: burrow itself joins the namespace and forks init, its only child.
+    let (shape, inside) = process_shape(&env, &[]);
+    assert_eq!(shape.iter().map(|c| c.1).collect::<Vec<_>>(), [true], "burrow's children: {shape:?}");
+    assert!(inside, "burrow did not join the container's user namespace");
+    // Its own namespace (no keeper): P1 unshares it and P0 maps it, so P1 is there beside init.
+    let (shape, inside) = process_shape(&env, &["--userns=private"]);
+    assert_eq!(shape.iter().filter(|c| !c.1).count(), 1, "no P1 beside init: {shape:?}");
+    assert!(!inside, "burrow joined a namespace it had to map");
+    // A named container keeps its record's lock in P1 too: P1 again, with the keeper's namespace.
+    let (shape, inside) = process_shape(&env, &["--rm", "--name", "shape"]);
+    assert_eq!(shape.iter().filter(|c| !c.1).count(), 1, "no P1 beside init: {shape:?}");
+    assert!(!inside, "burrow joined the container's namespace though P1 was there");
 }
 
 #[test]

@@ -262,23 +262,31 @@ fn environment_and_workdir() {
     assert_eq!(expect(&output(c), 0), "kept\n");
 }
 
+/// The two launch shapes (docs/design/launch-sequence.md): the arguments of a run with P1 (no keeper: it maps
+/// its own namespace), then of a direct launch (a keeper, which the run made here first starts, and nothing
+/// else that needs P1).
+fn both_shapes(r: &Rootfs) -> [&'static [&'static str]; 2] {
+    expect(&output(run_in(r.path(), &["--network", "none"], &["true"])), 0);
+    [&["--userns-keeper=off"], &["--network", "none"]]
+}
+
 #[test]
 fn sigterm_to_burrow_reaches_the_payload() {
     let _ = require_subids!();
     let r = Rootfs::new();
-    let mut c = run_in(
-        r.path(),
-        &[],
-        &["sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"],
-    );
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert_eq!(lines.next().unwrap().unwrap(), "got-term");
-    let o = wait_output(child, Duration::from_secs(20));
-    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    for args in both_shapes(&r) {
+        let script = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done";
+        let mut c = run_in(r.path(), args, &["sh", "-c", script]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), "got-term");
+        let o = wait_output(child, Duration::from_secs(20));
+        assert_eq!(o.status.code(), Some(7), "{args:?}: {}", stderr(&o));
+    }
 }
 
 #[test]
@@ -293,21 +301,27 @@ fn orphans_are_reaped_by_init() {
 fn sigkill_of_burrow_leaves_nothing_behind() {
     let _ = require_subids!();
     let r = Rootfs::new();
+    let shapes = both_shapes(&r);
     let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let tmp_before: Vec<_> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name()).collect();
-    let mut c = run_in(r.path(), &[], &["sh", "-c", "echo ready; sleep 1000 & sleep 1000"]);
-    c.stdout(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let pid = child.id() as i32;
-    assert!(eventually(Duration::from_secs(5), || descendants(pid).len() >= 5), "container processes did not start");
-    let procs = descendants(pid);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let left = || procs.iter().copied().filter(|p| alive(*p)).collect::<Vec<_>>();
-    assert!(eventually(Duration::from_secs(10), || left().is_empty()), "processes left: {:?}", left());
-    assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts_before, "host mounts changed");
+    for args in shapes {
+        let mut c = run_in(r.path(), args, &["sh", "-c", "echo ready; sleep 1000 & sleep 1000"]);
+        c.stdout(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let pid = child.id() as i32;
+        // Both sleeps (the shell may have exec'd the second).
+        let comm = |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        let started = || descendants(pid).iter().filter(|p| comm(p) == "sleep\n").count() == 2;
+        assert!(eventually(Duration::from_secs(5), started), "container processes did not start");
+        let procs = descendants(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let left = || procs.iter().copied().filter(|p| alive(*p)).collect::<Vec<_>>();
+        assert!(eventually(Duration::from_secs(10), || left().is_empty()), "{args:?}: processes left: {:?}", left());
+        assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts_before, "host mounts changed");
+    }
     let tmp_after: Vec<_> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name()).collect();
     let new: Vec<_> =
         tmp_after.iter().filter(|n| !tmp_before.contains(n) && n.to_string_lossy().contains("burrow")).collect();

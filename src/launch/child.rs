@@ -49,29 +49,7 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others, self_check): Joi
             }
         };
     }
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    match userns {
-        // Mapped already, nested in the keeper's and for this container alone. setns into a user namespace
-        // needs a single-threaded caller, which P1 is.
-        Some(fd) => {
-            t!(setns(fd, CloneFlags::CLONE_NEWUSER).step("namespaces", "setns(user namespace from the keeper)"))
-        }
-        None => flags |= CloneFlags::CLONE_NEWUSER,
-    }
-    if spec.own_netns {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    // Namespaces the keeper made with the user namespace (fresh, unused: the client checked that they are owned
-    // by it), joined rather than created on this run's critical path.
-    // Only with a joined user namespace are there any (`Source::join_others`).
-    for fd in others {
-        let kind = CloneFlags::from_bits_truncate(t!(crate::sys::ns::ns_type(*fd).step("namespaces", "NS_GET_NSTYPE")));
-        if flags.contains(kind) && kind != CloneFlags::CLONE_NEWUSER {
-            t!(setns(fd, kind).step("namespaces", "setns(a namespace from the keeper)"));
-            flags.remove(kind);
-        }
-    }
-    t!(unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)").map_err(userns_hint));
+    t!(enter_namespaces(spec, userns, others));
     let mapped = match self_check {
         // The keeper's namespace is mapped already and P0 has nothing to do before P1 goes on (no cgroup to
         // move P1 into): P1 checks the maps against the plan itself rather than waiting for P0 to check them
@@ -97,13 +75,10 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others, self_check): Joi
     // is refused either way. Forked before anything else, so that neither the FUSE server nor init inherits the
     // host sockets; it dies with P1 (dropped below).
     let mut forwarder = t!(spec.net.start_forwarder().map_err(net_err));
-    // Nothing mounted from here on may propagate anywhere.
-    t!(nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .step("mounts", "make / private"));
-    let mut layer = t!(layers::mount(spec, mapped, &chan));
+    let mut layer = t!(root_layer(spec, mapped, &chan));
     layers::report(&layer, &chan, spec.verbose);
     // The FUSE server above stays outside the container's PID namespace, which starts with init.
-    let init = match fork_init(p0) {
+    let init = match fork_init(Some(p0)) {
         Ok(Some(init)) => init,
         Ok(None) => init::main(spec, chan, mapped, layer.mountpoint.as_deref()),
         Err(e) => {
@@ -128,6 +103,44 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others, self_check): Joi
         }
     }
     Ok(code)
+}
+
+/// Joins the keeper's user namespace (`userns`) and the namespaces it owns that came with it (`others`), or
+/// unshares a new user namespace, then unshares the mount, UTS, IPC (and, with a network of its own, network)
+/// namespaces not joined. The caller must be single-threaded (setns into a user namespace requires it).
+pub(super) fn enter_namespaces(
+    spec: &RunSpec,
+    userns: Option<BorrowedFd<'_>>,
+    others: &[BorrowedFd<'_>],
+) -> Result<(), StepError> {
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    match userns {
+        // Mapped already, nested in the keeper's and for this container alone.
+        Some(fd) => setns(fd, CloneFlags::CLONE_NEWUSER).step("namespaces", "setns(user namespace from the keeper)")?,
+        None => flags |= CloneFlags::CLONE_NEWUSER,
+    }
+    if spec.own_netns {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    // Namespaces the keeper made with the user namespace (fresh, unused: the client checked that they are owned
+    // by it), joined rather than created on this run's critical path.
+    // Only with a joined user namespace are there any (`Source::join_others`).
+    for fd in others {
+        let kind = CloneFlags::from_bits_truncate(crate::sys::ns::ns_type(*fd).step("namespaces", "NS_GET_NSTYPE")?);
+        if flags.contains(kind) && kind != CloneFlags::CLONE_NEWUSER {
+            setns(fd, kind).step("namespaces", "setns(a namespace from the keeper)")?;
+            flags.remove(kind);
+        }
+    }
+    unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)").map_err(userns_hint)
+}
+
+/// Makes every mount private (nothing mounted from here on may propagate anywhere) and mounts the
+/// copy-on-write layer, in the caller's mount namespace, which init's is cloned from.
+pub(super) fn root_layer(spec: &RunSpec, mapped: Mapped, chan: &Channel) -> Result<layers::Layer, StepError> {
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .step("mounts", "make / private")?;
+    layers::mount(spec, mapped, chan)
 }
 
 /// What the user (or the administrator) can do when the namespaces cannot be created.
@@ -159,31 +172,32 @@ fn chan_err(e: super::channel::ChannelError) -> StepError {
     StepError::plain("sync", format!("send to burrow: {e}"))
 }
 
-/// The container's init as P1 sees it.
-struct Init {
-    child: super::fork::Child,
-    /// P1's own child (kernels without clone3), rather than P0's.
-    ours: bool,
+/// The container's init as its forker (P1, or P0 in a direct launch) sees it.
+pub(super) struct Init {
+    pub child: super::fork::Child,
+    /// The forker's own child (a direct launch, or kernels without clone3), rather than P0's.
+    pub ours: bool,
     /// init's mount namespace, held until init has exited (see [`fork_init`]).
-    _mounts: Option<std::os::fd::OwnedFd>,
+    pub mounts: Option<std::os::fd::OwnedFd>,
 }
 
 /// Forks the container's init (None in init), PID 1 of a new PID namespace and in a mount namespace of its own
-/// (a copy of P1's). It is P0's child, not P1's (`CLONE_PARENT`): at the end P0 is woken by init's exit
-/// directly, not through P1's, and init dies with P0 (SIGKILL), which takes the whole PID namespace with it.
-/// P1 holds init's mount namespace: init's exit then only drops a reference to it, and the namespace's teardown
-/// (every mount of the container unmounted, an expedited RCU grace period) happens when P1 lets it go, after
-/// P0 was woken, rather than on the way to P0. On kernels without clone3 init is P1's child, dies with P1 and
-/// unshares its mount namespace itself, as before.
-fn fork_init(p0: Pid) -> std::io::Result<Option<Init>> {
-    use super::fork::{fork_sibling_tied, Sibling};
-    match fork_sibling_tied(p0, Signal::SIGKILL, libc::CLONE_NEWPID | libc::CLONE_NEWNS) {
-        Ok(Sibling::Parent(child)) => {
+/// (a copy of the caller's). Forked by P1 (`sibling_of` is P0), it is P0's child, not P1's (`CLONE_PARENT`): at
+/// the end P0 is woken by init's exit directly, not through P1's, and init dies with P0 (SIGKILL), which takes
+/// the whole PID namespace with it. In a direct launch (no `sibling_of`) P0 forks it as its own child.
+/// The forker holds init's mount namespace: init's exit then only drops a reference to it, and the namespace's
+/// teardown (every mount of the container unmounted, an expedited RCU grace period) happens when the forker
+/// lets it go, after P0 was woken, rather than on the way to P0. On kernels without clone3 init is the
+/// forker's child, dies with it and unshares its mount namespace itself, as before.
+pub(super) fn fork_init(sibling_of: Option<Pid>) -> std::io::Result<Option<Init>> {
+    use super::fork::{fork_pidfd_tied, Pidfd};
+    match fork_pidfd_tied(Signal::SIGKILL, libc::CLONE_NEWPID | libc::CLONE_NEWNS, sibling_of) {
+        Ok(Pidfd::Parent(child)) => {
             // Before 6.11 (no such ioctl) the teardown stays in init's exit: nothing else changes.
             let mounts = child.pidfd().and_then(|fd| crate::sys::pidfd_mnt_namespace(fd.as_fd()).ok());
-            return Ok(Some(Init { child, ours: false, _mounts: mounts }));
+            return Ok(Some(Init { child, ours: sibling_of.is_none(), mounts }));
         }
-        Ok(Sibling::Child) => return Ok(None),
+        Ok(Pidfd::Child) => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
         Err(e) => return Err(e),
     }
@@ -193,7 +207,7 @@ fn fork_init(p0: Pid) -> std::io::Result<Option<Init>> {
             unshare(CloneFlags::CLONE_NEWNS)?;
             Ok(None)
         }
-        Tied::Parent(pid) => Ok(Some(Init { child: super::fork::Child::of(pid), ours: true, _mounts: None })),
+        Tied::Parent(pid) => Ok(Some(Init { child: super::fork::Child::of(pid), ours: true, mounts: None })),
     }
 }
 

@@ -2,7 +2,8 @@
 //! own child: its exit wakes P0 directly, instead of waking P1, which would then exit and wake P0 (one
 //! scheduling round trip less on the critical path, docs/design/launch-sequence.md). P1 watches init through a
 //! pidfd and exits once init has; P0 waits for it only when P1 still has work after init's end (a FUSE server to
-//! stop, a forwarder to drain, a cgroup to empty, a lifecycle record whose lock P1 holds too).
+//! stop, a forwarder to drain, a cgroup to empty, a lifecycle record whose lock P1 holds too). In a direct launch
+//! (`super::direct`) there is no P1: init is P0's own child from the start, and so is the FUSE server, if any.
 
 use super::parent::{LaunchError, P1Guard};
 use nix::sys::signal::Signal;
@@ -13,14 +14,18 @@ use std::os::fd::OwnedFd;
 /// The container's init, once found.
 struct Found {
     pid: Pid,
-    fd: OwnedFd,
+    /// Signalled through its pidfd (through its pid only when a direct launch's init has none: kernels before
+    /// 5.3, where it is P0's unreaped child, so its pid cannot be reused).
+    child: super::fork::Child,
     /// P0's child (cloned with CLONE_PARENT), rather than P1's (kernels without clone3).
     ours: bool,
 }
 
-/// The container's two processes, as P0 sees them.
+/// The container's two processes, as P0 sees them (init alone in a direct launch, with its FUSE server if any).
 pub(super) struct Ends {
-    p1: Pid,
+    p1: Option<Pid>,
+    /// A direct launch's FUSE overlay server, P0's child (cleared once reaped).
+    server: Option<Pid>,
     p1_status: Option<WaitStatus>,
     init: Option<Found>,
     init_status: Option<WaitStatus>,
@@ -41,19 +46,26 @@ pub(super) enum End {
 
 impl Ends {
     pub fn new(p1: Pid) -> Ends {
-        Ends { p1, p1_status: None, init: None, init_status: None, hint: None }
+        Ends { p1: Some(p1), server: None, p1_status: None, init: None, init_status: None, hint: None }
     }
 
-    /// A pidfd of init, to forward signals to (None until it exists).
-    pub fn init_fd(&mut self) -> Option<&OwnedFd> {
+    /// A direct launch (`super::direct`): init is P0's child, known from the start; `server`, the FUSE overlay
+    /// server P0 started, if any.
+    pub fn direct(init: super::fork::Child, server: Option<Pid>) -> Ends {
+        let init = Some(Found { pid: init.pid, child: init, ours: true });
+        Ends { p1: None, server, p1_status: None, init, init_status: None, hint: None }
+    }
+
+    /// init, to forward signals to (None until it exists).
+    pub fn init(&mut self) -> Option<&super::fork::Child> {
         self.find();
-        self.init.as_ref().map(|f| &f.fd)
+        self.init.as_ref().map(|f| &f.child)
     }
 
     /// A SIGCHLD from this child (its `ssi_pid`, in P0's PID namespace). Signals of one kind coalesce while
     /// pending, so another child may have changed state too: the hint only decides where to look first.
     pub fn heard_from(&mut self, pid: i32) {
-        if pid > 0 && pid != self.p1.as_raw() {
+        if pid > 0 && Some(pid) != self.p1.map(Pid::as_raw) {
             self.hint = Some(Pid::from_raw(pid));
         }
     }
@@ -63,20 +75,24 @@ impl Ends {
     fn find(&mut self) {
         if let (None, Some(pid)) = (&self.init, self.hint.take()) {
             let me = nix::unistd::getpid();
-            self.init = is_init(pid, me).map(|fd| Found { pid, fd, ours: true });
+            self.init = is_init(pid, me).map(|fd| Found::new(pid, fd, true));
         }
         if self.init.is_none() {
-            let ours = find_init(nix::unistd::getpid()).map(|(pid, fd)| Found { pid, fd, ours: true });
-            self.init = ours.or_else(|| find_init(self.p1).map(|(pid, fd)| Found { pid, fd, ours: false }));
+            let ours = find_init(nix::unistd::getpid()).map(|(pid, fd)| Found::new(pid, fd, true));
+            let theirs = || find_init(self.p1?).map(|(pid, fd)| Found::new(pid, fd, false));
+            self.init = ours.or_else(theirs);
         }
     }
 
     /// Reaps whatever has exited and says whether the container has ended. `linger`: wait for P1 as well.
     /// P1 reaped is taken from its guard (its pid may be reused at once); P1 left running when the container
     /// ended without `linger` is taken from it too: it is exiting by itself and must not be waited for.
+    /// A direct launch's FUSE server that died before init is an error: the container is killed (its programs
+    /// would only see ENOTCONN) and reaped.
     pub fn check(&mut self, guard: &mut P1Guard, linger: bool) -> Result<End, LaunchError> {
-        if self.p1_status.is_none() {
-            match waitpid(self.p1, Some(WaitPidFlag::WNOHANG)) {
+        self.check_server()?;
+        if let (None, Some(p1)) = (self.p1_status, self.p1) {
+            match waitpid(p1, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => {}
                 Ok(status) => {
                     guard.0 = None;
@@ -102,7 +118,7 @@ impl Ends {
             }
             (None, Some(p1 @ WaitStatus::Signaled(..)), Some(f)) => {
                 // P1 killed from outside: init (tied to P0, not to P1) is stopped here.
-                let _ = super::fork::signal(&f.fd, Signal::SIGKILL);
+                let _ = f.child.signal(Signal::SIGKILL);
                 let _ = waitpid(f.pid, None);
                 End::P1(p1)
             }
@@ -110,6 +126,50 @@ impl Ends {
             (None, Some(_), Some(_)) => End::Running,
             (_, Some(p1), _) => End::P1(p1),
             _ => End::Running,
+        })
+    }
+}
+
+impl Found {
+    fn new(pid: Pid, fd: OwnedFd, ours: bool) -> Found {
+        Found { pid, child: super::fork::Child::with_pidfd(pid, fd), ours }
+    }
+}
+
+impl Ends {
+    /// A direct launch that fails after init was forked: init is killed and reaped (once: a reaped pid may be
+    /// reused), and the FUSE server with it.
+    pub fn abandon(&mut self) {
+        if let (Some(f), None) = (self.init.as_ref().filter(|f| f.ours), self.init_status) {
+            let _ = f.child.signal(Signal::SIGKILL);
+            if let Ok(status) = waitpid(f.pid, None) {
+                self.init_status = Some(status);
+            }
+        }
+        self.stop_server();
+    }
+
+    /// Kills and reaps a direct launch's FUSE server, if it still runs.
+    pub fn stop_server(&mut self) {
+        if let Some(pid) = self.server.take() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+
+    fn check_server(&mut self) -> Result<(), LaunchError> {
+        let Some(pid) = self.server else { return Ok(()) };
+        if matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR)) {
+            return Ok(());
+        }
+        self.server = None; // reaped: its pid may be reused
+        if self.init_status.is_some() {
+            return Ok(()); // the container had ended already
+        }
+        self.abandon();
+        Err(LaunchError::Child {
+            stage: "overlay".into(),
+            message: format!("the FUSE overlay server (pid {pid}) died; the container was stopped"),
         })
     }
 }

@@ -33,22 +33,24 @@ pub fn fork_tied(death: Signal) -> io::Result<Tied> {
     }
 }
 
-/// The result of [`fork_sibling_tied`], as seen by the caller.
-pub enum Sibling {
-    /// The child, which the caller can signal and poll for its exit but not wait for.
+/// The result of [`fork_pidfd_tied`], as seen by the caller.
+pub enum Pidfd {
+    /// The child, which the caller can signal and poll for its exit (and wait for, when it is its own).
     Parent(Child),
     Child,
 }
 
-/// Like [`fork_tied`], but the child is a sibling: a child of the caller's parent `parent`, which reaps it, and
-/// which it dies with (`death`), in new `namespaces` (`CLONE_NEW*`). ENOSYS on kernels without clone3 (before 5.3).
-pub fn fork_sibling_tied(parent: Pid, death: Signal, namespaces: libc::c_int) -> io::Result<Sibling> {
+/// Like [`fork_tied`], in new `namespaces` (`CLONE_NEW*`) and with a pidfd of the child. With `sibling_of` (the
+/// caller's parent) the child is a sibling: a child of that parent, which reaps it and which it dies with
+/// (`death`); without, the caller's own child. ENOSYS on kernels without clone3 (before 5.3).
+pub fn fork_pidfd_tied(death: Signal, namespaces: libc::c_int, sibling_of: Option<Pid>) -> io::Result<Pidfd> {
+    let parent = sibling_of.unwrap_or_else(nix::unistd::getpid);
     let parent_fd = pidfd(parent).ok();
-    match crate::sys::fork_sibling(namespaces)? {
-        Some((pid, fd)) => Ok(Sibling::Parent(Child { pid, fd: Some(fd) })),
+    match crate::sys::fork_pidfd(namespaces, sibling_of.is_some())? {
+        Some((pid, fd)) => Ok(Pidfd::Parent(Child { pid, fd: Some(fd) })),
         None => {
             arm(death, parent_fd.as_ref(), parent);
-            Ok(Sibling::Child)
+            Ok(Pidfd::Child)
         }
     }
 }
@@ -102,6 +104,11 @@ impl Child {
     /// Call before reaping `pid` (a reaped pid may be reused).
     pub fn of(pid: Pid) -> Child {
         Child { pid, fd: pidfd(pid).ok() }
+    }
+
+    /// `fd` is a pidfd of `pid`.
+    pub fn with_pidfd(pid: Pid, fd: OwnedFd) -> Child {
+        Child { pid, fd: Some(fd) }
     }
 
     pub fn signal(&self, sig: Signal) -> io::Result<()> {

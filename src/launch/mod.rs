@@ -1,10 +1,12 @@
 //! The launch pipeline: P0 (the user's process, [`parent`]), P1 (the namespace holder, [`child`]), the
-//! container's init ([`init`]) and the payload ([`exec`]). docs/design/launch-sequence.md draws the sequence.
+//! container's init ([`init`]) and the payload ([`exec`]); without P1 when nothing needs it ([`direct`]).
+//! docs/design/launch-sequence.md draws the sequence.
 
 pub mod attach;
 pub mod channel;
 pub mod child;
 pub mod control;
+pub mod direct;
 pub mod ends;
 pub mod exec;
 pub mod fork;

@@ -78,6 +78,9 @@ impl Drop for P1Guard {
 
 /// Runs the container; returns the payload's exit code.
 pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(String)) -> Result<Outcome, LaunchError> {
+    if super::direct::eligible(spec, stages) {
+        return super::direct::run(spec, stages, notice);
+    }
     signals::block().map_err(|e| LaunchError::Sys("block signals", e))?;
     let (ours, theirs) = channel::pair()?;
     let p0 = nix::unistd::getpid();
@@ -172,7 +175,8 @@ fn drive(
         || spec.control.is_some()
         || spec.watch_start
         || spec.terminal.is_some();
-    let code = supervise(ours, (p1, guard), (cgroup.as_ref(), linger), relay_terminal, notice, &mut attach);
+    let mut ends = super::ends::Ends::new(p1);
+    let code = supervise(ours, (p1, guard, &mut ends), (cgroup.as_ref(), linger), relay_terminal, notice, &mut attach);
     attach.finish();
     let code = code?;
     let stats = cgroup.as_ref().map(|c| c.stats());
@@ -306,10 +310,10 @@ fn write_maps<T>(
 }
 
 /// Forwards signals to init and collects messages until the container ends (see [`super::ends`]); returns the
-/// exit code. `linger`: wait for P1 too, not only for init.
-fn supervise(
+/// exit code. `linger`: wait for P1 too, not only for init. `p1` is init in a direct launch (no P1).
+pub(super) fn supervise(
     chan: &Channel,
-    (p1, guard): (Pid, &mut P1Guard),
+    (p1, guard, ends): (Pid, &mut P1Guard, &mut super::ends::Ends),
     (cgroup, linger): (Option<&crate::cgroup::Attached>, bool),
     relay_terminal: bool,
     notice: &mut dyn FnMut(String),
@@ -319,7 +323,6 @@ fn supervise(
     let sfd = signals::signalfd().map_err(|e| LaunchError::Sys("signalfd", e))?;
     let mut heard = Heard::default();
     let mut chan_open = true;
-    let mut ends = super::ends::Ends::new(p1);
     // Signals that arrived before init existed, delivered as soon as it does.
     let mut pending: Vec<Signal> = Vec::new();
     loop {
@@ -370,9 +373,9 @@ fn supervise(
             return Err(e.into());
         }
         if !pending.is_empty() {
-            if let Some(fd) = ends.init_fd() {
+            if let Some(init) = ends.init() {
                 for sig in pending.drain(..) {
-                    let _ = super::fork::signal(fd, sig);
+                    let _ = init.signal(sig);
                 }
             }
         }
@@ -449,7 +452,7 @@ fn readable(chan: &Channel) -> bool {
 }
 
 /// After P1 exited: a failure message still queued on the channel wins over the exit code.
-fn drain_failure(chan: &Channel) -> Option<LaunchError> {
+pub(super) fn drain_failure(chan: &Channel) -> Option<LaunchError> {
     let mut fds = [nix::poll::PollFd::new(chan.as_fd(), nix::poll::PollFlags::POLLIN)];
     while nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
         match chan.recv() {

@@ -30,13 +30,17 @@ pub fn fork() -> io::Result<Forked> {
     }
 }
 
-/// Forks the calling process into a sibling: the child's parent is the caller's parent (`CLONE_PARENT`, through
-/// clone3), which gets its SIGCHLD and reaps it. Returns, in the caller, the child's pid and a pidfd of it
-/// (`CLONE_PIDFD`: the caller cannot wait for it, but can poll it for its exit and signal it). ENOSYS on kernels
-/// before 5.3. `namespaces` (`CLONE_NEW*`) are created for the child as by unshare(2) in it, the PID namespace
-/// with the child as its PID 1. Same single-threaded rule as [`fork`].
-pub fn fork_sibling(namespaces: libc::c_int) -> io::Result<Option<(nix::unistd::Pid, std::os::fd::OwnedFd)>> {
-    debug_assert!(is_single_threaded(), "fork_sibling() in a multi-threaded process");
+/// Forks the calling process through clone3 with a pidfd of the child (`CLONE_PIDFD`), returned in the caller
+/// with the child's pid. With `sibling` the child's parent is the caller's parent (`CLONE_PARENT`), which gets
+/// its SIGCHLD and reaps it (the caller cannot wait for it, but can poll the pidfd for its exit and signal it);
+/// without, it is the caller's child, with SIGCHLD as its exit signal. ENOSYS on kernels before 5.3.
+/// `namespaces` (`CLONE_NEW*`) are created for the child as by unshare(2) in it, the PID namespace with the
+/// child as its PID 1. Same single-threaded rule as [`fork`].
+pub fn fork_pidfd(
+    namespaces: libc::c_int,
+    sibling: bool,
+) -> io::Result<Option<(nix::unistd::Pid, std::os::fd::OwnedFd)>> {
+    debug_assert!(is_single_threaded(), "fork_pidfd() in a multi-threaded process");
     /// `struct clone_args` of the kernel's uapi, its first version (64 bytes).
     #[repr(C)]
     struct CloneArgs {
@@ -51,12 +55,12 @@ pub fn fork_sibling(namespaces: libc::c_int) -> io::Result<Option<(nix::unistd::
     }
     let mut pidfd: libc::c_int = -1;
     let args = CloneArgs {
-        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD | namespaces) as u64,
+        flags: (if sibling { libc::CLONE_PARENT } else { 0 } | libc::CLONE_PIDFD | namespaces) as u64,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
         child_tid: 0,
         parent_tid: 0,
         // With CLONE_PARENT the kernel takes the caller's own exit signal (and requires 0 here).
-        exit_signal: 0,
+        exit_signal: if sibling { 0 } else { libc::SIGCHLD as u64 },
         stack: 0,
         stack_size: 0,
         tls: 0,
@@ -296,12 +300,19 @@ fn null_stdio() -> bool {
 pub fn exit_lazily(code: i32) -> ! {
     extern "C" fn linger(arg: *mut libc::c_void) -> libc::c_int {
         let pidfd = arg as usize as libc::c_int;
+        let kept = KEPT_PAST_EXIT.load(std::sync::atomic::Ordering::Relaxed);
+        // Closed: every descriptor but the pidfd and the one kept, in the three ranges around them.
+        let (low, high) = if kept < 0 { (pidfd, pidfd) } else { (pidfd.min(kept), pidfd.max(kept)) };
         // SAFETY: only raw system calls on this stack (no allocation, no thread-local storage): the caller's
-        // thread runs at the same time in the same memory, until its _exit. close_range spares the pidfd, poll
-        // waits for the caller's end, exit(2) ends this process alone.
+        // thread runs at the same time in the same memory, until its _exit. close_range spares the pidfd and
+        // the kept descriptor (an empty range is EINVAL, harmless), poll waits for the caller's end, exit(2)
+        // ends this process alone.
         unsafe {
-            libc::syscall(libc::SYS_close_range, 0u32, (pidfd as u32).wrapping_sub(1), 0u32);
-            libc::syscall(libc::SYS_close_range, pidfd as u32 + 1, u32::MAX, 0u32);
+            libc::syscall(libc::SYS_close_range, 0u32, (low as u32).wrapping_sub(1), 0u32);
+            if high > low + 1 {
+                libc::syscall(libc::SYS_close_range, low as u32 + 1, high as u32 - 1, 0u32);
+            }
+            libc::syscall(libc::SYS_close_range, high as u32 + 1, u32::MAX, 0u32);
             let mut fds = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
             libc::poll(&mut fds, 1, 1000);
             libc::syscall(libc::SYS_exit, 0);
@@ -326,6 +337,21 @@ pub fn exit_lazily(code: i32) -> ! {
             libc::clone(linger, stack.cast::<u8>().add(STACK).cast(), libc::CLONE_VM, pidfd as usize as *mut _);
         }
         libc::_exit(code)
+    }
+}
+
+/// The descriptor [`keep_past_exit`] handed over (-1: none).
+static KEPT_PAST_EXIT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Keeps `fd` open until after the process has exited (closed by [`exit_lazily`]'s process once the caller is
+/// gone, or by the exit itself without it): a direct launch's hold on init's mount namespace, whose teardown
+/// must not delay burrow's exit status. A second call replaces (closes) the first descriptor.
+pub fn keep_past_exit(fd: std::os::fd::OwnedFd) {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let old = KEPT_PAST_EXIT.swap(fd.into_raw_fd(), std::sync::atomic::Ordering::Relaxed);
+    if old >= 0 {
+        // SAFETY: `old` came from `into_raw_fd` above in an earlier call and was owned by nothing else since.
+        drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(old) });
     }
 }
 

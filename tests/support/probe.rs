@@ -22,8 +22,21 @@ impl Probe {
         Probe { runtime, marker, mounts_before: std::fs::read_to_string("/proc/self/mountinfo").unwrap() }
     }
 
+    /// A probe whose runs join a user-namespace keeper: a first run (in `rootfs`) starts it, so the runs probed
+    /// next take the direct launch when they need nothing else (docs/design/launch-sequence.md); without, the
+    /// first run of a probe maps its own namespace and has P1.
+    pub fn joined(tag: &str, rootfs: &Path) -> Probe {
+        let p = Probe::new(tag);
+        let o = output(p.prepare(run_in(rootfs, &["--network", "none", "--verbose"], &["true"])));
+        assert!(stderr(&o).contains("started the user-namespace keeper"), "no keeper:\n{}", stderr(&o));
+        p
+    }
+
     pub fn prepare(&self, mut c: Command) -> Command {
-        c.env("XDG_RUNTIME_DIR", self.runtime.path()).env("BURROW_TEST_MARKER", &self.marker);
+        // A keeper started by a probed run leaves 5 s after its last run.
+        c.env("XDG_RUNTIME_DIR", self.runtime.path())
+            .env("BURROW_TEST_MARKER", &self.marker)
+            .env("BURROW_KEEPER_IDLE", "5");
         c
     }
 
