@@ -189,3 +189,39 @@ fn spawn(mut c: std::process::Command) -> std::process::Child {
     c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     c.spawn().expect("spawn burrow")
 }
+
+/// A single-ID map needs no helper and no process outside the container to write it: burrow maps a namespace
+/// of its own and forks init as its only child (the direct launch, docs/design/launch-sequence.md), and a
+/// failure in the container still reaches the user as one line, leaving nothing behind.
+#[test]
+fn a_run_without_subids_forks_init_alone() {
+    if let Some(reason) = unusable() {
+        skip!("{reason}");
+    }
+    if subuid_start().is_some() {
+        skip!("the caller has subordinate IDs; run as a user without any (burrow-t2)");
+    }
+    use std::io::{BufRead, Write};
+    let r = Rootfs::new();
+    let mut c = run_in(r.path(), &["-i", "--network", "none"], &["sh", "-c", "echo ready; read x"]);
+    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = Reaped(c.spawn().unwrap());
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let burrow = child.0.id();
+    let children = std::fs::read_to_string(format!("/proc/{burrow}/task/{burrow}/children")).unwrap();
+    let children: Vec<&str> = children.split_whitespace().collect();
+    assert_eq!(children.len(), 1, "burrow's children: {children:?}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", children[0])).unwrap();
+    let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap().trim().to_string();
+    assert!(nspid.ends_with("\t1") || nspid.ends_with(" 1"), "burrow's child is not init: NSpid {nspid}");
+    let map = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    let burrows: Vec<String> = map(&burrow.to_string()).split_whitespace().map(str::to_string).collect();
+    assert_eq!(burrows, ["0", uid.as_str(), "1"], "burrow is not in the namespace it mapped");
+    child.0.stdin.take().unwrap().write_all(b"\n").unwrap();
+    expect(&wait_output(child.take(), std::time::Duration::from_secs(30)), 0);
+    let p = support::probe::Probe::new("nosubids-workdir");
+    let c = run_in(r.path(), &["--network", "none", "--userns=single", "-w", "/nowhere"], &["true"]);
+    p.fails(c, 125, &["workdir", "/nowhere", "No such file or directory"]);
+}

@@ -1,9 +1,11 @@
 //! The direct launch: P0 does P1's work itself when the run needs no process of burrow's outside the container
 //! but burrow (docs/design/launch-sequence.md, "Direct launch"). That is the common case once the
-//! user-namespace keeper runs: a namespace mapped by the keeper (nobody writes maps), no cgroup to move a
-//! process into, no network helper or port forwarder, no control socket (`-d`, `--name`), no terminal, no
-//! state directory. P0 joins the namespaces, checks the maps, mounts the copy-on-write layer in a mount
-//! namespace of its own and forks init; P1's fork, its page faults and the handoff between them are gone.
+//! user-namespace keeper runs, and every run of a user without subordinate IDs: a namespace mapped by the
+//! keeper, or one with a single-ID map, which P0 writes for itself (no setuid helper needs a process outside),
+//! no cgroup to move a process into, no network helper or port forwarder, no control socket (`-d`, `--name`),
+//! no terminal, no state directory. P0 joins (or unshares and maps) the namespaces, checks the maps, mounts the
+//! copy-on-write layer in a mount namespace of its own and forks init; P1's fork, its page faults and the
+//! handoff between them are gone.
 //!
 //! P0 then lives in the container's user namespace, as P1 did, and outside its PID namespace: the container
 //! cannot see it, signal it or trace it (docs/security.md). A FUSE server (the `auto` driver's fallback when
@@ -15,11 +17,15 @@ use super::parent::{drain_failure, supervise, HostStages, LaunchError, Outcome, 
 use super::{ends::Ends, init, layers, signals, StepError};
 use crate::spec::RunSpec;
 use crate::userns::Source;
-use std::os::fd::AsFd;
 
-/// True when nothing of the run needs P1.
+/// True when nothing of the run needs P1: the namespace is the keeper's, or one P0 maps itself (a single-ID
+/// map needs no helper: a process may map its own IDs in a namespace it created).
 pub fn eligible(spec: &RunSpec, stages: &HostStages<'_>) -> bool {
-    matches!(stages.userns, Source::Join(_))
+    let userns = match stages.userns {
+        Source::Join(_) => true,
+        Source::Own { start } => start.is_none() && !spec.ids.via_helpers,
+    };
+    userns
         && stages.cgroup.is_disabled()
         && stages.on_start.is_none()
         && spec.state_dir.is_none()
@@ -32,17 +38,20 @@ pub fn eligible(spec: &RunSpec, stages: &HostStages<'_>) -> bool {
 
 /// Runs the container without P1 (only when [`eligible`]); returns the payload's exit code.
 pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(String)) -> Result<Outcome, LaunchError> {
-    let Source::Join(joined) = stages.userns else {
-        return Err(LaunchError::Child { stage: "sync".into(), message: "a direct launch without a keeper".into() });
-    };
     signals::block().map_err(|e| LaunchError::Sys("block signals", e))?;
     let (ours, theirs) = channel::pair()?;
     let failed = |e: StepError| {
         // A FUSE server that failed to mount said why on the channel: its account wins.
         drain_failure(&ours).unwrap_or(LaunchError::Child { stage: e.stage.into(), message: e.to_string() })
     };
-    child::enter_namespaces(spec, Some(joined.fd.as_fd()), &stages.userns.join_others()).map_err(failed)?;
-    let mapped = Mapped { setgroups_allowed: crate::userns::check_self(joined)? };
+    child::enter_namespaces(spec, stages.userns.join_fd(), &stages.userns.join_others()).map_err(failed)?;
+    let mapped = match stages.userns {
+        Source::Join(joined) => Mapped { setgroups_allowed: crate::userns::check_self(joined)? },
+        Source::Own { .. } => {
+            crate::idmap::write_single(&spec.ids, std::process::id() as i32)?;
+            Mapped { setgroups_allowed: false }
+        }
+    };
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| LaunchError::Sys("unshare(cgroup)", e))?;
     let mut layer = child::root_layer(spec, mapped, &theirs).map_err(failed)?;
     layer.notice.take().into_iter().for_each(&mut *notice);
