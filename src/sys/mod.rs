@@ -92,7 +92,6 @@ pub fn fork_pidfd(
 pub fn spawn_shared<F: FnOnce() -> std::convert::Infallible>(child: F) -> io::Result<nix::unistd::Pid> {
     debug_assert!(is_single_threaded(), "spawn_shared() in a multi-threaded process");
     const STACK: usize = 4 << 20;
-    const GUARD: usize = 4096;
     extern "C" fn run<F: FnOnce() -> std::convert::Infallible>(slot: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `slot` is the `Option<F>` of spawn_shared's frame, alive while the caller is suspended (until
         // this process execs or exits); taking it leaves None there, so the closure runs once and is never
@@ -103,43 +102,71 @@ pub fn spawn_shared<F: FnOnce() -> std::convert::Infallible>(child: F) -> io::Re
             None => exit_now(125),
         }
     }
-    // SAFETY: a fresh private anonymous mapping, requested with a null hint: it overlaps nothing of ours.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-            -1,
-            0,
+    let stack = Stack::guarded(STACK)?;
+    let mut slot = Some(child);
+    // SAFETY: the stack top is the end of a mapping of ours (page-aligned, a guard page below), `run::<F>`
+    // matches the type of `slot`, which outlives the child's use of it: CLONE_VFORK suspends this thread until
+    // the child execs or exits.
+    let rc = unsafe {
+        libc::clone(
+            run::<F>,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of_mut!(slot).cast(),
         )
     };
-    if stack == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let mut slot = Some(child);
-    // SAFETY: the lowest page of the mapping made above becomes a guard: an overflowing child faults on it
-    // instead of writing over the caller's memory below.
-    let guarded = unsafe { libc::mprotect(stack, GUARD, libc::PROT_NONE) } == 0;
-    let rc = if guarded {
-        // SAFETY: the stack top is the end of the mapping (page-aligned), `run::<F>` matches the type of `slot`,
-        // which outlives the child's use of it: CLONE_VFORK suspends this thread until the child execs or exits.
-        unsafe {
-            libc::clone(
-                run::<F>,
-                stack.cast::<u8>().add(STACK).cast(),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                std::ptr::addr_of_mut!(slot).cast(),
-            )
-        }
-    } else {
-        -1
-    };
     let result = if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(nix::unistd::Pid::from_raw(rc)) };
-    // SAFETY: the child has exec'd or exited (CLONE_VFORK), so nothing uses the mapping any more.
-    unsafe { libc::munmap(stack, STACK) };
+    // The child has exec'd or exited (CLONE_VFORK): nothing uses the stack any more.
+    drop(stack);
     drop(slot);
     result
+}
+
+/// A stack for a process that shares the caller's memory (`CLONE_VM`): a private anonymous mapping whose lowest
+/// page is a guard, so that an overflow faults instead of writing over the caller's memory below. Unmapped when
+/// dropped: drop it only once no process runs on it.
+struct Stack {
+    base: *mut libc::c_void,
+    size: usize,
+}
+
+impl Stack {
+    fn guarded(size: usize) -> io::Result<Stack> {
+        const GUARD: usize = 4096;
+        // SAFETY: a fresh private anonymous mapping, requested with a null hint: it overlaps nothing of ours.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack { base, size };
+        // SAFETY: the lowest page of the mapping made above, which nothing uses yet.
+        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error()); // unmapped by the drop
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the end of the mapping (stacks grow down).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, a pointer computed within (at the end of) one allocation.
+        unsafe { self.base.cast::<u8>().add(self.size).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made by `guarded`, unmapped once (its owner says nothing runs on it any more).
+        unsafe { libc::munmap(self.base, self.size) };
+    }
 }
 
 /// A descriptor of the mount namespace of the process behind `pidfd` (`PIDFD_GET_MNT_NAMESPACE`, Linux 6.11+):
@@ -320,21 +347,14 @@ pub fn exit_lazily(code: i32) -> ! {
         0
     }
     const STACK: usize = 64 << 10;
-    // SAFETY: pidfd_open of our own pid; the stack is a fresh private mapping, never unmapped (the address space
-    // goes with both processes); `linger` matches clone's callback type and gets the pidfd as its argument;
-    // after clone this thread only calls _exit.
+    // Never unmapped: the address space goes with both processes.
+    let stack = Stack::guarded(STACK).map(std::mem::ManuallyDrop::new);
+    // SAFETY: pidfd_open of our own pid; `linger` matches clone's callback type and gets the pidfd as its
+    // argument; after clone this thread only calls _exit.
     unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as libc::c_int;
-        let stack = libc::mmap(
-            std::ptr::null_mut(),
-            STACK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        );
-        if pidfd >= 0 && stack != libc::MAP_FAILED {
-            libc::clone(linger, stack.cast::<u8>().add(STACK).cast(), libc::CLONE_VM, pidfd as usize as *mut _);
+        if let (true, Ok(stack)) = (pidfd >= 0, &stack) {
+            libc::clone(linger, stack.top(), libc::CLONE_VM, pidfd as usize as *mut _);
         }
         libc::_exit(code)
     }
