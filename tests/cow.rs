@@ -224,8 +224,7 @@ fn kill_the_fuse_server(r: &Rootfs, args: &[&str], env: impl Fn(&mut std::proces
         .copied()
         .find(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() == Some(&my_pidns) && holds_fuse(*p))
         .expect("the FUSE server process");
-    let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
-    let parent: i32 = stat.rsplit_once(')').and_then(|x| x.1.split_whitespace().nth(1)?.parse().ok()).unwrap();
+    let parent = parent_of(server).expect("the FUSE server's parent");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), nix::sys::signal::Signal::SIGKILL).unwrap();
     let o = wait_output(child, Duration::from_secs(20));
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));

@@ -220,7 +220,7 @@ fn the_namespace_process_killed_from_outside_is_one_line_and_leaves_nothing() {
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let burrow = child.0.id() as i32;
-    let p1 = descendants(burrow).into_iter().find(|&pid| pid != burrow && parent(pid) == Some(burrow));
+    let p1 = descendants(burrow).into_iter().find(|&pid| pid != burrow && parent_of(pid) == Some(burrow));
     let p1 = p1.expect("P1 not found");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(p1), nix::sys::signal::Signal::SIGKILL).unwrap();
     let o = wait_output(child.take(), std::time::Duration::from_secs(30));
@@ -229,11 +229,6 @@ fn the_namespace_process_killed_from_outside_is_one_line_and_leaves_nothing() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("namespace process (pid {p1}) was killed by SIGKILL")), "{err}");
     p.assert_clean();
-}
-
-fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The host-root default: the host's directories belong to root, outside the container's map, so a volume

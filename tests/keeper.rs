@@ -255,17 +255,10 @@ fn a_run_takes_the_published_spare_and_the_keeper_publishes_the_next() {
 fn process_shape(env: &Env, args: &[&str]) -> (Vec<(i32, bool)>, bool) {
     let child = waiting(env, args);
     let burrow = child.0.id();
-    let children = std::fs::read_to_string(format!("/proc/{burrow}/task/{burrow}/children")).unwrap();
-    let is_init = |pid: i32| {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or("").to_string();
-        nspid.split_whitespace().count() > 1 && nspid.split_whitespace().last() == Some("1")
-    };
-    let shape: Vec<(i32, bool)> =
-        children.split_whitespace().map(|p| p.parse().unwrap()).map(|p| (p, is_init(p))).collect();
+    let shape: Vec<(i32, bool)> = children(burrow).into_iter().map(|p| (p, is_ns_init(p))).collect();
     assert!(shape.iter().any(|c| c.1), "no init among burrow's children: {shape:?}");
-    // burrow is not dumpable once it holds capabilities in another user namespace (nor is P1): its ns links
-    // are closed to us, its uid_map is not (the map of its user namespace, as seen from ours).
+    // Compared by uid_map (its user namespace's map, as seen from ours), not by ns links: a named container's
+    // init, which serves `exec`, is not dumpable, and its ns links are closed to us.
     let map = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
     let in_container_userns = map(&burrow.to_string()) != map("self");
     release(child);

@@ -209,12 +209,9 @@ fn a_run_without_subids_forks_init_alone() {
     let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let burrow = child.0.id();
-    let children = std::fs::read_to_string(format!("/proc/{burrow}/task/{burrow}/children")).unwrap();
-    let children: Vec<&str> = children.split_whitespace().collect();
+    let children = children(burrow);
     assert_eq!(children.len(), 1, "burrow's children: {children:?}");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", children[0])).unwrap();
-    let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap().trim().to_string();
-    assert!(nspid.ends_with("\t1") || nspid.ends_with(" 1"), "burrow's child is not init: NSpid {nspid}");
+    assert!(is_ns_init(children[0]), "burrow's child {} is not init", children[0]);
     let map = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
     let uid = nix::unistd::getuid().as_raw().to_string();
     let burrows: Vec<String> = map(&burrow.to_string()).split_whitespace().map(str::to_string).collect();

@@ -55,10 +55,9 @@ fn run(spec: &RunSpec, chan: Channel, p0: Pid, (userns, others, self_check): Joi
         // move P1 into): P1 checks the maps against the plan itself rather than waiting for P0 to check them
         // and say Go (a round trip through P0 on the way to the payload). P0 still reads Unshared.
         Some(joined) => {
-            let setgroups =
-                t!(crate::userns::check_self(joined).map_err(|e| StepError::plain("namespaces", e.to_string())));
+            let mapped = t!(check_joined(joined));
             t!(chan.send(&Msg::Unshared).map_err(chan_err));
-            Mapped { setgroups_allowed: setgroups }
+            mapped
         }
         None => {
             t!(chan.send(&Msg::Unshared).map_err(chan_err));
@@ -133,6 +132,12 @@ pub(super) fn enter_namespaces(
         }
     }
     unshare(flags).step("namespaces", "unshare(user, mount, uts, ipc, net)").map_err(userns_hint)
+}
+
+/// Checks the maps of the keeper's namespace just joined against what was asked for (`userns::check_self`).
+pub(super) fn check_joined(joined: &crate::userns::Joined) -> Result<Mapped, StepError> {
+    let setgroups = crate::userns::check_self(joined).map_err(|e| StepError::plain("namespaces", e.to_string()))?;
+    Ok(Mapped { setgroups_allowed: setgroups })
 }
 
 /// Makes every mount private (nothing mounted from here on may propagate anywhere) and mounts the

@@ -46,7 +46,7 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     };
     child::enter_namespaces(spec, stages.userns.join_fd(), &stages.userns.join_others()).map_err(failed)?;
     let mapped = match stages.userns {
-        Source::Join(joined) => Mapped { setgroups_allowed: crate::userns::check_self(joined)? },
+        Source::Join(joined) => child::check_joined(joined).map_err(failed)?,
         Source::Own { .. } => {
             crate::idmap::write_single(&spec.ids, std::process::id() as i32)?;
             Mapped { setgroups_allowed: false }
@@ -54,10 +54,7 @@ pub fn run(spec: &RunSpec, stages: &HostStages<'_>, notice: &mut dyn FnMut(Strin
     };
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| LaunchError::Sys("unshare(cgroup)", e))?;
     let mut layer = child::root_layer(spec, mapped, &theirs).map_err(failed)?;
-    layer.notice.take().into_iter().for_each(&mut *notice);
-    if spec.verbose {
-        notice(format!("burrow: copy-on-write driver: {}", layer.driver));
-    }
+    layers::notices(layer.notice.take(), if spec.verbose { layer.driver } else { "" }).for_each(&mut *notice);
     let init = match child::fork_init(None) {
         Ok(Some(init)) => init,
         Ok(None) => {

@@ -13,7 +13,6 @@ use std::os::fd::OwnedFd;
 
 /// The container's init, once found.
 struct Found {
-    pid: Pid,
     /// Signalled through its pidfd (through its pid only when a direct launch's init has none: kernels before
     /// 5.3, where it is P0's unreaped child, so its pid cannot be reused).
     child: super::fork::Child,
@@ -52,7 +51,7 @@ impl Ends {
     /// A direct launch (`super::direct`): init is P0's child, known from the start; `server`, the FUSE overlay
     /// server P0 started, if any.
     pub fn direct(init: super::fork::Child, server: Option<Pid>) -> Ends {
-        let init = Some(Found { pid: init.pid, child: init, ours: true });
+        let init = Some(Found { child: init, ours: true });
         Ends { p1: None, server, p1_status: None, init, init_status: None, hint: None }
     }
 
@@ -103,7 +102,7 @@ impl Ends {
         }
         self.find();
         if let (Some(f), None) = (self.init.as_ref().filter(|f| f.ours), self.init_status) {
-            match waitpid(f.pid, Some(WaitPidFlag::WNOHANG)) {
+            match waitpid(f.child.pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => {}
                 Ok(status) => self.init_status = Some(status),
                 Err(e) => return Err(LaunchError::Sys("waitpid", e)),
@@ -119,7 +118,7 @@ impl Ends {
             (None, Some(p1 @ WaitStatus::Signaled(..)), Some(f)) => {
                 // P1 killed from outside: init (tied to P0, not to P1) is stopped here.
                 let _ = f.child.signal(Signal::SIGKILL);
-                let _ = waitpid(f.pid, None);
+                let _ = waitpid(f.child.pid, None);
                 End::P1(p1)
             }
             // P1 exits after init only; init's exit is about to be seen.
@@ -128,21 +127,13 @@ impl Ends {
             _ => End::Running,
         })
     }
-}
 
-impl Found {
-    fn new(pid: Pid, fd: OwnedFd, ours: bool) -> Found {
-        Found { pid, child: super::fork::Child::with_pidfd(pid, fd), ours }
-    }
-}
-
-impl Ends {
     /// A direct launch that fails after init was forked: init is killed and reaped (once: a reaped pid may be
     /// reused), and the FUSE server with it.
     pub fn abandon(&mut self) {
         if let (Some(f), None) = (self.init.as_ref().filter(|f| f.ours), self.init_status) {
             let _ = f.child.signal(Signal::SIGKILL);
-            if let Ok(status) = waitpid(f.pid, None) {
+            if let Ok(status) = waitpid(f.child.pid, None) {
                 self.init_status = Some(status);
             }
         }
@@ -152,8 +143,7 @@ impl Ends {
     /// Kills and reaps a direct launch's FUSE server, if it still runs.
     pub fn stop_server(&mut self) {
         if let Some(pid) = self.server.take() {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+            super::layers::stop_server(pid);
         }
     }
 
@@ -171,6 +161,12 @@ impl Ends {
             stage: "overlay".into(),
             message: format!("the FUSE overlay server (pid {pid}) died; the container was stopped"),
         })
+    }
+}
+
+impl Found {
+    fn new(pid: Pid, fd: OwnedFd, ours: bool) -> Found {
+        Found { child: super::fork::Child::with_pidfd(pid, fd), ours }
     }
 }
 

@@ -154,6 +154,18 @@ fn wait_ready(r: &OwnedFd) -> bool {
     }
 }
 
+/// Kills and reaps the FUSE server (the caller's child).
+pub fn stop_server(pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+}
+
+/// What P0 tells the user about the root: the layer's notice, and the driver when it is named (`--verbose`;
+/// an empty name says nothing).
+pub fn notices(notice: Option<String>, driver: &str) -> impl Iterator<Item = String> {
+    notice.into_iter().chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
+}
+
 /// Tells P0 which driver serves the root, when the user is to hear it (a notice, or --verbose), and that P1 has
 /// a FUSE server to stop after the container's end (P0 then waits for P1).
 pub fn report(layer: &Layer, chan: &Channel, verbose: bool) {
@@ -168,8 +180,7 @@ pub fn report(layer: &Layer, chan: &Channel, verbose: bool) {
 /// mount namespace when it exits: one teardown instead of an unmount and an RCU grace period each).
 pub fn cleanup(spec: &RunSpec, layer: &Layer, unmount: bool) {
     if let Some(pid) = layer.server {
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
+        stop_server(pid);
     }
     let Some(paths) = spec.overlay.as_ref().and_then(|o| o.paths.as_ref()).filter(|_| unmount) else { return };
     if layer.mountpoint.is_some() {

@@ -424,9 +424,7 @@ fn on_message(
         Ok((Some(Msg::Attach { terminal, watch }), fds)) => attach.take(terminal, watch, fds),
         Ok((Some(Msg::RootReady { notice: n, driver, linger }), _)) => {
             heard.linger |= linger;
-            n.into_iter()
-                .chain((!driver.is_empty()).then(|| format!("burrow: copy-on-write driver: {driver}")))
-                .for_each(notice)
+            super::layers::notices(n, &driver).for_each(notice)
         }
         Ok((Some(Msg::Notice { text }), _)) => notice(text),
         Ok((Some(m), _)) => {

@@ -224,10 +224,7 @@ pub fn descendants(pid: i32) -> Vec<i32> {
         let parent = all[i];
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-            let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-            if after.split_whitespace().nth(1).and_then(|s| s.parse::<i32>().ok()) == Some(parent) && !all.contains(&p)
-            {
+            if parent_of(p) == Some(parent) && !all.contains(&p) {
                 all.push(p);
             }
         }
@@ -239,6 +236,26 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     };
     all.retain(|p| !keeper(p));
     all
+}
+
+/// The parent pid of `pid` (the field after the command name in /proc/PID/stat, which may contain spaces).
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The children of `pid` (its main thread's, as /proc lists them).
+pub fn children(pid: u32) -> Vec<i32> {
+    let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    list.split_whitespace().map(|p| p.parse().unwrap()).collect()
+}
+
+/// True when `pid` is PID 1 of a PID namespace below ours (a container's init): the last of its NSpid is 1.
+pub fn is_ns_init(pid: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let nspid: Vec<&str> =
+        status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or("").split_whitespace().collect();
+    nspid.len() > 1 && nspid.last() == Some(&"1")
 }
 
 pub fn alive(pid: i32) -> bool {
